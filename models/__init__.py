@@ -1,0 +1,1 @@
+"""models: feature extractors and the fusion model as ``torch.nn.Module`` objects (see the models issue)."""

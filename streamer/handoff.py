@@ -1,0 +1,108 @@
+"""The bounded hand-off from a decode thread to asyncio, with an explicit drop policy.
+
+* ``DropPolicy.BLOCK`` (files): the decode thread waits for room. Nothing is dropped: backpressure.
+* ``DropPolicy.DROP_OLDEST_VIDEO`` (live sources): when full, the oldest queued video frame is dropped and
+  counted, so a lagging consumer sees fresh frames instead of a growing delay. When no video frame is queued the
+  oldest audio chunk goes instead. Control items (state changes, discontinuities, end) are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import threading
+from typing import Generic, TypeVar
+
+from .media import AudioChunk, VideoFrame
+
+T = TypeVar("T")
+
+
+class DropPolicy(enum.Enum):
+    BLOCK = "block"
+    DROP_OLDEST_VIDEO = "drop-oldest-video"
+
+
+class QueueClosed(Exception):
+    """The consumer closed the queue: the producer must stop."""
+
+
+class MediaQueue(Generic[T]):
+    """Thread-safe bounded queue: ``put`` from one producer thread, ``await get()`` on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int, policy: DropPolicy) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self._loop = loop
+        self._maxsize = maxsize
+        self.policy = policy
+        self._items: collections.deque[T] = collections.deque()
+        self._cond = threading.Condition()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped_video = 0
+        self.dropped_audio = 0
+
+    def put(self, item: T, *, control: bool = False) -> None:
+        """Called from the producer thread. Raises :class:`QueueClosed` once the consumer has gone."""
+        with self._cond:
+            if self._closed:
+                raise QueueClosed
+            if not control and len(self._items) >= self._maxsize:
+                if self.policy is DropPolicy.BLOCK:
+                    while len(self._items) >= self._maxsize and not self._closed:
+                        self._cond.wait(0.5)
+                    if self._closed:
+                        raise QueueClosed
+                else:
+                    self._drop_oldest()
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def _drop_oldest(self) -> None:
+        for kind in (VideoFrame, AudioChunk):
+            for i, queued in enumerate(self._items):
+                if isinstance(queued, kind):
+                    del self._items[i]
+                    if kind is VideoFrame:
+                        self.dropped_video += 1
+                    else:
+                        self.dropped_audio += 1
+                    return
+
+    async def get(self) -> T:
+        """Wait for the next item."""
+        while True:
+            with self._cond:
+                if self._items:
+                    item = self._items.popleft()
+                    self._cond.notify()
+                    return item
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    def get_nowait(self) -> T | None:
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify()
+            return item
+
+    def close(self) -> None:
+        """Wake and stop the producer; later ``put`` calls raise :class:`QueueClosed`."""
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,189 @@
+"""A source: one capture thread per connection, supervised from asyncio, with reconnects and state changes.
+
+``async for item in Source(spec, options)`` yields :class:`~streamer.media.StreamInfo` each time the source
+(re)opens, :class:`~streamer.media.Discontinuity` where the timeline restarts, and the media items
+(:class:`~streamer.media.VideoFrame`, :class:`~streamer.media.AudioChunk`) in between. State changes
+(connecting, online, reconnecting, offline, ended) go to ``on_state`` and :attr:`Source.state`.
+
+* Files end (state ``ended``) or restart at the end of their data with ``loop``; a failure raises
+  :class:`~streamer.errors.SourceError`.
+* Live sources reconnect after a failure, a stall (no data for ``stall_timeout``) or an end of stream, after a
+  jittered exponential backoff; after ``offline_after`` failures in a row the state is ``offline`` and retries go
+  on at the capped interval. A reconnected segment starts at the wall-clock time elapsed since the stream began,
+  so an outage shows as a gap in a timeline that never goes backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from .errors import SourceError
+from .handoff import DropPolicy, MediaQueue
+from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
+from .options import SourceOptions
+from .spec import SourceKind, SourceSpec
+from .timeline import Timeline
+from .worker import Ended, Failed, Opened, Worker, WorkerContext, WorkerItem, run_worker
+
+log = logging.getLogger(__name__)
+
+SourceItem = StreamInfo | Discontinuity | VideoFrame | AudioChunk
+
+
+def worker_for(spec: SourceSpec) -> Worker:
+    """The capture function of a kind of source (imported lazily: cameras need OpenCV's capture only then)."""
+    if spec.kind is SourceKind.SYNTHETIC:
+        from .synthetic import run_synthetic
+
+        return run_synthetic
+    if spec.kind is SourceKind.CAMERA:
+        from .camera import run_camera
+
+        return run_camera
+    from .av_input import run_av
+
+    return run_av
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff, ``initial * 2**(attempt-1)`` capped at ``cap``, jittered by +-25%."""
+    base = min(cap, initial * 2 ** max(0, attempt - 1))
+    return float(base * rng.uniform(0.75, 1.25))
+
+
+@dataclass
+class SourceStats:
+    connects: int = 0
+    failures: int = 0
+    dropped_video: int = 0
+    dropped_audio: int = 0
+
+
+class Source:
+    def __init__(
+        self,
+        spec: SourceSpec,
+        options: SourceOptions | None = None,
+        *,
+        on_state: Callable[[StateChange], None] | None = None,
+        worker: Worker | None = None,
+    ) -> None:
+        self.spec = spec
+        self.options = options or SourceOptions()
+        self.timeline = Timeline()
+        self.state: SourceState | None = None
+        self.info: StreamInfo | None = None
+        self.stats = SourceStats()
+        self._on_state = on_state
+        self._worker = worker or worker_for(spec)
+        self._rng = random.Random()
+        self._started: float | None = None  # monotonic time of the first successful open
+
+    def _set_state(self, state: SourceState, detail: str = "", retry_in: float | None = None) -> None:
+        self.state = state
+        if self._on_state is not None:
+            self._on_state(StateChange(self.spec.stream_id, state, detail, retry_in, time.time()))
+
+    def _next_anchor(self) -> float:
+        """Where a new segment starts: after the data so far, at the elapsed wall time for live sources."""
+        anchor = self.timeline.end
+        if self.spec.is_live and self._started is not None:
+            anchor = max(anchor, time.monotonic() - self._started)
+        align = self.options.segment_align
+        return math.ceil(anchor / align - 1e-9) * align if anchor > 0 else 0.0
+
+    async def __aiter__(self) -> AsyncIterator[SourceItem]:
+        spec, options = self.spec, self.options
+        live = spec.is_live
+        policy = DropPolicy.DROP_OLDEST_VIDEO if live else DropPolicy.BLOCK
+        loop = asyncio.get_running_loop()
+        failures = 0
+        first = True
+        self._set_state(SourceState.CONNECTING)
+        while True:
+            anchor = 0.0 if first else self._next_anchor()
+            queue: MediaQueue[WorkerItem] = MediaQueue(loop, options.queue_size, policy)
+            ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event())
+            thread = threading.Thread(
+                target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
+            )
+            thread.start()
+            outcome: Ended | Failed
+            try:
+                opened = False
+                while True:
+                    timeout = (options.stall_timeout if opened else options.open_timeout) + 1.0
+                    try:
+                        async with asyncio.timeout(timeout if live else None):
+                            item = await queue.get()
+                    except TimeoutError:
+                        outcome = Failed(SourceError(spec.stream_id, f"stalled: no data for {timeout:.0f} s"))
+                        break
+                    if isinstance(item, (VideoFrame, AudioChunk)):
+                        yield item
+                    elif isinstance(item, Opened):
+                        opened = True
+                        failures = 0
+                        self.stats.connects += 1
+                        self.info = item.info
+                        if self._started is None:
+                            self._started = time.monotonic()
+                        self._set_state(SourceState.ONLINE)
+                        yield item.info
+                        if not first:
+                            yield Discontinuity(anchor, "reconnected" if live else "loop")
+                        first = False
+                    else:
+                        outcome = item
+                        break
+            finally:
+                ctx.quit.set()
+                self.stats.dropped_video += queue.dropped_video
+                self.stats.dropped_audio += queue.dropped_audio
+                queue.close()
+                await asyncio.to_thread(thread.join, 1.0)
+
+            if isinstance(outcome, Ended):
+                if options.loop and not live and spec.kind is not SourceKind.NETWORK:
+                    yield Discontinuity(self.timeline.end, "end of pass")
+                    continue
+                finite = self.info is not None and self.info.duration is not None  # e.g. HLS video on demand
+                if finite or not (options.reconnect and spec.kind in (SourceKind.NETWORK, SourceKind.CAMERA)):
+                    self._set_state(SourceState.ENDED)
+                    return
+                error = SourceError(spec.stream_id, f"{spec.redacted}: stream ended")
+            else:
+                error = outcome.error
+            self.stats.failures += 1
+            if not live or not options.reconnect or (first and options.fail_fast):
+                self._set_state(SourceState.OFFLINE if live else SourceState.ENDED, error.cause)
+                raise error
+            failures += 1
+            delay = backoff_delay(failures, options.backoff_initial, options.backoff_max, self._rng)
+            state = SourceState.OFFLINE if failures >= options.offline_after else SourceState.RECONNECTING
+            log.warning("%s; retrying in %.1f s", error, delay)
+            self._set_state(state, error.cause, delay)
+            if not first:
+                yield Discontinuity(self.timeline.end, error.cause)
+            await asyncio.sleep(delay)
+
+
+async def first_info(source: Source) -> StreamInfo:
+    """Open a source just long enough to learn what it carries."""
+    iterator = aiter(source)
+    try:
+        async for item in iterator:
+            if isinstance(item, StreamInfo):
+                return item
+    finally:
+        with contextlib.suppress(Exception):
+            await iterator.aclose()  # type: ignore[attr-defined]
+    raise SourceError(source.spec.stream_id, "ended before it could be opened")

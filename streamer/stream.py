@@ -1,0 +1,62 @@
+"""A stream's timesteps: a :class:`~streamer.source.Source` cut into timesteps by the sync assembler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from .media import AudioChunk, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
+from .options import SourceOptions
+from .source import Source
+from .spec import SourceSpec
+from .sync import SyncOptions, TimestepAssembler
+
+
+class Stream:
+    """``async for ts in Stream(spec)``: timesteps in order, across reconnects, until the source ends."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        options: SourceOptions | None = None,
+        sync: SyncOptions | None = None,
+        *,
+        on_state: Callable[[StateChange], None] | None = None,
+        on_info: Callable[[StreamInfo], None] | None = None,
+    ) -> None:
+        self.sync = sync or SyncOptions()
+        # The source delivers audio at the sync's rate and restarts segments on timestep boundaries.
+        options = replace(options or SourceOptions(), sample_rate=self.sync.sample_rate, segment_align=self.sync.hop)
+        self.source = Source(spec, options, on_state=on_state)
+        self.assembler: TimestepAssembler | None = None
+        self._on_info = on_info
+
+    @property
+    def stream_id(self) -> str:
+        return self.source.spec.stream_id
+
+    async def __aiter__(self) -> AsyncIterator[Timestep]:
+        assembler: TimestepAssembler | None = None
+        async for item in self.source:
+            if isinstance(item, VideoFrame):
+                out = assembler.push_video(item) if assembler else []
+            elif isinstance(item, AudioChunk):
+                out = assembler.push_audio(item) if assembler else []
+            elif isinstance(item, Discontinuity):
+                out = assembler.discontinuity(item.t) if assembler else []
+            else:
+                has_video, has_audio = item.video is not None, item.audio is not None
+                if assembler is None:
+                    assembler = self.assembler = TimestepAssembler(
+                        self.stream_id, self.sync, has_video=has_video, has_audio=has_audio
+                    )
+                else:
+                    assembler.set_tracks(has_video=has_video, has_audio=has_audio)
+                if self._on_info is not None:
+                    self._on_info(item)
+                out = []
+            for timestep in out:
+                yield timestep
+        if assembler is not None:
+            for timestep in assembler.flush():
+                yield timestep

@@ -1,0 +1,208 @@
+"""Cut one stream's video frames and audio samples into timesteps of ``hop`` seconds.
+
+Timestep ``k`` covers ``[k*hop, (k+1)*hop)``. It is emitted as soon as every modality the source carries has
+passed its end; when one modality lags the other by more than ``max_wait`` seconds of media time (a stalled or
+absent track) it is emitted without it, flagged missing. Timesteps come out in order, each once; data arriving
+for an interval already emitted is late: late video frames join the next timestep, late audio is dropped, both
+counted. Pure logic, no I/O: the caller pushes items and forwards what comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .media import AudioChunk, Samples, Timestep, VideoFrame
+
+_EPS = 1e-3  # seconds: timestamps within a millisecond of a boundary count as reaching it
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncOptions:
+    hop: float = 0.1  # seconds per timestep
+    context: float = 0.1  # seconds of audio look-back carried with each timestep
+    max_wait: float = 0.5  # media seconds one modality may lead the other before the lagging one is skipped
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        if not 0.005 <= self.hop <= 10.0:
+            raise ValueError(f"hop must be between 5 ms and 10 s, got {self.hop} s")
+        if self.context < 0 or self.max_wait < 0:
+            raise ValueError("context and max_wait must be >= 0")
+        if self.sample_rate < 1000:
+            raise ValueError(f"sample_rate must be >= 1000 Hz, got {self.sample_rate}")
+
+
+@dataclass
+class SyncStats:
+    emitted: int = 0
+    late_frames: int = 0
+    late_samples: int = 0
+    video_missing: int = 0
+    audio_missing: int = 0
+
+
+class TimestepAssembler:
+    def __init__(self, stream_id: str, options: SyncOptions, *, has_video: bool, has_audio: bool) -> None:
+        self.stream_id = stream_id
+        self.options = options
+        self.stats = SyncStats()
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self._sr = options.sample_rate
+        self._ctx = round(options.context * self._sr)
+        self._next_k = 0
+        self._frames: list[VideoFrame] = []
+        self._last_frame: VideoFrame | None = None
+        self._video_wm = 0.0  # all video before this stream time has arrived
+        # Audio: samples [_buf_start, _audio_wm) of the stream, at sample index = round(t * sample_rate).
+        self._buf: Samples = np.zeros(0, np.float32)
+        self._buf_start = 0
+        self._audio_wm = 0
+        self._audio_first: int | None = None
+
+    @property
+    def next_t(self) -> float:
+        """Start of the next timestep to be emitted."""
+        return self._next_k * self.options.hop
+
+    def set_tracks(self, *, has_video: bool, has_audio: bool) -> None:
+        """Tracks the source carries; may change on reconnect."""
+        self.has_video, self.has_audio = has_video, has_audio
+
+    def push_video(self, frame: VideoFrame) -> list[Timestep]:
+        if frame.t < self.next_t - _EPS:
+            self.stats.late_frames += 1
+        self._frames.append(frame)
+        self._video_wm = max(self._video_wm, frame.t + (frame.duration or 0.0))
+        return self._drain()
+
+    def push_audio(self, chunk: AudioChunk) -> list[Timestep]:
+        start, samples = round(chunk.t * self._sr), chunk.samples
+        emitted = round(self.next_t * self._sr)
+        if start < emitted:  # belongs to timesteps already out: late
+            cut = min(emitted - start, len(samples))
+            self.stats.late_samples += cut
+            samples, start = samples[cut:], start + cut
+        if start < self._audio_wm:  # overlaps what is buffered: keep the first copy
+            cut = min(self._audio_wm - start, len(samples))
+            samples, start = samples[cut:], start + cut
+        if len(samples):
+            if self._audio_first is None:
+                self._audio_first = start
+            self._append_audio(start, samples)
+        return self._drain()
+
+    def discontinuity(self, t: float) -> list[Timestep]:
+        """Flush what is pending, then continue at the timestep holding ``t`` (never earlier than now)."""
+        out = self.flush()
+        self._next_k = max(self._next_k, math.floor(t / self.options.hop + 1e-9))
+        self._frames.clear()
+        self._last_frame = None
+        self._video_wm = self.next_t
+        self._reset_audio()
+        return out
+
+    def flush(self) -> list[Timestep]:
+        """Emit every timestep up to the end of the data received (end of stream or of a segment)."""
+        end = max(self._video_wm, self._audio_wm / self._sr)
+        if self._frames:
+            end = max(end, self._frames[-1].t + 1e-6)
+        out: list[Timestep] = []
+        while self.next_t < end - _EPS:
+            out.append(self._emit(final=True))
+        return out
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _reset_audio(self) -> None:
+        self._buf_start = self._audio_wm = round(self.next_t * self._sr)
+        self._buf = np.zeros(0, np.float32)
+        self._audio_first = None
+
+    def _append_audio(self, start: int, samples: Samples) -> None:
+        if self._audio_wm == self._buf_start and len(self._buf) == 0:
+            self._buf_start = self._audio_wm = start  # first data: no gap to fill before it
+        gap = start - self._audio_wm
+        parts = [self._buf]
+        if gap > 0:
+            parts.append(np.zeros(gap, np.float32))  # a hole in the audio reads as silence
+        parts.append(samples.astype(np.float32, copy=False))
+        self._buf = np.concatenate(parts)
+        self._audio_wm = start + len(samples)
+
+    def _drain(self) -> list[Timestep]:
+        out: list[Timestep] = []
+        hop, wait = self.options.hop, self.options.max_wait
+        while True:
+            end = self.next_t + hop
+            video_done = not self.has_video or self._video_wm >= end - _EPS
+            audio_wm = self._audio_wm / self._sr
+            audio_done = not self.has_audio or audio_wm >= end - _EPS
+            if not (video_done and audio_done):
+                lead = max(self._video_wm if self.has_video else 0.0, audio_wm if self.has_audio else 0.0)
+                if lead < end + wait - _EPS:
+                    return out
+            out.append(self._emit(final=False))
+
+    def _emit(self, *, final: bool) -> Timestep:
+        k, hop = self._next_k, self.options.hop
+        start, end = k * hop, (k + 1) * hop
+        # Video: the frames before the end (late ones included), else the previous frame repeated.
+        cut = 0
+        while cut < len(self._frames) and self._frames[cut].t < end - _EPS:
+            cut += 1
+        frames, self._frames = self._frames[:cut], self._frames[cut:]
+        repeated = False
+        video_passed = self._video_wm >= end - _EPS or final
+        if frames:
+            self._last_frame = frames[-1]
+        elif self.has_video and video_passed and self._last_frame is not None:
+            frames, repeated = [self._last_frame], True
+        video_missing = not frames
+        # Audio: the context and the interval, zeros where there is no data.
+        s0, s1 = round(start * self._sr), round(end * self._sr)
+        if final:
+            s1 = max(s0, min(s1, self._audio_wm))
+        window = self._audio_window(s0 - self._ctx, s1)
+        audio_missing = self._audio_first is None or self._audio_first >= s1 or self._audio_wm <= s0
+        self._trim_audio(s1 - self._ctx)
+        self._next_k += 1
+        self.stats.emitted += 1
+        self.stats.video_missing += video_missing
+        self.stats.audio_missing += audio_missing
+        return Timestep(
+            stream_id=self.stream_id,
+            k=k,
+            t=start,
+            hop=hop,
+            frames=tuple(frames),
+            audio_window=window,
+            context=self._ctx,
+            video_repeated=repeated,
+            video_missing=video_missing,
+            audio_missing=audio_missing,
+        )
+
+    def _audio_window(self, a: int, b: int) -> Samples:
+        lo, hi = max(a, self._buf_start), min(b, self._buf_start + len(self._buf))
+        if lo == a and hi == b:
+            return self._buf[a - self._buf_start : b - self._buf_start].copy()
+        window = np.zeros(b - a, np.float32)
+        if hi > lo:
+            window[lo - a : hi - a] = self._buf[lo - self._buf_start : hi - self._buf_start]
+        return window
+
+    def _trim_audio(self, keep_from: int) -> None:
+        drop = keep_from - self._buf_start
+        if drop <= 0:
+            return
+        if drop >= len(self._buf):
+            self._buf = np.zeros(0, np.float32)
+            self._buf_start = keep_from
+            self._audio_wm = max(self._audio_wm, keep_from)
+        else:
+            self._buf = self._buf[drop:]
+            self._buf_start = keep_from

@@ -1,0 +1,79 @@
+"""The bounded thread-to-asyncio hand-off and its drop policies."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from streamer.handoff import DropPolicy, MediaQueue, QueueClosed
+from streamer.media import AudioChunk, VideoFrame
+
+LUMA = np.zeros((9, 16), np.uint8)
+
+
+def frame(t: float) -> VideoFrame:
+    return VideoFrame(t=t, luma=LUMA)
+
+
+def chunk(t: float) -> AudioChunk:
+    return AudioChunk(t=t, samples=np.zeros(160, np.float32))
+
+
+async def test_live_policy_drops_oldest_video_and_counts() -> None:
+    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 4, DropPolicy.DROP_OLDEST_VIDEO)
+    items = [frame(0.0), chunk(0.0), frame(0.1), chunk(0.1), frame(0.2), frame(0.3)]
+    for item in items:
+        q.put(item)
+    q.put("control", control=True)  # control items are never dropped and may exceed the bound
+    got = [await q.get() for _ in range(len(q))]
+    assert got == [items[1], items[3], items[4], items[5], "control"]
+    assert (q.dropped_video, q.dropped_audio) == (2, 0)
+
+
+async def test_audio_goes_when_no_video_is_queued() -> None:
+    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 2, DropPolicy.DROP_OLDEST_VIDEO)
+    for i in range(3):
+        q.put(chunk(i * 0.01))
+    assert (q.dropped_video, q.dropped_audio, len(q)) == (0, 1, 2)
+
+
+async def test_file_policy_blocks_the_producer_and_loses_nothing() -> None:
+    q: MediaQueue[int] = MediaQueue(asyncio.get_running_loop(), 3, DropPolicy.BLOCK)
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(200):
+            q.put(i)
+        done.set()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    await asyncio.sleep(0.05)
+    assert not done.is_set() and len(q) == 3  # held back, not dropped
+    got = [await q.get() for _ in range(200)]
+    thread.join(5)
+    assert got == list(range(200))
+
+
+async def test_close_releases_a_blocked_producer() -> None:
+    q: MediaQueue[int] = MediaQueue(asyncio.get_running_loop(), 1, DropPolicy.BLOCK)
+    q.put(0)
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            q.put(1)
+        except QueueClosed as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    await asyncio.sleep(0.05)
+    q.close()
+    thread.join(5)
+    assert not thread.is_alive() and len(errors) == 1
+    with pytest.raises(QueueClosed):
+        q.put(2)
