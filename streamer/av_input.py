@@ -127,6 +127,9 @@ def _decode(ctx: WorkerContext, container: Any) -> None:
     last_raw: float | None = None
     bad = 0
     streams = [s for s in (video, audio) if s is not None]
+    video_index = video.index if video is not None else -1
+    # float seconds per tick, once: Fraction arithmetic per frame costs more than it looks
+    seconds_per_tick = {s.index: float(s.time_base) for s in streams}
     for packet in container.demux(streams):
         if ctx.quit.is_set():
             return
@@ -141,15 +144,15 @@ def _decode(ctx: WorkerContext, container: Any) -> None:
             continue
         bad = 0
         now = time.time()
+        tick = seconds_per_tick[packet.stream_index]
         for frame in frames:
-            tb = frame.time_base or packet.stream.time_base
-            if isinstance(frame, av.VideoFrame):
-                raw = float(frame.pts * tb) if frame.pts is not None else (last_raw or 0.0) + default_duration
+            if packet.stream_index == video_index:
+                raw = frame.pts * tick if frame.pts is not None else (last_raw or 0.0) + default_duration
                 last_raw = raw
                 t = timeline.to_stream_time("video", raw)
                 if t < timeline.segment_start - 1e-6:
                     continue  # before the stream's start: trimmed
-                duration = float(frame.duration * tb) if frame.duration else default_duration
+                duration = frame.duration * tick if frame.duration else default_duration
                 luma = luma_from_av(frame, options.luma_size)
                 if pacer is not None:
                     pacer.wait(t)
@@ -157,7 +160,7 @@ def _decode(ctx: WorkerContext, container: Any) -> None:
                 ctx.send(VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now))
                 timeline.reached(t + duration)
             elif frame.pts is not None:
-                t = timeline.to_stream_time("audio", float(frame.pts * tb))
+                t = timeline.to_stream_time("audio", frame.pts * tick)
                 _send_audio(ctx, converter.convert(frame, t, now), pacer)
     _send_audio(ctx, converter.flush(time.time()), pacer)
     _check_complete(ctx, info)

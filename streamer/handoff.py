@@ -1,5 +1,8 @@
 """The bounded hand-off from a decode thread to asyncio, with an explicit drop policy.
 
+A waiting consumer is woken per item (``wake_batch=1``, for live sources: latency) or once ``wake_batch`` items
+are queued (files: one loop wake-up per batch instead of per item); control items always wake it.
+
 * ``DropPolicy.BLOCK`` (files): the decode thread waits for room. Nothing is dropped: backpressure.
 * ``DropPolicy.DROP_OLDEST_VIDEO`` (live sources): when full, the oldest queued video frame is dropped and
   counted, so a lagging consumer sees fresh frames instead of a growing delay. When no video frame is queued the
@@ -31,9 +34,12 @@ class QueueClosed(Exception):
 class MediaQueue(Generic[T]):
     """Thread-safe bounded queue: ``put`` from one producer thread, ``await get()`` on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int, policy: DropPolicy) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be >= 1")
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, maxsize: int, policy: DropPolicy, *, wake_batch: int = 1
+    ) -> None:
+        if not 1 <= wake_batch <= maxsize:
+            raise ValueError("need 1 <= wake_batch <= maxsize")
+        self._wake_batch = wake_batch
         self._loop = loop
         self._maxsize = maxsize
         self.policy = policy
@@ -58,6 +64,8 @@ class MediaQueue(Generic[T]):
                 else:
                     self._drop_oldest()
             self._items.append(item)
+            if not control and len(self._items) < self._wake_batch:
+                return  # the consumer is woken once a batch is ready
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)

@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .errors import SourceError
+from .errors import SourceError, SourceSpecError
 from .handoff import DropPolicy, MediaQueue
 from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
 from .options import SourceOptions
@@ -39,14 +39,16 @@ SourceItem = StreamInfo | Discontinuity | VideoFrame | AudioChunk
 
 
 def worker_for(spec: SourceSpec) -> Worker:
-    """The capture function of a kind of source (imported lazily: cameras need OpenCV's capture only then)."""
+    """The capture function of a kind of source, once its parameters are checked (raises SourceSpecError)."""
     if spec.kind is SourceKind.SYNTHETIC:
-        from .synthetic import run_synthetic
+        from .synthetic import SyntheticParams, run_synthetic
 
+        SyntheticParams.parse(spec.stream_id, spec.params)
         return run_synthetic
     if spec.kind is SourceKind.CAMERA:
-        from .camera import run_camera
+        from .camera import capture_config, run_camera
 
+        capture_config(spec)
         return run_camera
     from .av_input import run_av
 
@@ -92,9 +94,12 @@ class Source:
         if self._on_state is not None:
             self._on_state(StateChange(self.spec.stream_id, state, detail, retry_in, time.time()))
 
-    def _next_anchor(self) -> float:
-        """Where a new segment starts: after the data so far, at the elapsed wall time for live sources."""
+    def _next_anchor(self, *, gap: bool) -> float:
+        """Where a new segment starts: right after the data so far for a loop; after a failure (``gap``), at the
+        next timestep boundary, and no earlier than the wall time elapsed since the stream began if live."""
         anchor = self.timeline.end
+        if not gap:
+            return anchor
         if self.spec.is_live and self._started is not None:
             anchor = max(anchor, time.monotonic() - self._started)
         align = self.options.segment_align
@@ -104,13 +109,15 @@ class Source:
         spec, options = self.spec, self.options
         live = spec.is_live
         policy = DropPolicy.DROP_OLDEST_VIDEO if live else DropPolicy.BLOCK
+        wake_batch = 1 if live or options.realtime else max(1, options.queue_size // 4)
         loop = asyncio.get_running_loop()
         failures = 0
         first = True
+        gap = False  # the previous segment failed: the next one starts after a gap in the timeline
         self._set_state(SourceState.CONNECTING)
         while True:
-            anchor = 0.0 if first else self._next_anchor()
-            queue: MediaQueue[WorkerItem] = MediaQueue(loop, options.queue_size, policy)
+            anchor = 0.0 if first else self._next_anchor(gap=gap)
+            queue: MediaQueue[WorkerItem] = MediaQueue(loop, options.queue_size, policy, wake_batch=wake_batch)
             ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event())
             thread = threading.Thread(
                 target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
@@ -138,9 +145,9 @@ class Source:
                             self._started = time.monotonic()
                         self._set_state(SourceState.ONLINE)
                         yield item.info
-                        if not first:
-                            yield Discontinuity(anchor, "reconnected" if live else "loop")
-                        first = False
+                        if gap:
+                            yield Discontinuity(anchor, "reconnected")
+                        first = gap = False
                     else:
                         outcome = item
                         break
@@ -153,8 +160,7 @@ class Source:
 
             if isinstance(outcome, Ended):
                 if options.loop and not live and spec.kind is not SourceKind.NETWORK:
-                    yield Discontinuity(self.timeline.end, "end of pass")
-                    continue
+                    continue  # the next pass continues the timeline seamlessly
                 finite = self.info is not None and self.info.duration is not None  # e.g. HLS video on demand
                 if finite or not (options.reconnect and spec.kind in (SourceKind.NETWORK, SourceKind.CAMERA)):
                     self._set_state(SourceState.ENDED)
@@ -163,7 +169,8 @@ class Source:
             else:
                 error = outcome.error
             self.stats.failures += 1
-            if not live or not options.reconnect or (first and options.fail_fast):
+            permanent = isinstance(error, SourceSpecError)  # retrying cannot mend a malformed source
+            if permanent or not live or not options.reconnect or (first and options.fail_fast):
                 self._set_state(SourceState.OFFLINE if live else SourceState.ENDED, error.cause)
                 raise error
             failures += 1
@@ -172,6 +179,7 @@ class Source:
             log.warning("%s; retrying in %.1f s", error, delay)
             self._set_state(state, error.cause, delay)
             if not first:
+                gap = True
                 yield Discontinuity(self.timeline.end, error.cause)
             await asyncio.sleep(delay)
 

@@ -1,0 +1,30 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamer.media import Timestep
+from streamer.stream import Stream
+
+
+async def collect(stream: Stream, limit: int | None = None) -> list[Timestep]:
+    steps: list[Timestep] = []
+    async for ts in stream:
+        steps.append(ts)
+        if limit is not None and len(steps) >= limit:
+            break
+    return steps
+
+
+def loudest(steps: list[Timestep]) -> int:
+    """k of the first timestep whose audio RMS is within 6 dB of the loudest."""
+    rms = np.array([np.sqrt(np.mean(np.square(ts.audio))) if len(ts.audio) else 0.0 for ts in steps])
+    return steps[int(np.argmax(rms >= rms.max() / 2))].k
+
+
+def brightest(steps: list[Timestep]) -> int:
+    """k of the first timestep whose mean luma is within 10% of the brightest (frame-by-frame max)."""
+    luma = np.array([max((f.luma.mean() for f in ts.frames), default=0.0) for ts in steps])
+    base = np.median(luma)
+    return steps[int(np.argmax(luma - base >= (luma.max() - base) * 0.5))].k

@@ -1,0 +1,102 @@
+"""A live RTSP A/V test server on 127.0.0.1, built on GStreamer's gst-rtsp-server.
+
+Run with Debian's ``/usr/bin/python3`` (python3-gi, gir1.2-gst-rtsp-server-1.0), not the project venv::
+
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 [--path /test] [--width 320 --height 240 --fps 30]
+                                          [--no-audio] [--no-video]
+
+It serves H.264 video (pt 96, a static SMPTE pattern) and Opus audio (pt 97, a quiet 440 Hz sine) from live
+sources through one shared media, so every client reads the same live stream. Once the server socket listens
+it prints exactly one line, ``READY rtsp://127.0.0.1:PORT/path``, then serves until SIGTERM or SIGINT and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+import gi  # type: ignore[import-not-found,unused-ignore]
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+
+
+def launch_line(width: int, height: int, fps: int, video: bool, audio: bool) -> str:
+    """The factory's pipeline: one payloader per stream, named pay0, pay1... as gst-rtsp-server wants."""
+    branches: list[str] = []
+    if video:
+        branches.append(
+            f"videotestsrc is-live=true pattern=smpte ! video/x-raw,width={width},height={height},"
+            f"framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} threads=1 "
+            f"! rtph264pay name=pay{len(branches)} pt=96 config-interval=-1"
+        )
+    if audio:
+        branches.append(
+            "audiotestsrc is-live=true wave=sine freq=440 volume=0.05 ! audioconvert ! audioresample "
+            f"! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 ! rtpopuspay name=pay{len(branches)} pt=97"
+        )
+    return "( " + "  ".join(branches) + " )"
+
+
+def _not_seekable(media: Any) -> None:
+    """media-configure handler: make the media answer "not seekable", as a real live camera does.
+
+    The test sources say they are seekable, so on every PLAY (FFmpeg always sends ``Range: npt=0.000-``) the
+    server would flush-seek the *shared* media back to 0, and the RTP timestamps of every client already
+    watching would jump back. Answering the seeking query at each payloader makes the server skip the seek.
+    """
+
+    def answer(_pad: Any, info: Any) -> Any:
+        # A new seeking query already reads "not seekable": answering it untouched is enough (PyGObject's
+        # reference makes the query read-only here anyway).
+        if info.get_query().type == Gst.QueryType.SEEKING:
+            return Gst.PadProbeReturn.HANDLED
+        return Gst.PadProbeReturn.OK
+
+    bin_ = media.get_element()
+    for i in range(media.n_streams()):
+        bin_.get_by_name(f"pay{i}").get_static_pad("src").add_probe(Gst.PadProbeType.QUERY_UPSTREAM, answer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", default="/test")
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--no-video", action="store_true")
+    args = parser.parse_args(argv)
+    if args.no_audio and args.no_video:
+        parser.error("--no-audio and --no-video leave nothing to serve")
+    path = args.path if args.path.startswith("/") else "/" + args.path
+
+    Gst.init(None)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(launch_line(args.width, args.height, args.fps, not args.no_video, not args.no_audio))
+    factory.set_shared(True)
+    factory.connect("media-configure", lambda _, media: _not_seekable(media))
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    server.get_mount_points().add_factory(path, factory)
+    # attach() creates, binds (with SO_REUSEADDR) and listens on the socket; 0 means it failed.
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        return 1
+
+    loop = GLib.MainLoop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
+    print(f"READY rtsp://127.0.0.1:{args.port}{path}", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
