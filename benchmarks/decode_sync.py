@@ -53,7 +53,9 @@ def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720, 
         for j in range(int(seconds * 48000 / n)):
             t = (j * n + np.arange(n)) / 48000
             tone = 0.2 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 0.01, n)
-            frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).astype(np.float32), format="fltp", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.stack([tone, tone]).astype(np.float32), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, j * n
             out.mux(audio.encode(frame))
         out.mux(video.encode())

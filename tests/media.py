@@ -11,6 +11,11 @@ Supported containers (by suffix) and codecs:
   ``"libopus"`` audio;
 * ``.webm``: video codec ``"libvpx"``/``"libvpx-vp9"`` and audio ``"libopus"`` only; anything else raises
   ``ValueError``, as does an unknown suffix or Opus at a rate other than 48 kHz.
+
+Read back with PyAV, .mp4 and .mkv give pts equal to media time (mkv rounds to 1 ms). .ts cannot: its muxer
+shifts every timestamp by the same constant so that dts stays >= 0 (the B-frame delay, 2/fps with B-frames),
+and the audio encoder's priming frame (AAC 1024 samples, Opus 312) shows as audio starting that much before
+the first video frame. Content stays in sync; times relative to the video stream's start_time are exact.
 """
 
 from __future__ import annotations
@@ -67,9 +72,9 @@ def make_clip(
     flash's start and end, so flashes still land on exact times. ``bframes`` turns x264's B-frames on (2) or off.
 
     Audio (``audio_codec``, None for none): stereo at ``sample_rate``, ``duration`` seconds of content: Gaussian
-    noise with RMS ``noise_dbfs`` plus, during each beep, a ``beep_hz`` sine of peak ``beep_dbfs``. The whole
-    track starts at media time ``audio_offset`` (>= 0): its first sample has that pts, and a beep at ``b`` is
-    heard at ``b + audio_offset``.
+    noise with RMS ``noise_dbfs`` plus, during each beep, a ``beep_hz`` sine of peak ``beep_dbfs``, both
+    channels alike. The whole track is delayed by ``audio_offset`` (>= 0): its first sample has that pts, a
+    beep at ``b`` is heard at ``b + audio_offset``, and the track ends at ``duration + audio_offset``.
     """
     container_format = _CONTAINERS.get(path.suffix)
     if container_format is None:

@@ -13,7 +13,7 @@ from streamer.source import Source
 from streamer.spec import parse_source
 from streamer.stream import Stream
 
-from .helpers import collect, loudest, brightest
+from .helpers import brightest, collect, loudest
 
 
 async def test_bursts_land_in_their_timesteps() -> None:

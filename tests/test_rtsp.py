@@ -1,0 +1,90 @@
+"""Against a real RTSP server (GStreamer's gst-rtsp-server, H.264 + Opus): probe, kill, restart, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from streamer.media import SourceState, StateChange, Timestep
+from streamer.options import SourceOptions
+from streamer.spec import parse_source
+from streamer.stream import Stream
+
+from .conftest import RtspServers
+
+pytestmark = pytest.mark.rtsp
+
+
+def test_probe_describes_and_times_a_live_stream(rtsp_server: RtspServers) -> None:
+    server = rtsp_server()
+    cmd = [sys.executable, "-m", "pipelines.cli", "probe", server.url, "--timeline", "--seconds", "3"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    info, steps = lines[0], lines[1:]
+    assert info["live"] and info["kind"] == "network" and info["uri"] == server.url
+    assert info["video"]["codec"] == "h264" and (info["video"]["width"], info["video"]["height"]) == (
+        320,
+        240,
+    )
+    assert info["audio"]["codec"] == "opus" and info["audio"]["sample_rate"] == 48000
+    assert [s["k"] for s in steps] == list(range(steps[0]["k"], steps[0]["k"] + len(steps)))
+    assert 25 <= len(steps) <= 30
+    # video starts at the first key frame (one a second here): until then its timesteps say so
+    assert all(s["frames"] == 0 and s["luma"] is None for s in steps if s["frames"] == 0)
+    assert all(s["frames"] >= 1 and s["samples"] == 1600 for s in steps[12:])
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+    assert condition(), what
+
+
+async def test_killed_server_reconnects_and_the_timeline_goes_on(rtsp_server: RtspServers) -> None:
+    server = rtsp_server()
+    states: list[StateChange] = []
+    options = SourceOptions(backoff_initial=0.2, backoff_max=1.0, stall_timeout=3.0)
+    stream = Stream(parse_source(f"cam={server.url}"), options, on_state=states.append)
+    steps: list[Timestep] = []
+
+    async def consume() -> None:
+        async for ts in stream:
+            steps.append(ts)
+
+    def seen(state: SourceState) -> int:
+        return sum(change.state is state for change in states)
+
+    def complete(since: int) -> int:
+        """Timesteps from index ``since`` on that carry both video and audio."""
+        return sum(not (ts.video_missing or ts.audio_missing) for ts in steps[since:])
+
+    consumer = asyncio.create_task(consume(), name="consume-cam")
+    try:
+        await wait_for(lambda: complete(0) >= 10, 20, "timesteps before the kill")
+        await asyncio.to_thread(server.kill)
+        await wait_for(lambda: seen(SourceState.RECONNECTING) >= 1, 15, "reconnecting after the kill")
+        before = len(steps)
+        await asyncio.sleep(1.0)  # the server stays down for a while: retries fail and back off
+        await asyncio.to_thread(server.start)
+        await wait_for(lambda: seen(SourceState.ONLINE) >= 2, 20, "online again after the restart")
+        await wait_for(lambda: complete(before) >= 10, 20, "timesteps after the restart")
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    assert [c.state for c in states][:2] == [SourceState.CONNECTING, SourceState.ONLINE]
+    assert all(c.retry_in is not None and c.retry_in > 0 for c in states if c.state is SourceState.RECONNECTING)
+    assert "hunter" not in repr(states)
+    ks = [ts.k for ts in steps]
+    assert ks == sorted(set(ks)), "timesteps must stay unique and in order across the reconnect"
+    frame_times = [f.t for ts in steps if not ts.video_repeated for f in ts.frames]
+    assert frame_times == sorted(frame_times), "media time must never go backwards"
+    gap = max(b - a for a, b in zip(ks, ks[1:], strict=False))
+    assert gap >= 10, "the outage (>= 1 s) shows as a gap in the timeline"
