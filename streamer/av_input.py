@@ -147,6 +147,8 @@ def _decode(ctx: WorkerContext, container: Any) -> None:
         tick = seconds_per_tick[packet.stream_index]
         for frame in frames:
             if packet.stream_index == video_index:
+                if frame.pts is None and last_raw is None:
+                    continue  # a live stream's first frame can lack a timestamp: nothing to place it by
                 raw = frame.pts * tick if frame.pts is not None else (last_raw or 0.0) + default_duration
                 last_raw = raw
                 t = timeline.to_stream_time("video", raw)

@@ -69,6 +69,16 @@ class RtspServer:
         """SIGKILL (a crash: no RTSP teardown) and wait."""
         self._end(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """SIGSTOP: the server stays connected but sends nothing (a stalled camera)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         """Stop the server if it runs, then start it again on the same port."""
         self.stop()
@@ -79,6 +89,7 @@ class RtspServer:
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server could not act on SIGTERM
             proc.send_signal(signum)
             try:
                 proc.wait(STOP_TIMEOUT)

@@ -31,7 +31,9 @@ async def test_same_parameters_same_media() -> None:
     uri = "synthetic:?events=av@0.5&duration=1&realtime=0&seed=7"
     a, b = await collect(Stream(parse_source(uri))), await collect(Stream(parse_source(uri)))
     assert all((x.audio_window == y.audio_window).all() for x, y in zip(a, b, strict=True))
-    assert all((f.luma == g.luma).all() for x, y in zip(a, b, strict=True) for f, g in zip(x.frames, y.frames))
+    assert all(
+        (f.luma == g.luma).all() for x, y in zip(a, b, strict=True) for f, g in zip(x.frames, y.frames, strict=True)
+    )
     c = await collect(Stream(parse_source(uri.replace("seed=7", "seed=8"))))
     assert any((x.audio_window != y.audio_window).any() for x, y in zip(a, c, strict=True))
 
