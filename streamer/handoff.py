@@ -4,9 +4,10 @@ A waiting consumer is woken per item (``wake_batch=1``, for live sources: latenc
 are queued (files: one loop wake-up per batch instead of per item); control items always wake it.
 
 * ``DropPolicy.BLOCK`` (files): the decode thread waits for room. Nothing is dropped: backpressure.
-* ``DropPolicy.DROP_OLDEST_VIDEO`` (live sources): when full, the oldest queued video frame is dropped and
-  counted, so a lagging consumer sees fresh frames instead of a growing delay. When no video frame is queued the
-  oldest audio chunk goes instead. Control items (state changes, discontinuities, end) are never dropped.
+* ``DropPolicy.DROP_OLDEST_VIDEO`` (live sources): when ``maxsize`` video frames are queued, the oldest is
+  dropped and counted, so a lagging consumer sees fresh frames instead of a growing delay. Audio chunks are
+  small and few: they are dropped (oldest first, counted) only past ``AUDIO_SLACK`` times ``maxsize`` items.
+  Control items (open, end, failure) are never dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Generic, TypeVar
 from .media import AudioChunk, VideoFrame
 
 T = TypeVar("T")
+AUDIO_SLACK = 4  # live queues hold up to this many times maxsize items before audio is dropped
 
 
 class DropPolicy(enum.Enum):
@@ -61,8 +63,11 @@ class MediaQueue(Generic[T]):
                         self._cond.wait(0.5)
                     if self._closed:
                         raise QueueClosed
-                else:
-                    self._drop_oldest()
+                elif isinstance(item, VideoFrame):
+                    if sum(isinstance(queued, VideoFrame) for queued in self._items) >= self._maxsize:
+                        self._drop_first(VideoFrame)
+                elif len(self._items) >= self._maxsize * AUDIO_SLACK:
+                    self._drop_first(AudioChunk)
             self._items.append(item)
             if not control and len(self._items) < self._wake_batch:
                 return  # the consumer is woken once a batch is ready
@@ -70,16 +75,15 @@ class MediaQueue(Generic[T]):
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
-    def _drop_oldest(self) -> None:
-        for kind in (VideoFrame, AudioChunk):
-            for i, queued in enumerate(self._items):
-                if isinstance(queued, kind):
-                    del self._items[i]
-                    if kind is VideoFrame:
-                        self.dropped_video += 1
-                    else:
-                        self.dropped_audio += 1
-                    return
+    def _drop_first(self, kind: type[VideoFrame] | type[AudioChunk]) -> None:
+        for i, queued in enumerate(self._items):
+            if isinstance(queued, kind):
+                del self._items[i]
+                if kind is VideoFrame:
+                    self.dropped_video += 1
+                else:
+                    self.dropped_audio += 1
+                return
 
     async def get(self) -> T:
         """Wait for the next item."""
@@ -89,6 +93,18 @@ class MediaQueue(Generic[T]):
                     item = self._items.popleft()
                     self._cond.notify()
                     return item
+                waiter = self._waiter = self._loop.create_future()
+            await waiter
+
+    async def get_batch(self) -> list[T]:
+        """Wait for items, then take every queued one: one lock and one wake-up for many items."""
+        while True:
+            with self._cond:
+                if self._items:
+                    batch = list(self._items)
+                    self._items.clear()
+                    self._cond.notify()
+                    return batch
                 waiter = self._waiter = self._loop.create_future()
             await waiter
 

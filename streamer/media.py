@@ -139,6 +139,8 @@ class StateChange:
 class Timestep:
     """Everything one stream captured during ``[t, t + hop)``, timestep ``k = round(t / hop)``.
 
+    ``wall_time`` is when the timestep was cut (unix seconds): metadata for latency figures.
+
     ``frames`` are the video frames whose time falls in the interval; when none does, the latest earlier frame,
     with ``video_repeated`` set. ``audio_window`` holds ``context`` look-back samples followed by the interval's
     samples (:attr:`audio`); missing audio is zeros. ``*_missing`` says a modality had no data at all (absent from

@@ -123,34 +123,35 @@ class Source:
                 target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
             )
             thread.start()
-            outcome: Ended | Failed
+            outcome: Ended | Failed | None = None
             try:
                 opened = False
-                while True:
+                while outcome is None:
                     timeout = (options.stall_timeout if opened else options.open_timeout) + 1.0
                     try:
                         async with asyncio.timeout(timeout if live else None):
-                            item = await queue.get()
+                            batch = await queue.get_batch()
                     except TimeoutError:
                         outcome = Failed(SourceError(spec.stream_id, f"stalled: no data for {timeout:.0f} s"))
                         break
-                    if isinstance(item, (VideoFrame, AudioChunk)):
-                        yield item
-                    elif isinstance(item, Opened):
-                        opened = True
-                        failures = 0
-                        self.stats.connects += 1
-                        self.info = item.info
-                        if self._started is None:
-                            self._started = time.monotonic()
-                        self._set_state(SourceState.ONLINE)
-                        yield item.info
-                        if gap:
-                            yield Discontinuity(anchor, "reconnected")
-                        first = gap = False
-                    else:
-                        outcome = item
-                        break
+                    for item in batch:
+                        if isinstance(item, (VideoFrame, AudioChunk)):
+                            yield item
+                        elif isinstance(item, Opened):
+                            opened = True
+                            failures = 0
+                            self.stats.connects += 1
+                            self.info = item.info
+                            if self._started is None:
+                                self._started = time.monotonic()
+                            self._set_state(SourceState.ONLINE)
+                            yield item.info
+                            if gap:
+                                yield Discontinuity(anchor, "reconnected")
+                            first = gap = False
+                        else:
+                            outcome = item
+                            break
             finally:
                 ctx.quit.set()
                 self.stats.dropped_video += queue.dropped_video
@@ -158,6 +159,7 @@ class Source:
                 queue.close()
                 await asyncio.to_thread(thread.join, 1.0)
 
+            assert outcome is not None  # the loop above only ends with one
             if isinstance(outcome, Ended):
                 if options.loop and not live and spec.kind is not SourceKind.NETWORK:
                     continue  # the next pass continues the timeline seamlessly

@@ -10,6 +10,7 @@ counted. Pure logic, no I/O: the caller pushes items and forwards what comes bac
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +185,7 @@ class TimestepAssembler:
             video_repeated=repeated,
             video_missing=video_missing,
             audio_missing=audio_missing,
+            wall_time=time.time(),
         )
 
     def _audio_window(self, a: int, b: int) -> Samples:

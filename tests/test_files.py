@@ -94,3 +94,14 @@ def test_missing_file_random_bytes_and_truncation_are_clear_errors(tmp_path: Pat
     whole = make_clip(tmp_path / "whole.mkv", duration=6.0)
     with pytest.raises(DecodeError, match=r"file is truncated: its media ends at \d.\d s of the 6.0 s it declares"):
         analyze(truncate(whole, tmp_path / "cut.mkv", 0.5))
+
+
+def test_small_luma_for_analysis_full_picture_on_demand(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "big.mkv", duration=0.5, width=640, height=360, flashes=[0.2])
+    steps = analyze(clip, luma_size=(64, 36))
+    frame = steps[2].frames[0]
+    assert frame.luma.shape == (36, 64) and frame.luma.dtype == np.uint8 and frame.luma.mean() > 200
+    assert frame.full is not None
+    picture = frame.full.to_bgr()
+    assert picture.shape == (360, 640, 3) and picture.mean() > 200
+    assert analyze(clip, keep_full_frames=False)[0].frames[0].full is None

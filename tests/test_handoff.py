@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from streamer.handoff import DropPolicy, MediaQueue, QueueClosed
+from streamer.handoff import AUDIO_SLACK, DropPolicy, MediaQueue, QueueClosed
 from streamer.media import AudioChunk, VideoFrame
 
 LUMA = np.zeros((9, 16), np.uint8)
@@ -23,21 +23,22 @@ def chunk(t: float) -> AudioChunk:
 
 
 async def test_live_policy_drops_oldest_video_and_counts() -> None:
-    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 4, DropPolicy.DROP_OLDEST_VIDEO)
-    items = [frame(0.0), chunk(0.0), frame(0.1), chunk(0.1), frame(0.2), frame(0.3)]
+    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 3, DropPolicy.DROP_OLDEST_VIDEO)
+    items = [frame(0.0), chunk(0.0), frame(0.1), chunk(0.1), frame(0.2), frame(0.3), chunk(0.2)]
     for item in items:
         q.put(item)
     q.put("control", control=True)  # control items are never dropped and may exceed the bound
     got = [await q.get() for _ in range(len(q))]
-    assert got == [items[1], items[3], items[4], items[5], "control"]
-    assert (q.dropped_video, q.dropped_audio) == (2, 0)
+    assert got[-1] == "control" and [id(x) for x in got[:-1]] == [id(x) for x in items[1:]]
+    assert (q.dropped_video, q.dropped_audio) == (1, 0)
 
 
-async def test_audio_goes_when_no_video_is_queued() -> None:
+async def test_audio_is_dropped_only_past_its_slack() -> None:
     q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 2, DropPolicy.DROP_OLDEST_VIDEO)
-    for i in range(3):
+    for i in range(2 * AUDIO_SLACK + 3):
         q.put(chunk(i * 0.01))
-    assert (q.dropped_video, q.dropped_audio, len(q)) == (0, 1, 2)
+    assert (q.dropped_video, q.dropped_audio, len(q)) == (0, 3, 2 * AUDIO_SLACK)
+    assert [c.t for c in await q.get_batch()] == [i * 0.01 for i in range(3, 2 * AUDIO_SLACK + 3)]  # type: ignore[attr-defined]
 
 
 async def test_file_policy_blocks_the_producer_and_loses_nothing() -> None:
