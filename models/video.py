@@ -1,0 +1,117 @@
+"""S_v: video activity from frame differencing on the small luma image, against a per-stream baseline.
+
+For each timestep of a stream, the frames are compared with their predecessor (the previous frame of the
+timestep, or the last frame of the stream's previous timestep):
+
+* a pixel *changed* when ``|diff| > max(min_threshold, k * sigma)``, ``sigma = 1.4826 * median|diff|`` being the
+  frame pair's own noise level (robust to the moving part), so sensor noise, compression noise and global
+  flicker (every pixel changing alike) do not count;
+* ``changed`` (raw feature) is the largest changed fraction over the timestep's frame pairs, ``span`` the changed
+  fraction between the timestep's last frame and the previous timestep's last frame (motion over one hop),
+  ``energy`` the largest mean ``|diff|`` (0-255);
+* the activity ``a = max(changed, span)`` is compared with the stream's adaptive baseline (mean ``mu`` and mean
+  absolute deviation ``dev``, exponential averages with time constant ``tau`` seconds):
+
+      S_v = 1 - exp(-relu(a - mu - margin * dev) / scale)
+
+  ``scale`` 0.01: 1% of the picture changing beyond the baseline gives 0.63, 2.3% gives 0.9. The baseline
+  learns ten times slower while the score is high, so an event does not teach it to ignore the event.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from .slots import SlotStateMixin
+
+
+class VideoActivity(SlotStateMixin):
+    """Input ``frames (B, F, H, W)`` float 0-255, ``valid (B, F)`` bool, ``slots (B,)`` long (distinct).
+
+    Returns ``score (B,)`` in [0, 1] and raw features ``changed``, ``span``, ``energy`` (each ``(B,)``). Rows
+    without any valid frame get score 0 and leave the state untouched.
+    """
+
+    _slot_buffers = ("prev", "has_prev", "mu", "dev", "seen")
+    _slot_defaults: ClassVar[dict[str, float]] = {"dev": 0.002}  # prior spread: 0.2% of the picture
+    prev: Tensor  # (capacity, H, W) the stream's last frame
+    has_prev: Tensor  # (capacity,) bool
+    mu: Tensor  # (capacity,) baseline activity
+    dev: Tensor  # (capacity,) its mean absolute deviation
+    seen: Tensor  # (capacity,) bool: the baseline holds a measurement
+
+    def __init__(
+        self,
+        height: int = 90,
+        width: int = 160,
+        *,
+        hop: float = 0.1,
+        tau: float = 10.0,
+        k: float = 4.0,
+        min_threshold: float = 6.0,
+        margin: float = 3.0,
+        scale: float = 0.01,
+        capacity: int = 8,
+    ) -> None:
+        super().__init__()
+        if not (hop > 0 and tau > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
+            raise ValueError("hop, tau, scale and k must be > 0; min_threshold and margin >= 0")
+        self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
+        self.rate = min(1.0, hop / tau)
+        self.register_buffer("prev", torch.zeros(capacity, height, width))
+        self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
+        self.register_buffer("mu", torch.zeros(capacity))
+        self.register_buffer("dev", torch.full((capacity,), self._slot_defaults["dev"]))
+        self.register_buffer("seen", torch.zeros(capacity, dtype=torch.bool))
+
+    def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        batch, count = valid.shape
+        present = valid.any(dim=1)
+        # The frame before each frame: the previous one in the timestep, or the stream's last frame.
+        index = torch.arange(count, device=frames.device).expand(batch, count)
+        last_valid = torch.where(valid, index, torch.full_like(index, -1)).amax(dim=1).clamp(min=0)
+        filled = self._fill_forward(frames, valid)
+        prev = self.prev[slots]
+        has_prev = self.has_prev[slots]
+        before = torch.cat([prev.unsqueeze(1), filled[:, :-1]], dim=1)
+        pair_ok = valid & torch.cat([has_prev.unsqueeze(1), valid[:, :-1]], dim=1)  # valid frames are a prefix
+        diff = (filled - before).abs().flatten(2)  # (B, F, H*W)
+        sigma = 1.4826 * diff.median(dim=2).values
+        threshold = torch.clamp(self.k * sigma, min=self.min_threshold).unsqueeze(2)
+        fraction = (diff > threshold).float().mean(dim=2)
+        zero = torch.zeros_like(fraction)
+        changed = torch.where(pair_ok, fraction, zero).amax(dim=1)
+        energy = torch.where(pair_ok, diff.mean(dim=2), zero).amax(dim=1)
+        last = filled[torch.arange(batch, device=frames.device), last_valid]
+        span_diff = (last - prev).abs().flatten(1)
+        span_threshold = torch.clamp(self.k * 1.4826 * span_diff.median(dim=1).values, min=self.min_threshold)
+        span = torch.where(has_prev, (span_diff > span_threshold.unsqueeze(1)).float().mean(dim=1), 0.0)
+        activity = torch.maximum(changed, span)
+
+        mu, dev, seen = self.mu[slots], self.dev[slots], self.seen[slots] & has_prev
+        excess = torch.relu(activity - mu - self.margin * dev)
+        score = torch.where(present & seen, 1.0 - torch.exp(-excess / self.scale), 0.0)
+
+        # Learn: the first measurement sets the baseline, later ones move it at rate hop/tau, ten times slower
+        # while the stream is active, so an event does not teach the baseline to ignore it.
+        learn = present & has_prev
+        rate = self.rate * (1.0 - 0.9 * score)
+        new_mu = torch.where(seen, mu + rate * (activity - mu), activity)
+        new_dev = torch.where(seen, dev + rate * ((activity - mu).abs() - dev), dev)
+        self.mu[slots] = torch.where(learn, new_mu, mu)
+        self.dev[slots] = torch.where(learn, new_dev, dev)
+        self.seen[slots] = seen | learn
+        self.prev[slots] = torch.where(present.view(-1, 1, 1), last, prev)
+        self.has_prev[slots] = has_prev | present
+        return score, {"changed": changed, "span": span, "energy": energy}
+
+    @staticmethod
+    def _fill_forward(frames: Tensor, valid: Tensor) -> Tensor:
+        """Invalid (padding) frames take the value of the last valid frame before them (or stay as they are)."""
+        out = frames.clone()
+        for i in range(1, frames.shape[1]):  # F is a handful of frames: a loop over frames, not streams
+            out[:, i] = torch.where(valid[:, i].view(-1, 1, 1), out[:, i], out[:, i - 1])
+        return out

@@ -1,0 +1,200 @@
+"""The activity models and their fusion: the acceptance list of the models issue, on CPU and (if any) CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import FusionModel, fuse, load_module
+from streamer.media import Timestep
+from streamer.spec import parse_source
+from streamer.stream import Stream
+
+from .model_inputs import (
+    N_HOP,
+    SR,
+    H,
+    W,
+    level_dbfs,
+    moving_square_frames,
+    noisy,
+    pink_noise,
+    scene,
+    timestep,
+    tone,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+def run(model: FusionModel, steps: list[Timestep], slot: int) -> dict[str, np.ndarray]:
+    """Score one stream's timesteps one call each; arrays over time."""
+    outs = [model.score([ts], [slot]) for ts in steps]
+    return {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
+
+
+def static_video(n: int, seed: int = 0, flicker: float = 0.0) -> list[list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    base = scene(seed)
+    frames = [noisy(base, rng, gain=flicker * np.sin(2 * np.pi * i * 50 / 30)) for i in range(3 * n)]
+    return [frames[3 * k : 3 * k + 3] for k in range(n)]
+
+
+def test_fusion_rule() -> None:
+    s_v, s_a = torch.tensor([0.8, 0.8, 0.8, 0.8, 0.8]), torch.tensor([0.2, 0.2, 0.2, 0.2, 0.2])
+    has_v = torch.tensor([True, True, False, False, False])
+    has_a = torch.tensor([True, False, True, True, False])
+    alpha, beta = torch.tensor([0.3, 0.5, 0.5, 1.0, 0.5]), torch.tensor([0.7, 0.5, 0.5, 0.0, 0.5])
+    s = fuse(s_v, s_a, has_v, has_a, alpha, beta)
+    expected = [0.3 * 0.8 + 0.7 * 0.2, 0.8, 0.2, 0.0, 0.0]  # both; video only; audio only; ignored audio; none
+    assert s.tolist() == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_score_is_alpha_sv_plus_beta_sa(device: str) -> None:
+    model = FusionModel().to(device)
+    slot = model.add_stream(alpha=0.3, beta=0.9)
+    audio = np.concatenate([pink_noise(3, -40), tone(1, -10) + pink_noise(1, -40, seed=1)])
+    video = static_video(20) + [moving_square_frames(3, start=3 * k) for k in range(20)]
+    out = run(model, [timestep(k, video[k], audio) for k in range(40)], slot)
+    assert np.allclose(out["s"], 0.3 * out["s_v"] + 0.9 * out["s_a"], atol=1e-6)
+    assert out["s_v"][-1] > 0.9 and out["s_a"][-1] > 0.9 and out["s"][-1] > 1.0  # up to alpha + beta
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_static_scene_and_flicker_score_low_a_moving_square_high(device: str) -> None:
+    model = FusionModel().to(device)
+    static, flicker, moving = model.add_stream(), model.add_stream(), model.add_stream()
+    quiet = static_video(40)
+    out = run(model, [timestep(k, quiet[k], None) for k in range(40)], static)
+    assert out["s_v"].max() < 0.05
+    lit = static_video(40, seed=1, flicker=12.0)  # mains flicker aliased at 30 fps: the whole picture pulses
+    out = run(model, [timestep(k, lit[k], None) for k in range(40)], flicker)
+    assert out["s_v"].max() < 0.05
+    steps = [timestep(k, quiet[k], None) for k in range(20)]
+    steps += [timestep(k, moving_square_frames(3, start=3 * k), None) for k in range(20, 35)]
+    out = run(model, steps, moving)
+    assert out["s_v"][:20].max() < 0.05 and out["s_v"][20:].min() > 0.9
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_silence_and_steady_noise_score_low_a_burst_30db_over_the_floor_high(device: str) -> None:
+    model = FusionModel().to(device)
+    silent, pink = model.add_stream(), model.add_stream()
+    zeros = np.zeros(10 * SR, np.float32)
+    out = run(model, [timestep(k, None, zeros) for k in range(100)], silent)
+    assert out["s_a"].max() < 0.05
+    floor = pink_noise(12, -45)
+    burst = tone(1, -15)
+    assert level_dbfs(burst) - level_dbfs(floor) == pytest.approx(30, abs=0.1)
+    signal = floor.copy()
+    signal[10 * SR : 11 * SR] += burst
+    out = run(model, [timestep(k, None, signal) for k in range(120)], pink)
+    assert out["s_a"][20:100].max() < 0.05  # steady pink noise, after 2 s of warm-up
+    assert out["s_a"][101:110].min() > 0.9  # the burst, 10.0-11.0 s (its first timestep's context is noise)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_of_streams_equals_each_stream_alone(device: str) -> None:
+    n, steps = 5, 30
+    streams = []
+    for i in range(n):
+        audio = pink_noise(3, -40 - 3 * i, seed=i)
+        audio[SR * (1 + i % 2) : SR * (2 + i % 2)] += tone(1, -12, hz=500 + 100 * i)
+        video = static_video(steps, seed=i)
+        video = [moving_square_frames(3, seed=i, start=3 * k) if 10 <= k < 15 + i else v for k, v in enumerate(video)]
+        streams.append([timestep(k, video[k], audio if i != 3 else None, stream=f"s{i}") for k in range(steps)])
+        streams[-1][7 + i] = timestep(7 + i, None, audio, stream=f"s{i}")  # a video gap somewhere
+    alone = []
+    for i in range(n):
+        model = FusionModel().to(device)
+        alone.append(run(model, streams[i], model.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i)))
+    batched = FusionModel().to(device)
+    slots = [batched.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i) for i in range(n)]
+    outs = [batched.score([streams[i][k] for i in range(n)], slots) for k in range(steps)]
+    for name in outs[0]:
+        together = np.stack([o[name] for o in outs], axis=1)  # (streams, time)
+        for i in range(n):
+            assert np.allclose(together[i], alone[i][name], atol=1e-6, rtol=0), (name, i)
+    # several timesteps of one stream in one call: the same as one at a time
+    model = FusionModel().to(device)
+    grouped = model.score(streams[1][:12], [model.add_stream(alpha=0.2, beta=0.8)] * 12)
+    for name in grouped:
+        assert np.allclose(grouped[name], alone[1][name][:12], atol=1e-6, rtol=0), name
+
+
+def test_slots_are_reused_and_grow() -> None:
+    model = FusionModel(capacity=2)
+    slots = [model.add_stream() for _ in range(5)]  # grows past its capacity
+    assert sorted(slots) == list(range(5)) and model.video.capacity >= 5
+    loud = np.concatenate([np.zeros(SR, np.float32), tone(1, -10)])
+    for k in range(15):
+        model.score([timestep(k, None, loud)], [slots[0]])
+    model.release(slots[0])
+    again = model.add_stream()
+    assert again == slots[0]
+    first = model.score([timestep(0, None, loud)], [again])
+    assert first["s_a"][0] == 0.0, "a reused slot starts with fresh state"
+    with pytest.raises(ValueError):
+        model.release(99)
+
+
+class TinyCNN(torch.nn.Module):
+    """A user's video encoder: a small CNN over the last frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 5, stride=4)
+        self.head = torch.nn.Linear(4, 1)
+
+    def forward(self, frames: torch.Tensor, valid: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        x = self.conv(frames[:, -1:] / 255.0).relu().mean(dim=(2, 3))
+        return torch.sigmoid(self.head(x)).squeeze(1)
+
+
+def test_a_users_encoder_from_a_local_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = TinyCNN()
+    path = tmp_path / "cnn.pt"
+    torch.save(trained.state_dict(), path)
+    encoder = load_module("tests.test_models:TinyCNN", path)
+    assert all(
+        torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
+    model = FusionModel(video=encoder)
+    slot = model.add_stream(alpha=1.0, beta=0.0)
+    frames = static_video(1)[0]
+    out = model.score([timestep(0, frames, None)], [slot])
+    with torch.no_grad():
+        expected = trained(torch.tensor(np.stack(frames)[None]).float(), torch.ones(1, 3, dtype=torch.bool), None)
+    assert out["s"][0] == pytest.approx(float(expected[0]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"package\.module:Class"):
+        load_module("not-a-target")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_module("tests.test_models:TinyCNN", tmp_path / "missing.pt")
+
+
+def test_shapes_are_checked() -> None:
+    model = FusionModel()
+    slot = model.add_stream()
+    wrong = timestep(0, [np.zeros((H // 2, W // 2), np.uint8)], None)
+    with pytest.raises(ValueError, match="is not"):
+        model.score([wrong], [slot])
+    assert model.hop_samples == N_HOP
+
+
+async def test_the_synthetic_sources_bursts_end_to_end() -> None:
+    model = FusionModel()
+    slot = model.add_stream()
+    scores = []
+    async for ts in Stream(parse_source("synthetic:?events=av@3,a@5,v@7&duration=9&realtime=0")):
+        scores.append(model.score([ts], [slot]))
+    s_v = np.array([o["s_v"][0] for o in scores])
+    s_a = np.array([o["s_a"][0] for o in scores])
+    quiet = [k for k in range(10, 90) if not (29 <= k <= 41 or 49 <= k <= 61 or 69 <= k <= 81)]
+    assert s_v[quiet].max() < 0.05 and s_a[quiet].max() < 0.05
+    assert s_v[30:40].min() > 0.9 and s_v[70:80].min() > 0.9 and s_v[50:60].max() < 0.05
+    assert s_a[30:40].min() > 0.9 and s_a[50:60].min() > 0.9 and s_a[71:80].max() < 0.05
