@@ -1,0 +1,88 @@
+"""Model throughput: timesteps/s at batch 1, 8, 64, 256, and batched vs one-at-a-time in the same run.
+
+    .venv/bin/python benchmarks/model_throughput.py [--device auto|cpu|cuda] [--repeats 5] [--json out.json]
+
+Each timestep carries 3 luma frames of 160x90 and 200 ms of 16 kHz audio (100 ms look-back + 100 ms), as the
+ingest layer makes them at 30 fps and hop 100 ms. A *call* is ``FusionModel.score``: pack into one buffer, one
+host-to-device copy, video and audio activity, fusion, one copy back. For batch B, B streams (slots) send one
+timestep each; "one at a time" scores the same B timesteps in B calls of one. Reported: the median over
+``repeats`` of timesteps/s per batch size, the time per call, and the speedup of batch 64 over 64 single calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import FusionModel, resolve_device
+from streamer.media import Timestep, VideoFrame
+
+
+def make_timesteps(n: int, seed: int = 0) -> list[Timestep]:
+    rng = np.random.default_rng(seed)
+    steps = []
+    for i in range(n):
+        frames = tuple(VideoFrame(t=j / 30, luma=rng.integers(0, 256, (90, 160), dtype=np.uint8)) for j in range(3))
+        audio = rng.normal(0, 0.01, 3200).astype(np.float32)
+        steps.append(Timestep(stream_id=f"s{i}", k=0, t=0.0, hop=0.1, frames=frames, audio_window=audio, context=1600))
+    return steps
+
+
+def timed(fn: object, repeats: int) -> float:
+    assert callable(fn)
+    fn()  # warm-up (allocations, kernels)
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", default="1,8,64,256")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    sizes = [int(b) for b in args.batches.split(",")]
+    model = FusionModel(capacity=max(sizes)).to(device)
+    slots = [model.add_stream() for _ in range(max(sizes))]
+    steps = make_timesteps(max(sizes))
+    results: dict[str, object] = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "batches": {},
+    }
+    for size in sizes:
+        seconds = timed(lambda size=size: model.score(steps[:size], slots[:size]), args.repeats)
+        results["batches"][str(size)] = {  # type: ignore[index]
+            "ms_per_call": round(seconds * 1e3, 3),
+            "timesteps_per_s": round(size / seconds, 1),
+        }
+    single = timed(lambda: [model.score([steps[i]], [slots[i]]) for i in range(64)], args.repeats)
+    batched = timed(lambda: model.score(steps[:64], slots[:64]), args.repeats)
+    results["one_at_a_time_64_ms"] = round(single * 1e3, 2)
+    results["batched_64_ms"] = round(batched * 1e3, 2)
+    results["speedup_64"] = round(single / batched, 1)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
