@@ -198,3 +198,15 @@ async def test_the_synthetic_sources_bursts_end_to_end() -> None:
     assert s_v[quiet].max() < 0.05 and s_a[quiet].max() < 0.05
     assert s_v[30:40].min() > 0.9 and s_v[70:80].min() > 0.9 and s_v[50:60].max() < 0.05
     assert s_a[30:40].min() > 0.9 and s_a[50:60].min() > 0.9 and s_a[71:80].max() < 0.05
+
+
+def test_deterministic_on_cpu() -> None:
+    audio = np.concatenate([pink_noise(2, -40), tone(1, -10)])
+    video = static_video(15) + [moving_square_frames(3, start=3 * k) for k in range(15)]
+    steps = [timestep(k, video[k], audio) for k in range(30)]
+    runs = []
+    for _ in range(2):
+        model = FusionModel()
+        runs.append(run(model, steps, model.add_stream()))
+    for name in runs[0]:
+        assert np.array_equal(runs[0][name], runs[1][name]), name
