@@ -1,18 +1,36 @@
-"""The ``streamer`` command. Heavy imports (torch) stay out of this module so ``--help`` and ``probe`` are fast."""
+"""The ``streamer`` command: ``probe``, ``run`` and ``demo``.
+
+Heavy imports (torch) stay out of this module so ``--help`` and ``probe`` are fast. Errors a user can cause are
+one line on stderr (``streamer: error: ...``) and a documented exit code (:mod:`streamer.errors`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import EXIT_OK, ConfigError, StreamerError
 from streamer.media import StateChange
-from streamer.options import SourceOptions
 from streamer.spec import parse_source
-from streamer.sync import SyncOptions
+
+from .config import (
+    DEFAULT_MQTT_URL,
+    MODEL_KEYS,
+    STREAM_KEYS,
+    AnalyzerConfig,
+    ModelConfig,
+    build_config,
+    load_toml,
+    stream_config,
+    take,
+)
 
 log = logging.getLogger("streamer")
 
@@ -20,13 +38,8 @@ SOURCE_HELP = (
     "[NAME=]URI: a file (mp4, mkv, ts, webm, ...), rtsp:// rtsps:// rtmp:// http(s):// srt:// udp:// URL, "
     "camera:N or /dev/videoN (?audio=alsa:hw:1,0), or synthetic:?events=av@4,a@9,v@14&duration=20"
 )
-
-
-def _size(text: str) -> tuple[int, int]:
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 160x90, got {text!r}")
-    return int(width), int(height)
+DEMO_SOURCE = "synthetic:?events=av@4,a@9,v@14&duration=20"
+DEMO_THRESHOLD = 0.4  # below the S of about 0.5 that one modality alone gives with alpha = beta = 0.5
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -36,57 +49,69 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive(text: str) -> float:
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = -1.0
-    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Source and analysis flags; each left at None unless given, so a config file's values show through."""
     group = parser.add_argument_group("sources")
-    group.add_argument("--hop-ms", type=_positive, default=100.0, help="timestep length in ms (default 100)")
-    group.add_argument("--realtime", action="store_true", help="pace files at their native rate")
-    group.add_argument("--loop", action="store_true", help="repeat files forever")
-    group.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp", help="default tcp")
-    group.add_argument("--low-latency", choices=("auto", "on", "off"), default="auto",
-                       help="demux/decode for latency (default: on for live sources)")  # fmt: skip
-    group.add_argument("--av-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--hop-ms", type=_positive, help="timestep length in ms (default 100)")
+    group.add_argument("--realtime", action="store_true", default=None, help="pace files at their native rate")
+    group.add_argument("--loop", action="store_true", default=None, help="repeat files forever")
+    group.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="default tcp")
+    group.add_argument("--low-latency", choices=("auto", "on", "off"),
+                       help="demux/decode for latency (default auto: on for live sources)")  # fmt: skip
+    group.add_argument("--av-option", type=_key_value, action="append", metavar="KEY=VALUE",
                        help="FFmpeg demuxer/protocol option, overrides the defaults (repeatable)")  # fmt: skip
-    group.add_argument("--luma-size", type=_size, default=(160, 90), metavar="WxH", help="default 160x90")
-    group.add_argument("--sample-rate", type=int, default=16000, help="analysis audio rate (default 16000)")
-    group.add_argument("--context-ms", type=float, default=100.0, help="audio look-back per timestep (100)")
-    group.add_argument("--sync-wait-ms", type=float, default=500.0,
+    group.add_argument("--luma-size", metavar="WxH", help="analysis image size (default 160x90)")
+    group.add_argument("--sample-rate", type=int, help="analysis audio rate (default 16000)")
+    group.add_argument("--context-ms", type=_number, help="audio look-back per timestep (default 100)")
+    group.add_argument("--sync-wait-ms", type=_number,
                        help="media time one track may lead before the other counts as missing (500)")  # fmt: skip
-    group.add_argument("--stall-timeout", type=_positive, default=5.0, help="seconds without data (5)")
+    group.add_argument("--stall-timeout", type=_positive, help="seconds without data before reconnecting (5)")
 
 
-def source_options(args: argparse.Namespace, **overrides: bool) -> tuple[SourceOptions, SyncOptions]:
-    try:
-        sync = SyncOptions(
-            hop=args.hop_ms / 1000,
-            context=args.context_ms / 1000,
-            max_wait=args.sync_wait_ms / 1000,
-            sample_rate=args.sample_rate,
-        )
-        options = SourceOptions(
-            realtime=args.realtime,
-            loop=args.loop,
-            rtsp_transport=args.rtsp_transport,
-            low_latency={"auto": None, "on": True, "off": False}[args.low_latency],
-            av_options=dict(args.av_option),
-            luma_size=args.luma_size,
-            sample_rate=args.sample_rate,
-            segment_align=sync.hop,
-            stall_timeout=args.stall_timeout,
-            **overrides,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return options, sync
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def stream_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return _given({
+        "hop_ms": args.hop_ms,
+        "realtime": args.realtime,
+        "loop": args.loop,
+        "rtsp_transport": args.rtsp_transport,
+        "low_latency": args.low_latency,
+        "av_options": dict(args.av_option) if args.av_option else None,
+        "sync_wait_ms": args.sync_wait_ms,
+        "stall_timeout": args.stall_timeout,
+        "alpha": getattr(args, "alpha", None),
+        "beta": getattr(args, "beta", None),
+        "threshold": getattr(args, "threshold", None),
+        "min_gap": getattr(args, "min_gap", None),
+        "min_duration": getattr(args, "min_duration", None),
+    })  # fmt: skip
+
+
+def model_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return _given({
+        "luma_size": args.luma_size,
+        "sample_rate": args.sample_rate,
+        "context_ms": args.context_ms,
+        "max_batch": getattr(args, "max_batch", None),
+        "max_wait_ms": getattr(args, "max_wait_ms", None),
+    })  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +126,61 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeline", action="store_true", help="print one JSON line per timestep")
     probe.add_argument("--seconds", type=_positive, help="stop after this much media time")
     add_source_arguments(probe)
+
+    run = commands.add_parser("run", help="analyze streams: events (and scores) over MQTT",
+                              description="Analyze streams and publish events over MQTT. Flags override the "
+                              "config file.")  # fmt: skip
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help=SOURCE_HELP)
+    run.add_argument("--config", type=Path, help="TOML file describing streams and the mqtt/model/device sections")
+    add_analysis_arguments(run)
+    add_source_arguments(run)
+
+    demo = commands.add_parser("demo", help="analyze the built-in synthetic source and show its events live",
+                               description="Analyze the built-in synthetic source (a burst of sound and motion at "
+                               "4 s, sound at 9 s, motion at 14 s), publish over MQTT (starting an embedded "
+                               "broker when none answers) and show the events as they arrive.")  # fmt: skip
+    demo.add_argument("--source", default=DEMO_SOURCE, help=f"what to analyze (default {DEMO_SOURCE})")
+    add_analysis_arguments(demo)
+    add_source_arguments(demo)
     return parser
+
+
+def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("analysis and publishing")
+    mqtt_help = (
+        f"broker, mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://...; 'none' for no broker (default {DEFAULT_MQTT_URL}; "
+        "credentials also from STREAMER_MQTT_USERNAME/PASSWORD)"
+    )
+    group.add_argument("--mqtt", metavar="URL", help=mqtt_help)
+    group.add_argument("--prefix", help="topic prefix (default streamer)")
+    group.add_argument("--alpha", type=_number, help="weight of video activity S_v (default 0.5)")
+    group.add_argument("--beta", type=_number, help="weight of audio activity S_a (default 0.5)")
+    group.add_argument("--threshold", type=_number, help="an event starts when S >= this (default 0.5)")
+    group.add_argument("--min-gap", type=_number, help="seconds below the threshold that end an event (0.3)")
+    group.add_argument("--min-duration", type=_number, help="shortest event reported, seconds (0)")
+    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    group.add_argument("--max-batch", type=int, help="timesteps per model call across streams (64)")
+    group.add_argument("--max-wait-ms", type=_number, help="how long a batch waits for more timesteps (5)")
+    group.add_argument("--duration", type=_positive, help="stop each stream after this many media seconds")
+    group.add_argument("--events-out", type=Path, metavar="FILE.jsonl", help="also append events to this file")
+    group.add_argument("--scores", action="store_true", default=None, help="publish every timestep's scores")
+    group.add_argument("--stats-interval", type=_positive, help="seconds between stats messages (10)")
+    group.add_argument("-q", "--quiet", action="store_true", help="no event lines or progress on the terminal")
+
+
+def analyzer_config(args: argparse.Namespace, sources: list[str], file: Path | None = None) -> AnalyzerConfig:
+    return build_config(
+        load_toml(file) if file is not None else None,
+        sources=sources,
+        stream_flags=stream_flags(args),
+        mqtt_flags=_given(
+            {"url": args.mqtt, "prefix": args.prefix, "scores": args.scores, "stats_interval": args.stats_interval}
+        ),
+        model_flags=model_flags(args),
+        device=args.device,
+        duration=args.duration,
+        events_out=args.events_out,
+    )
 
 
 def _print_state(change: StateChange) -> None:
@@ -110,12 +189,46 @@ def _print_state(change: StateChange) -> None:
     log.info("stream '%s' %s%s%s", change.stream_id, change.state.value, detail, retry)
 
 
-async def _probe(args: argparse.Namespace) -> None:
+async def _probe(args: argparse.Namespace) -> int:
     from .probe import probe
 
     spec = parse_source(args.source)
-    options, sync = source_options(args, fail_fast=True)
-    await probe(spec, options, sync, timeline=args.timeline, seconds=args.seconds, on_state=_print_state)
+    model = ModelConfig(**take(model_flags(args), "", MODEL_KEYS))
+    stream = stream_config(spec, take(stream_flags(args), "", STREAM_KEYS) | {"fail_fast": True}, model)
+    await probe(spec, stream.source, stream.sync, timeline=args.timeline, seconds=args.seconds, on_state=_print_state)
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .analyzer import Analyzer, Hooks
+    from .terminal import Terminal
+
+    config = analyzer_config(args, args.sources, args.config)
+    terminal = Terminal(config, quiet=args.quiet)
+    analyzer = Analyzer(config, Hooks(on_event=terminal.event, on_progress=terminal.progress,
+                                      on_state=_print_state))  # fmt: skip
+    _on_signals(analyzer.stop)
+    terminal.start(analyzer)
+    summary = await analyzer.run()
+    terminal.finish(summary)
+    return summary.exit_code
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+
+    if args.threshold is None:
+        args.threshold = DEMO_THRESHOLD
+    config = analyzer_config(args, [args.source])
+    if args.mqtt is None and config.mqtt.url is not None:
+        config = replace(config, mqtt=replace(config.mqtt, url=DEFAULT_MQTT_URL))
+    return await demo(config, on_signals=_on_signals, on_state=_print_state)
+
+
+def _on_signals(stop: Any) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,8 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "probe" and args.timeline:
         level = min(level, logging.INFO)  # show reconnects while watching a timeline
     logging.basicConfig(level=level, format="streamer: %(message)s", stream=sys.stderr)
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    command = {"probe": _probe, "run": _run, "demo": _demo}[args.command]
     try:
-        asyncio.run(_probe(args))
+        return asyncio.run(command(args))
     except StreamerError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
@@ -133,8 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
 
+
+__all__ = ["ConfigError", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,306 @@
+"""``streamer run``: sources -> one dynamic batcher -> the model -> per-stream event detectors -> MQTT.
+
+All stages are asyncio tasks in one ``TaskGroup`` (named ``source-ID``, ``model``, ``mqtt``, ``stats``):
+
+* a source task per stream reads its timesteps (:class:`streamer.stream.Stream`: one capture thread per source)
+  into its batcher lane (bounded: live streams drop their oldest timestep, files wait);
+* the model task takes batches across streams (:mod:`pipelines.batcher`), scores them on the model's worker
+  thread (:mod:`pipelines.inference`), runs each stream's event detector (:mod:`pipelines.events`) and queues
+  events, scores, snapshots and statuses in the outbox (:mod:`pipelines.outbox`);
+* the MQTT task drains the outbox into the broker (:mod:`pipelines.mqtt`); the stats task reports every
+  ``stats_interval`` seconds.
+
+A failing stream logs one line naming it and the cause and ends alone; the others go on. :meth:`Analyzer.stop`
+(SIGINT, SIGTERM) ends the sources, lets the model finish what is queued, closes open events, flushes the
+outbox, publishes ``offline`` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
+from streamer.media import SourceState, StateChange, StreamInfo, Timestep, VideoFrame
+from streamer.stream import Stream
+
+from .batcher import Batcher, Lane
+from .config import AnalyzerConfig, StreamConfig
+from .events import Ended, Event, EventDetector, Scores
+from .inference import ModelRunner
+from .mqtt import Publisher
+from .outbox import Message, Outbox
+from .snapshot import encode_jpeg
+from .stats import PipelineStats, Stamps
+from .topics import Topics
+
+log = logging.getLogger("streamer")
+
+LIVE_LANE = 16  # timesteps a live stream may have waiting for the model before its oldest is dropped
+FILE_LANE = 64
+
+
+@dataclass(slots=True)
+class Job:
+    ts: Timestep
+    stamps: Stamps
+
+
+@dataclass(eq=False)
+class StreamRuntime:
+    config: StreamConfig
+    lane: Lane[Job]
+    detector: EventDetector
+    stream: Stream | None = None
+    info: StreamInfo | None = None
+    done: bool = False  # the source task ended
+    flushed: bool = False
+    error: SourceError | None = None
+    last_t: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    events: int
+    timesteps: int
+    failed: tuple[SourceError, ...]
+    undelivered: int  # messages left in the outbox at exit
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOURCE if self.failed else EXIT_OK
+
+
+@dataclass
+class Hooks:
+    """Callbacks for the terminal: each event message, and progress (stream id -> media time reached)."""
+
+    on_event: Callable[[Event], None] | None = None
+    on_progress: Callable[[dict[str, float]], None] | None = None
+    on_state: Callable[[StateChange], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Analyzer:
+    def __init__(self, config: AnalyzerConfig, hooks: Hooks | None = None) -> None:
+        self.config = config
+        self.hooks = hooks or Hooks()
+        self.topics = Topics(config.mqtt.prefix)
+        self.outbox = Outbox(config.mqtt.outbox_size)
+        self.runner = ModelRunner(config.model)
+        self.stats = PipelineStats(device=self.runner.device_name)
+        self.batcher: Batcher[Job] = Batcher(config.model.max_batch, config.model.max_wait_ms / 1000)
+        self.publisher = Publisher(config.mqtt, self.topics, self.outbox) if config.mqtt.url else None
+        self.streams: dict[str, StreamRuntime] = {}
+        for sc in config.streams:
+            self.runner.add_stream(sc)
+            lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
+                                         drop_oldest=sc.spec.is_live)  # fmt: skip
+            detector = EventDetector(sc.stream_id, sc.events, sc.alpha, sc.beta)
+            self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
+            self.stats.stream(sc.stream_id)
+        self._source_tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._events_out: IO[str] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- control ------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End every source now (SIGINT, SIGTERM); what is queued is still scored and published."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("stopping")
+        for task in self._source_tasks:
+            task.cancel()
+
+    async def run(self) -> RunSummary:
+        if self.config.events_out is not None:
+            self._events_out = self.config.events_out.open("a", encoding="utf-8")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
+                stats_task = tg.create_task(self._stats_loop(), name="stats")
+                self._source_tasks = [
+                    tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
+                    for rt in self.streams.values()
+                ]
+                if self._stopping:  # stop() came before the tasks existed
+                    for task in self._source_tasks:
+                        task.cancel()
+                await tg.create_task(self._model_loop(), name="model")
+                stats_task.cancel()
+                if self._background:
+                    await asyncio.wait(self._background, timeout=5)
+                self._publish_stats()
+                undelivered = 0
+                if self.publisher is not None and mqtt_task is not None and not await self.publisher.close(mqtt_task):
+                    undelivered = len(self.outbox)
+                    log.warning(
+                        "mqtt: %d message(s), %d of them events, not delivered to %s",
+                        undelivered, self.outbox.pending_events, self.config.mqtt.display_url,
+                    )  # fmt: skip
+        finally:
+            self.runner.close()
+            if self._events_out is not None:
+                self._events_out.close()
+        failed = tuple(rt.error for rt in self.streams.values() if rt.error is not None)
+        return RunSummary(
+            events=sum(rt.detector.count for rt in self.streams.values()),
+            timesteps=sum(c.timesteps for c in self.stats.streams.values()),
+            failed=failed,
+            undelivered=undelivered,
+        )
+
+    # -- sources ------------------------------------------------------------------------------------------
+
+    async def _source(self, rt: StreamRuntime) -> None:
+        sc = rt.config
+        counters = self.stats.stream(sc.stream_id)
+
+        def on_info(info: StreamInfo) -> None:
+            rt.info = info
+
+        rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info)
+        duration = self.config.duration
+        try:
+            async with contextlib.aclosing(rt.stream.__aiter__()) as timesteps:  # type: ignore[type-var]
+                async for ts in timesteps:
+                    if duration is not None and ts.t >= duration - 1e-9:
+                        break
+                    now = time.time()
+                    frames = [] if ts.video_repeated else ts.frames
+                    counters.frames += len(frames)
+                    decoded = max((f.wall_time for f in frames), default=ts.wall_time)
+                    await self.batcher.put(rt.lane, Job(ts, Stamps(decoded=min(decoded, now), received=now)))
+                    counters.dropped_timesteps = rt.lane.dropped
+        except SourceError as exc:
+            rt.error = exc
+            log.error("error: %s", exc)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        finally:
+            rt.done = True
+            self.batcher.close_lane(rt.lane)
+            if self._stopping and rt.config.spec.is_live:
+                self._publish_state(sc.stream_id, SourceState.OFFLINE)
+
+    def _on_state(self, change: StateChange) -> None:
+        counters = self.stats.stream(change.stream_id)
+        counters.state = change.state.value
+        if self.hooks.on_state is not None:
+            self.hooks.on_state(change)
+        if change.state is not SourceState.CONNECTING:
+            self._publish_state(change.stream_id, change.state)
+
+    def _publish_state(self, stream_id: str, state: SourceState) -> None:
+        self.stats.stream(stream_id).state = state.value
+        self._queue(self.topics.stream_status(stream_id), state.value.encode(), "state")
+
+    # -- model and events ---------------------------------------------------------------------------------
+
+    async def _model_loop(self) -> None:
+        while True:
+            batch = await self.batcher.next_batch()
+            if not batch:
+                break
+            batched = time.time()
+            timesteps = [job.ts for _, job in batch]
+            result = await self.runner.score_async(timesteps)
+            inferred = time.time()
+            self.stats.batch_sizes.append(len(batch))
+            for i, (_, job) in enumerate(batch):
+                job.stamps.batched, job.stamps.inferred = batched, inferred
+                self._handle(job, result, i)
+            self._flush_finished()
+            if self.hooks.on_progress is not None:
+                self.hooks.on_progress({sid: rt.last_t for sid, rt in self.streams.items()})
+        self._flush_finished()
+
+    def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
+        ts = job.ts
+        rt = self.streams[ts.stream_id]
+        scores = Scores(
+            t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
+            s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
+        )  # fmt: skip
+        counters = self.stats.stream(ts.stream_id)
+        counters.timesteps += 1
+        counters.media_t = rt.last_t = ts.end
+        frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
+        self._emit(rt, rt.detector.update(scores, frame))
+        if self.config.mqtt.scores and self.publisher is not None:
+            self._queue(self.topics.scores(ts.stream_id), _json(scores.as_dict()), "score", qos=0, retain=False)
+        job.stamps.published = time.time()
+        self.stats.record(job.stamps)
+
+    def _flush_finished(self) -> None:
+        for rt in self.streams.values():
+            if rt.done and not rt.flushed and not rt.lane.pending:
+                rt.flushed = True
+                self._emit(rt, rt.detector.flush())
+
+    def _emit(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
+        for message in messages:
+            event = message.event if isinstance(message, Ended) else message
+            if isinstance(message, Ended):
+                self.stats.stream(event.stream).events += 1
+                if message.peak_frame is not None and self.config.mqtt.snapshots and self.publisher is not None:
+                    self._spawn(self._snapshot(event.stream, message.peak_frame))
+            payload = event.as_dict()
+            self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
+            if self._events_out is not None:
+                self._events_out.write(json.dumps(payload) + "\n")
+                self._events_out.flush()
+            if self.hooks.on_event is not None:
+                self.hooks.on_event(event)
+
+    async def _snapshot(self, stream_id: str, frame: VideoFrame) -> None:
+        try:
+            jpeg = await asyncio.to_thread(encode_jpeg, frame)
+        except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
+            log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
+            return
+        if jpeg is not None:
+            self._queue(self.topics.snapshot(stream_id), jpeg, "state")
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name="snapshot")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- publishing ---------------------------------------------------------------------------------------
+
+    def _queue(self, topic: str, payload: bytes, kind: Any, *, qos: int = 1, retain: bool = True) -> None:
+        if self.publisher is None:
+            return
+        self.outbox.put(Message(topic, payload, qos, retain, kind, time.time()))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.mqtt.stats_interval)
+            self._publish_stats()
+
+    def _publish_stats(self) -> None:
+        dropped = {
+            sid: rt.stream.source.stats.dropped_video if rt.stream is not None else 0
+            for sid, rt in self.streams.items()
+        }
+        report = self.stats.report(dropped, self.outbox.counters() if self.publisher else None)
+        if self.outbox.overflow:
+            log.warning("mqtt: %d event(s) dropped so far: the outbox was full", self.outbox.overflow)
+        self._queue(self.topics.stats, _json(report), "state", qos=0, retain=False)
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()

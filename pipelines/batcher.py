@@ -1,0 +1,114 @@
+"""The dynamic batcher shared by every stream: ready timesteps in, batches across streams out.
+
+Each stream has a *lane*, a bounded FIFO of its ready timesteps. :meth:`Batcher.next_batch` waits for the first
+timestep of any lane, then up to ``max_wait`` seconds for more (like Triton's ``max_queue_delay`` or
+nvstreammux's batched-push-timeout) unless ``max_batch`` are ready, and takes them round-robin across lanes,
+oldest first, so one busy stream cannot starve the others and each stream's timesteps stay in order.
+
+A full lane is the explicit drop policy: a live stream's lane drops its oldest timestep (counted in
+``Lane.dropped``): latency stays bounded when the model is slower than real time; a file's lane makes the
+stream wait (backpressure, nothing lost). Memory is bounded either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class Lane(Generic[T]):
+    name: str
+    capacity: int
+    drop_oldest: bool  # live: drop the oldest when full; file: wait for room
+    pending: deque[T] = field(default_factory=deque)
+    dropped: int = 0
+    closed: bool = False
+    _room: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Batcher(Generic[T]):
+    def __init__(self, max_batch: int, max_wait: float) -> None:
+        if max_batch < 1 or max_wait < 0:
+            raise ValueError("max_batch must be >= 1 and max_wait >= 0")
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._lanes: list[Lane[T]] = []
+        self._arrived = asyncio.Event()
+        self._pending = 0
+        self._rr = 0  # the lane the next batch starts from
+
+    def add_lane(self, name: str, capacity: int, *, drop_oldest: bool) -> Lane[T]:
+        lane: Lane[T] = Lane(name, max(1, capacity), drop_oldest)
+        self._lanes.append(lane)
+        return lane
+
+    def close_lane(self, lane: Lane[T]) -> None:
+        """The stream is done; its pending timesteps are still batched. The lane goes once drained."""
+        lane.closed = True
+        self._arrived.set()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def finished(self) -> bool:
+        """Every lane is closed and drained."""
+        return self._pending == 0 and all(lane.closed for lane in self._lanes)
+
+    async def put(self, lane: Lane[T], item: T) -> None:
+        while len(lane.pending) >= lane.capacity:
+            if lane.drop_oldest:
+                lane.pending.popleft()
+                lane.dropped += 1
+                self._pending -= 1
+                break
+            lane._room.clear()
+            await lane._room.wait()
+        lane.pending.append(item)
+        self._pending += 1
+        self._arrived.set()
+
+    async def next_batch(self) -> list[tuple[Lane[T], T]]:
+        """The next batch; empty once :attr:`finished`."""
+        while self._pending == 0:
+            if self.finished:
+                return []
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._pending < self.max_batch and self.max_wait > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.max_wait
+            while self._pending < self.max_batch and not self._all_closed_or_full():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(left):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    break
+        return self._take()
+
+    def _all_closed_or_full(self) -> bool:
+        """No lane can add anything more without us taking first: waiting would be pure delay."""
+        return all(lane.closed or len(lane.pending) >= lane.capacity for lane in self._lanes)
+
+    def _take(self) -> list[tuple[Lane[T], T]]:
+        batch: list[tuple[Lane[T], T]] = []
+        lanes = self._lanes[self._rr :] + self._lanes[: self._rr]
+        self._rr = (self._rr + 1) % max(1, len(self._lanes))
+        while len(batch) < self.max_batch and self._pending > 0:
+            for lane in lanes:
+                if lane.pending and len(batch) < self.max_batch:
+                    batch.append((lane, lane.pending.popleft()))
+                    self._pending -= 1
+                    lane._room.set()
+        self._lanes = [lane for lane in self._lanes if not (lane.closed and not lane.pending)]
+        return batch

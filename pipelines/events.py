@@ -1,0 +1,187 @@
+"""Events on S(t): a per-stream detector with a threshold, hysteresis and a minimum duration.
+
+* An event *starts* at the first timestep with ``S >= threshold``. With ``min_duration > 0`` the start is only
+  reported once the event has lasted that long (shorter blips are never reported); its ``t`` is still the
+  first timestep's.
+* It *ends* when S has stayed below the threshold for ``min_gap`` seconds; the end's ``t`` is the start of
+  the first timestep below the threshold, so the gap shows in latency, not in the reported times.
+* At the end of a stream an open event ends with the last timestep.
+
+Each event has an id (stable from start to end, unique across runs) and records its peak (the timestep with
+the highest S) and the per-modality contributions (``alpha * mean S_v`` and ``beta * mean S_a`` over the event).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from streamer.media import VideoFrame
+
+from .config import EventOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """One scored timestep of one stream."""
+
+    t: float
+    hop: float
+    score: float
+    s_v: float
+    s_a: float
+    has_v: bool = True
+    has_a: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"t": round(self.t, 4), "score": _r(self.score), "s_v": _r(self.s_v), "s_a": _r(self.s_a)}
+
+
+@dataclass(frozen=True, slots=True)
+class Peak:
+    t: float
+    score: float
+    s_v: float
+    s_a: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event message: ``type`` start or end. Times ``t``/``start_t`` are media seconds, ``wall_time`` unix."""
+
+    type: Literal["start", "end"]
+    id: str
+    stream: str
+    t: float
+    wall_time: float
+    score: float
+    s_v: float
+    s_a: float
+    alpha: float
+    beta: float
+    start_t: float | None = None  # end only
+    duration: float | None = None
+    peak: Peak | None = None
+    contributions: tuple[float, float] | None = None  # end only: (video, audio)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "id": self.id,
+            "stream": self.stream,
+            "t": round(self.t, 4),
+            "wall_time": round(self.wall_time, 3),
+            "score": _r(self.score),
+            "s_v": _r(self.s_v),
+            "s_a": _r(self.s_a),
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+        if self.type == "end":
+            assert self.start_t is not None and self.duration is not None and self.peak is not None
+            out["start_t"] = round(self.start_t, 4)
+            out["duration"] = round(self.duration, 4)
+            peak = self.peak
+            out["peak"] = {"t": round(peak.t, 4), "score": _r(peak.score), "s_v": _r(peak.s_v), "s_a": _r(peak.s_a)}
+            if self.contributions is not None:
+                out["contributions"] = {"video": _r(self.contributions[0]), "audio": _r(self.contributions[1])}
+        return out
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+@dataclass
+class _Open:
+    id: str
+    start: Scores
+    peak: Scores
+    peak_frame: VideoFrame | None
+    started: bool = False  # the start message went out
+    below_since: float | None = None  # start of the first timestep of the current run below the threshold
+    sum_v: float = 0.0
+    sum_a: float = 0.0
+    n: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """An end message with the frame of its peak (for the snapshot)."""
+
+    event: Event
+    peak_frame: VideoFrame | None
+
+
+class EventDetector:
+    def __init__(self, stream_id: str, options: EventOptions, alpha: float, beta: float) -> None:
+        self.stream_id = stream_id
+        self.options = options
+        self.alpha = alpha
+        self.beta = beta
+        self._open: _Open | None = None
+        self._last: Scores | None = None
+        self.count = 0  # events ended
+
+    @property
+    def active(self) -> bool:
+        return self._open is not None and self._open.started
+
+    def update(self, s: Scores, frame: VideoFrame | None = None) -> list[Event | Ended]:
+        """Feed one timestep (in order); returns the start/end messages it causes."""
+        out: list[Event | Ended] = []
+        self._last = s
+        o = self._open
+        above = s.score >= self.options.threshold
+        if o is None:
+            if not above:
+                return out
+            o = self._open = _Open(id=uuid.uuid4().hex, start=s, peak=s, peak_frame=frame)
+        elif above:
+            o.below_since = None
+        else:
+            if o.below_since is None:
+                o.below_since = s.t
+            if s.t + s.hop - o.below_since >= self.options.min_gap - 1e-9:
+                out += self._close(o.below_since)
+                return out
+        if o.below_since is None:
+            o.sum_v += s.s_v
+            o.sum_a += s.s_a
+            o.n += 1
+            if s.score > o.peak.score:
+                o.peak, o.peak_frame = s, frame if frame is not None else o.peak_frame
+        if not o.started and s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9:
+            o.started = True
+            out.append(self._message("start", o, o.start))
+        return out
+
+    def flush(self) -> list[Event | Ended]:
+        """The stream ended: close an open event at the end of the last timestep."""
+        o, last = self._open, self._last
+        if o is None or last is None:
+            return []
+        return self._close(o.below_since if o.below_since is not None else last.t + last.hop)
+
+    def _close(self, end_t: float) -> list[Event | Ended]:
+        o, self._open = self._open, None
+        assert o is not None
+        if not o.started:  # shorter than min_duration
+            return []
+        self.count += 1
+        n = max(o.n, 1)
+        event = Event(
+            type="end", id=o.id, stream=self.stream_id, t=end_t, wall_time=time.time(), score=o.peak.score,
+            s_v=o.peak.s_v, s_a=o.peak.s_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
+            duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.s_v, o.peak.s_a),
+            contributions=(self.alpha * o.sum_v / n, self.beta * o.sum_a / n),
+        )  # fmt: skip
+        return [Ended(event, o.peak_frame)]
+
+    def _message(self, kind: Literal["start", "end"], o: _Open, s: Scores) -> Event:
+        return Event(
+            type=kind, id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.s_v,
+            s_a=s.s_a, alpha=self.alpha, beta=self.beta,
+        )  # fmt: skip

@@ -1,0 +1,102 @@
+"""The model stage: one :class:`~models.fusion.FusionModel` per hop length, a slot per stream, off the loop.
+
+Streams with the same hop share one model, so a batch of timesteps from many streams is one call (one
+host-to-device copy, one device-to-host copy). The calls run on one worker thread, in batch order, so each
+stream's adaptive state advances in media-time order while the event loop keeps serving sources and MQTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.device import resolve_device
+from models.fusion import FusionModel
+from models.plugins import load_module
+from streamer.errors import ConfigError
+from streamer.media import Timestep
+
+from .config import ModelConfig, StreamConfig
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSlot:
+    hop: float
+    slot: int
+
+
+class ModelRunner:
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        try:
+            self.device = resolve_device(config.device)
+        except ValueError as exc:
+            raise ConfigError(f"device.type: {exc}") from None
+        self._models: dict[float, FusionModel] = {}
+        self._slots: dict[str, StreamSlot] = {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+
+    @property
+    def device_name(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return str(self.device)
+
+    def _model(self, hop: float) -> FusionModel:
+        model = self._models.get(hop)
+        if model is None:
+            c = self.config
+            try:
+                video = load_module(c.video, c.video_weights) if c.video else None
+                audio = load_module(c.audio, c.audio_weights) if c.audio else None
+            except ValueError as exc:
+                raise ConfigError(f"model: {exc}") from None
+            model = FusionModel(
+                luma_size=c.luma_size, sample_rate=c.sample_rate, hop=hop, context=c.context_ms / 1000, tau=c.tau,
+                video=video, audio=audio, autocast=c.autocast,
+            ).to(self.device)  # fmt: skip
+            self._models[hop] = model
+        return model
+
+    def add_stream(self, stream: StreamConfig) -> None:
+        hop = stream.sync.hop
+        slot = self._model(hop).add_stream(stream.alpha, stream.beta)
+        self._slots[stream.stream_id] = StreamSlot(hop, slot)
+
+    def release(self, stream_id: str) -> None:
+        where = self._slots.pop(stream_id, None)
+        if where is not None:
+            self._models[where.hop].release(where.slot)
+
+    def score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
+        """Score a batch (any mix of streams and hops); arrays of ``len(timesteps)`` per name, in order."""
+        groups: dict[float, list[int]] = {}
+        for i, ts in enumerate(timesteps):
+            groups.setdefault(self._slots[ts.stream_id].hop, []).append(i)
+        if len(groups) == 1:
+            ((hop, _),) = groups.items()
+            return self._models[hop].score(timesteps, [self._slots[ts.stream_id].slot for ts in timesteps])
+        out: dict[str, np.ndarray] = {}
+        for hop, index in groups.items():
+            part = self._models[hop].score(
+                [timesteps[i] for i in index], [self._slots[timesteps[i].stream_id].slot for i in index]
+            )
+            for name, values in part.items():
+                if name not in out:
+                    out[name] = np.zeros(len(timesteps), values.dtype)
+                out[name][index] = values
+        return out
+
+    async def score_async(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.score, timesteps)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,107 @@
+"""Counters and per-stage latencies, published on ``{prefix}/stats`` every ``stats_interval`` seconds.
+
+Every timestep carries the wall time it reached each stage (:class:`Stamps`): ``decoded`` (its last video frame
+came out of the decoder), ``received`` (the sync cut it and the pipeline took it), ``batched``, ``inferred``
+and ``published`` (its scores and events were handed to the publisher). Latencies are the differences between
+consecutive stages over the last window, reported as p50 and p99 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STAGES = ("decoded", "received", "batched", "inferred", "published")
+WINDOW = 4096  # latency samples kept per stage
+
+
+@dataclass(slots=True)
+class Stamps:
+    decoded: float
+    received: float
+    batched: float = 0.0
+    inferred: float = 0.0
+    published: float = 0.0
+
+
+@dataclass
+class StreamCounters:
+    frames: int = 0  # decoded video frames that reached the pipeline
+    timesteps: int = 0  # timesteps scored
+    dropped_timesteps: int = 0  # dropped by the batcher lane (live streams only)
+    events: int = 0
+    state: str = "connecting"
+    media_t: float = 0.0  # media time reached
+    last: tuple[float, int, int] = (0.0, 0, 0)  # (wall time, frames, timesteps) at the last report
+
+
+@dataclass
+class PipelineStats:
+    device: str
+    started: float = field(default_factory=time.time)
+    streams: dict[str, StreamCounters] = field(default_factory=dict)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    stage_ms: dict[str, deque[float]] = field(
+        default_factory=lambda: {name: deque(maxlen=WINDOW) for name in ("sync", "batch", "model", "publish", "total")}
+    )
+    event_publish_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+    def stream(self, stream_id: str) -> StreamCounters:
+        return self.streams.setdefault(stream_id, StreamCounters(last=(time.time(), 0, 0)))
+
+    def record(self, stamps: Stamps) -> None:
+        s = self.stage_ms
+        s["sync"].append(1000 * (stamps.received - stamps.decoded))
+        s["batch"].append(1000 * (stamps.batched - stamps.received))
+        s["model"].append(1000 * (stamps.inferred - stamps.batched))
+        s["publish"].append(1000 * (stamps.published - stamps.inferred))
+        s["total"].append(1000 * (stamps.published - stamps.decoded))
+
+    def report(self, dropped_frames: dict[str, int], outbox: dict[str, int] | None = None) -> dict[str, Any]:
+        """The stats message; resets the per-interval rates."""
+        now = time.time()
+        streams: dict[str, Any] = {}
+        for stream_id, c in self.streams.items():
+            then, frames, timesteps = c.last
+            span = max(now - then, 1e-9)
+            streams[stream_id] = {
+                "state": c.state,
+                "media_t": round(c.media_t, 3),
+                "input_fps": round((c.frames - frames) / span, 2),
+                "output_fps": round((c.timesteps - timesteps) / span, 2),  # timesteps scored per second
+                "frames": c.frames,
+                "timesteps": c.timesteps,
+                "dropped_frames": dropped_frames.get(stream_id, 0),
+                "dropped_timesteps": c.dropped_timesteps,
+                "events": c.events,
+            }
+            c.last = (now, c.frames, c.timesteps)
+        sizes = np.asarray(self.batch_sizes, dtype=np.float64)
+        out: dict[str, Any] = {
+            "wall_time": round(now, 3),
+            "uptime": round(now - self.started, 1),
+            "device": self.device,
+            "streams": streams,
+            "batch": {
+                "count": len(sizes),
+                "mean": round(float(sizes.mean()), 2) if len(sizes) else None,
+                "p50": float(np.percentile(sizes, 50)) if len(sizes) else None,
+                "max": int(sizes.max()) if len(sizes) else None,
+            },
+            "latency_ms": {name: percentiles(values) for name, values in self.stage_ms.items()},
+            "event_publish_ms": percentiles(self.event_publish_ms),
+        }
+        if outbox is not None:
+            out["outbox"] = outbox
+        return out
+
+
+def percentiles(values: deque[float] | list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    p50, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 99])
+    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2)}

@@ -1,0 +1,49 @@
+"""The MQTT topics streamer publishes on, and the checks that keep names from injecting wildcards or levels.
+
+``{prefix}/status``, ``{prefix}/stats``, and per stream ``{prefix}/{stream}/events``, ``/scores``, ``/status``,
+``/snapshot``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/`` (``home/streamer``);
+stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from streamer.errors import ConfigError
+from streamer.spec import STREAM_ID_RE
+
+_LEVEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_prefix(prefix: str) -> str:
+    levels = prefix.split("/")
+    if len(prefix) > 200 or not all(_LEVEL_RE.match(level) for level in levels):
+        raise ConfigError(
+            f"mqtt prefix {prefix!r}: use levels of letters, digits, '_' and '-' separated by '/' "
+            "(no wildcards, no empty levels)"
+        )
+    return prefix
+
+
+class Topics:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_prefix(prefix)
+        self.status = f"{prefix}/status"
+        self.stats = f"{prefix}/stats"
+
+    def stream(self, stream_id: str, leaf: str) -> str:
+        if not STREAM_ID_RE.match(stream_id):
+            raise ConfigError(f"stream id {stream_id!r} cannot be an MQTT topic level")
+        return f"{self.prefix}/{stream_id}/{leaf}"
+
+    def events(self, stream_id: str) -> str:
+        return self.stream(stream_id, "events")
+
+    def scores(self, stream_id: str) -> str:
+        return self.stream(stream_id, "scores")
+
+    def stream_status(self, stream_id: str) -> str:
+        return self.stream(stream_id, "status")
+
+    def snapshot(self, stream_id: str) -> str:
+        return self.stream(stream_id, "snapshot")
