@@ -13,6 +13,10 @@ Each timestep's audio window (look-back context + the timestep's samples) goes t
 * ``S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)``.
   With ``k`` 3, ``margin`` 4 dB and ``scale`` 4 dB a sound 20 dB over a steady floor (band deviation ~1.5 dB)
   gives about 0.94, 30 dB 0.999; the max over 40 noisy bands of steady noise stays under ``k * dev + margin``.
+
+Warm-up: the first ``warmup`` seconds of a stream's audio only teach the floor (a running average, S_a = 0), so
+a first timestep that is partly digital silence (audio starting mid-timestep, a live stream joined mid-packet)
+cannot leave the floor far below the real noise, where it would rise only slowly.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ class AudioActivity(SlotStateMixin):
     and raw features ``excess`` (dB), ``level`` (dB, mean over bands), ``flux`` (dB), each ``(B,)``.
     """
 
-    _slot_buffers = ("floor", "dev", "seen", "flux_mu", "flux_dev")
+    _slot_buffers = ("floor", "dev", "seen", "flux_mu", "flux_dev", "count")
     _slot_defaults: ClassVar[dict[str, float]] = {"dev": 2.0, "flux_dev": 2.0}  # prior spread (dB)
     floor: Tensor  # (capacity, n_mels) dB
     dev: Tensor  # (capacity, n_mels) dB
     seen: Tensor  # (capacity,) bool
     flux_mu: Tensor  # (capacity,) dB
     flux_dev: Tensor  # (capacity,) dB
+    count: Tensor  # (capacity,) float: timesteps with audio learned so far
 
     def __init__(
         self,
@@ -56,6 +61,7 @@ class AudioActivity(SlotStateMixin):
         margin: float = 4.0,
         scale: float = 4.0,
         flux_weight: float = 0.5,
+        warmup: float = 0.5,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -65,6 +71,7 @@ class AudioActivity(SlotStateMixin):
         self.frame_hop = round(0.010 * sample_rate)
         self.hop_samples = hop_samples
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
+        self.warmup_steps = max(1, round(warmup / hop))
         self.rise = min(1.0, hop / tau)
         self.fall = min(1.0, hop / fall)
         self.mel = torchaudio.transforms.MelSpectrogram(
@@ -75,6 +82,7 @@ class AudioActivity(SlotStateMixin):
         self.register_buffer("seen", torch.zeros(capacity, dtype=torch.bool))
         self.register_buffer("flux_mu", torch.zeros(capacity))
         self.register_buffer("flux_dev", torch.full((capacity,), 2.0))
+        self.register_buffer("count", torch.zeros(capacity))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if audio.shape[1] < self.n_fft + self.frame_hop:
@@ -85,20 +93,22 @@ class AudioActivity(SlotStateMixin):
         level = logmel[:, :, -own:].mean(dim=2)  # (B, n_mels)
         flux = torch.relu(logmel[:, :, -own:] - logmel[:, :, -own - 1 : -1]).sum(dim=1).mean(dim=1)  # (B,)
 
-        floor, dev, seen = self.floor[slots], self.dev[slots], self.seen[slots]
+        floor, dev, seen, count = self.floor[slots], self.dev[slots], self.seen[slots], self.count[slots]
+        warm = count >= self.warmup_steps
         flux_mu, flux_dev = self.flux_mu[slots], self.flux_dev[slots]
         excess = (level - floor - self.k * dev).amax(dim=1)
         flux_excess = flux - flux_mu - self.k * flux_dev
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
-        score = torch.where(present & seen, 1.0 - torch.exp(-activity / self.scale), 0.0)
+        score = torch.where(present & seen & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
 
-        # Learn: the first timestep sets the floor; then running means, falling fast when the noise drops and
-        # rising ten times slower while the stream is active.
+        # Learn: the first timestep sets the floor, the warm-up averages; then running means, falling fast when
+        # the noise drops and rising ten times slower while the stream is active.
         slow = (1.0 - 0.9 * score).unsqueeze(1)
         rate = torch.where(level < floor - self.k * dev, self.fall, self.rise * slow)
+        rate = torch.maximum(rate, torch.where(warm, 0.0, 1.0 / (count + 1.0)).unsqueeze(1))
         new_floor = torch.where(seen.unsqueeze(1), floor + rate * (level - floor), level)
         new_dev = torch.where(seen.unsqueeze(1), dev + rate * ((level - floor).abs() - dev), dev)
-        flux_rate = self.rise * slow.squeeze(1)
+        flux_rate = torch.maximum(self.rise * slow.squeeze(1), torch.where(warm, 0.0, 1.0 / (count + 1.0)))
         new_flux_mu = torch.where(seen, flux_mu + flux_rate * (flux - flux_mu), flux)
         new_flux_dev = torch.where(seen, flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev), flux_dev)
         keep = present.unsqueeze(1)
@@ -107,4 +117,5 @@ class AudioActivity(SlotStateMixin):
         self.flux_mu[slots] = torch.where(present, new_flux_mu, flux_mu)
         self.flux_dev[slots] = torch.where(present, new_flux_dev, flux_dev)
         self.seen[slots] = seen | present
+        self.count[slots] = count + present.to(count.dtype)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux}

@@ -428,4 +428,5 @@ def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str]) -> MqttCo
         password = Path(password_file).read_text().strip()
     username = username or environ.get("STREAMER_MQTT_USERNAME") or None
     password = password or environ.get("STREAMER_MQTT_PASSWORD") or None
-    return MqttConfig(url=url, username=username, password=password, **v)
+    bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # credentials live apart, never in the URL
+    return MqttConfig(url=bare, username=username, password=password, **v)

@@ -153,7 +153,7 @@ class EventDetector:
             o.n += 1
             if s.score > o.peak.score:
                 o.peak, o.peak_frame = s, frame if frame is not None else o.peak_frame
-        if not o.started and s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9:
+        if not o.started and above and s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9:
             o.started = True
             out.append(self._message("start", o, o.start))
         return out

@@ -1,11 +1,19 @@
-"""Shared fixtures: a live RTSP A/V server (tests/rtsp_server.py) run under Debian's python3.
+"""Shared fixtures: a live RTSP A/V server (tests/rtsp_server.py) run under Debian's python3, and a real
+MQTT broker (tests/mqtt_broker.py, Debian's mosquitto).
 
 ``rtsp_server`` is a factory: ``server = rtsp_server()`` starts a server on a free loopback port and returns
 an :class:`RtspServer` (``.url``, ``.port``, ``.start()``, ``.stop()``, ``.kill()``, ``.restart()``);
-``rtsp_server(audio=False)`` and friends pick what it serves. Every server is stopped at teardown.
+``rtsp_server(audio=False)`` and friends pick what it serves, ``rtsp_server(file=clip)`` serves a Matroska
+file (H.264 + Opus) in real time, from its start for every client. Every server is stopped at teardown.
 
-Tests that use it are skipped when ``/usr/bin/python3`` cannot import GstRtspServer, unless the ``CI``
-environment variable is set: then they fail, since CI must run them.
+``mqtt_broker`` is a factory too: ``broker = mqtt_broker()`` starts mosquitto on a free loopback port and
+returns a :class:`~tests.mqtt_broker.MqttBroker` (``.url``, ``.host``, ``.port``, ``.start()``, ``.stop()``,
+``.kill()``, ``.restart()``, ``.running``); ``extra_config=[...]`` adds mosquitto.conf lines. Every broker is
+stopped at teardown.
+
+Tests that use them are skipped when ``/usr/bin/python3`` cannot import GstRtspServer, or when
+``/usr/sbin/mosquitto`` is missing, unless the ``CI`` environment variable is set: then they fail, since CI
+must run them.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from .mqtt_broker import MOSQUITTO, MqttBroker
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -116,9 +126,14 @@ class RtspServers:
         fps: int = 30,
         audio: bool = True,
         video: bool = True,
+        file: Path | None = None,
         start: bool = True,
     ) -> RtspServer:
-        args = ["--width", str(width), "--height", str(height), "--fps", str(fps)]
+        """Serve live test sources, or with ``file`` that Matroska file (``audio``/``video``: its tracks)."""
+        if file is not None:
+            args = ["--file", str(Path(file).resolve())]
+        else:
+            args = ["--width", str(width), "--height", str(height), "--fps", str(fps)]
         args += [] if audio else ["--no-audio"]
         args += [] if video else ["--no-video"]
         port = _free_port()
@@ -131,6 +146,25 @@ class RtspServers:
     def close(self) -> None:
         for server in self._servers:
             server.stop()
+
+
+class MqttBrokers:
+    """The ``mqtt_broker`` fixture's value: call it to start a broker; all of them stop at teardown."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self._tmp_dir = tmp_dir
+        self._brokers: list[MqttBroker] = []
+
+    def __call__(self, *, extra_config: Sequence[str] = (), start: bool = True) -> MqttBroker:
+        broker = MqttBroker(self._tmp_dir / f"mosquitto_{len(self._brokers)}", extra_config=extra_config)
+        self._brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    def close(self) -> None:
+        for broker in self._brokers:
+            broker.stop()
 
 
 @functools.cache
@@ -165,3 +199,17 @@ def rtsp_server(tmp_path: Path) -> Iterator[RtspServers]:
         yield servers
     finally:
         servers.close()
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path: Path) -> Iterator[MqttBrokers]:
+    if not os.access(MOSQUITTO, os.X_OK):
+        problem = f"{MOSQUITTO} is missing (Debian package mosquitto)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the MQTT broker tests, but {problem}")
+        pytest.skip(problem)
+    brokers = MqttBrokers(tmp_path)
+    try:
+        yield brokers
+    finally:
+        brokers.close()

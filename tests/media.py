@@ -64,12 +64,14 @@ def make_clip(
     noise_dbfs: float = -60.0,
     beep_dbfs: float = -6.0,
     beep_hz: float = 1000.0,
+    keyint: int | None = None,
 ) -> Path:
     """Encode a clip into ``path`` (container from its suffix) and return ``path``.
 
     Video (``with_video``): frame ``i`` at ``i / fps`` with a 1/90000 time base. ``vfr=True`` (implied by
     ``fps=None``) uses seeded random intervals between 1/60 s and 1/15 s and adds a frame exactly at each
     flash's start and end, so flashes still land on exact times. ``bframes`` turns x264's B-frames on (2) or off.
+    ``keyint`` is the most frames between key frames (the GOP size); None means one second's worth (30 for VFR).
 
     Audio (``audio_codec``, None for none): stereo at ``sample_rate``, ``duration`` seconds of content: Gaussian
     noise with RMS ``noise_dbfs`` plus, during each beep, a ``beep_hz`` sine of peak ``beep_dbfs``, both
@@ -93,7 +95,7 @@ def make_clip(
     with av.open(str(path), mode="w", format=container_format) as container:
         sources: list[Iterator[tuple[float, list[Packet[Any]]]]] = []
         if with_video:
-            video = _add_video(container, video_codec, fps, vfr, bframes, width, height)
+            video = _add_video(container, video_codec, fps, vfr, bframes, width, height, keyint)
             times = _frame_times(duration, fps, vfr, flashes, flash_len)
             sources.append(_video_packets(video, times, base_luma, flashes, flash_len))
         if audio_codec is not None:
@@ -173,6 +175,7 @@ def _add_video(
     bframes: bool,
     width: int,
     height: int,
+    keyint: int | None = None,
 ) -> VideoStream:
     rate = Fraction(fps).limit_denominator(1001) if fps is not None and not vfr else None
     options = {"bf": "2" if bframes else "0", "preset": "veryfast"} if codec == "libx264" else {}
@@ -181,7 +184,7 @@ def _add_video(
         raise ValueError(f"{codec!r} is not a video encoder")
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.time_base = stream.codec_context.time_base = _VIDEO_TB
-    stream.codec_context.gop_size = round(fps or 30.0)
+    stream.codec_context.gop_size = keyint or round(fps or 30.0)
     if rate is None:
         stream.codec_context.framerate = Fraction(0, 1)  # no nominal rate (PyAV would declare 24 fps)
     return stream

@@ -210,3 +210,13 @@ def test_deterministic_on_cpu() -> None:
         runs.append(run(model, steps, model.add_stream()))
     for name in runs[0]:
         assert np.array_equal(runs[0][name], runs[1][name]), name
+
+
+def test_audio_that_starts_mid_timestep_does_not_leave_the_floor_too_low() -> None:
+    """A live stream's first audio timestep is partly digital silence; the warm-up must not learn that."""
+    model = FusionModel()
+    slot = model.add_stream()
+    signal = pink_noise(6, -50)
+    signal[: SR // 10 + SR // 100] = 0.0  # nothing in the first timestep, 10 ms of silence in the second
+    out = run(model, [timestep(k, None, signal) for k in range(60)], slot)
+    assert out["s_a"].max() < 0.05
