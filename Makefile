@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/streamer probe 'synthetic:?events=av@4,a@9,v@14&duration=20' --timeline
+	$(BIN)/streamer demo
 
 system-deps:
 	bash scripts/system-deps.sh
