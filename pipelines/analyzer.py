@@ -296,7 +296,10 @@ class Analyzer:
             sid: rt.stream.source.stats.dropped_video if rt.stream is not None else 0
             for sid, rt in self.streams.items()
         }
-        report = self.stats.report(dropped, self.outbox.counters() if self.publisher else None)
+        if self.publisher is not None:
+            report = self.stats.report(dropped, self.outbox.counters(), self.outbox.event_delivery_ms)
+        else:
+            report = self.stats.report(dropped)
         if self.outbox.overflow:
             log.warning("mqtt: %d event(s) dropped so far: the outbox was full", self.outbox.overflow)
         self._queue(self.topics.stats, _json(report), "state", qos=0, retain=False)

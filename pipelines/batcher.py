@@ -2,8 +2,8 @@
 
 Each stream has a *lane*, a bounded FIFO of its ready timesteps. :meth:`Batcher.next_batch` waits for the first
 timestep of any lane, then up to ``max_wait`` seconds for more (like Triton's ``max_queue_delay`` or
-nvstreammux's batched-push-timeout) unless ``max_batch`` are ready, and takes them round-robin across lanes,
-oldest first, so one busy stream cannot starve the others and each stream's timesteps stay in order.
+nvstreammux's batched-push-timeout) unless ``max_batch`` are ready or every open lane has one, and takes them
+round-robin across lanes, oldest first, so one busy stream cannot starve the others and each stream's timesteps stay in order.
 
 A full lane is the explicit drop policy: a live stream's lane drops its oldest timestep (counted in
 ``Lane.dropped``): latency stays bounded when the model is slower than real time; a file's lane makes the
@@ -84,7 +84,7 @@ class Batcher(Generic[T]):
         if self._pending < self.max_batch and self.max_wait > 0:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.max_wait
-            while self._pending < self.max_batch and not self._all_closed_or_full():
+            while self._pending < self.max_batch and not self._every_lane_ready():
                 left = deadline - loop.time()
                 if left <= 0:
                     break
@@ -96,9 +96,9 @@ class Batcher(Generic[T]):
                     break
         return self._take()
 
-    def _all_closed_or_full(self) -> bool:
-        """No lane can add anything more without us taking first: waiting would be pure delay."""
-        return all(lane.closed or len(lane.pending) >= lane.capacity for lane in self._lanes)
+    def _every_lane_ready(self) -> bool:
+        """Every open lane has a timestep waiting: streams in phase are all in, waiting longer is pure delay."""
+        return all(lane.closed or lane.pending for lane in self._lanes)
 
     def _take(self) -> list[tuple[Lane[T], T]]:
         batch: list[tuple[Lane[T], T]] = []

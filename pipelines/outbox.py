@@ -16,6 +16,7 @@ events by ``id``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Literal
@@ -47,6 +48,7 @@ class Outbox:
         self.overflow = 0  # events dropped because the outbox was full
         self.scores_dropped = 0
         self.sent = 0
+        self.event_delivery_ms: deque[float] = deque(maxlen=4096)  # queued -> acknowledged, per event message
 
     def put(self, message: Message) -> None:
         if message.kind == "event":
@@ -90,6 +92,7 @@ class Outbox:
         elif message.kind == "event":
             if self._events and self._events[0] is message:
                 self._events.popleft()
+                self.event_delivery_ms.append(1000 * (time.time() - message.created))
         elif self._scores and self._scores[0] is message:
             self._scores.popleft()
         if not len(self):

@@ -48,7 +48,6 @@ class PipelineStats:
     stage_ms: dict[str, deque[float]] = field(
         default_factory=lambda: {name: deque(maxlen=WINDOW) for name in ("sync", "batch", "model", "publish", "total")}
     )
-    event_publish_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
     def stream(self, stream_id: str) -> StreamCounters:
         return self.streams.setdefault(stream_id, StreamCounters(last=(time.time(), 0, 0)))
@@ -61,7 +60,12 @@ class PipelineStats:
         s["publish"].append(1000 * (stamps.published - stamps.inferred))
         s["total"].append(1000 * (stamps.published - stamps.decoded))
 
-    def report(self, dropped_frames: dict[str, int], outbox: dict[str, int] | None = None) -> dict[str, Any]:
+    def report(
+        self,
+        dropped_frames: dict[str, int],
+        outbox: dict[str, int] | None = None,
+        delivery_ms: deque[float] | None = None,
+    ) -> dict[str, Any]:
         """The stats message; resets the per-interval rates."""
         now = time.time()
         streams: dict[str, Any] = {}
@@ -93,8 +97,9 @@ class PipelineStats:
                 "max": int(sizes.max()) if len(sizes) else None,
             },
             "latency_ms": {name: percentiles(values) for name, values in self.stage_ms.items()},
-            "event_publish_ms": percentiles(self.event_publish_ms),
         }
+        if delivery_ms is not None:
+            out["event_delivery_ms"] = percentiles(delivery_ms)  # queued -> acknowledged by the broker
         if outbox is not None:
             out["outbox"] = outbox
         return out

@@ -86,18 +86,24 @@ async def test_batcher_backpressure_on_file_lanes() -> None:
     assert lane.dropped == 0 and [item for _, item in await batcher.next_batch()] == [2]
 
 
-async def test_batcher_waits_at_most_max_wait_for_a_fuller_batch() -> None:
+async def test_batcher_waits_at_most_max_wait_for_the_other_lanes() -> None:
     batcher: Batcher[int] = Batcher(max_batch=8, max_wait=0.05)
-    lane = batcher.add_lane("a", 16, drop_oldest=True)
+    a = batcher.add_lane("a", 16, drop_oldest=True)
+    b = batcher.add_lane("b", 16, drop_oldest=True)
 
     async def later() -> None:
         await asyncio.sleep(0.01)
-        await batcher.put(lane, 1)
+        await batcher.put(b, 1)
 
-    await batcher.put(lane, 0)
+    await batcher.put(a, 0)
     task = asyncio.create_task(later())
-    assert [item for _, item in await batcher.next_batch()] == [0, 1]  # the second arrived within max_wait
+    assert [item for _, item in await batcher.next_batch()] == [0, 1]  # b's arrived within max_wait
     await task
+    await batcher.put(a, 2)
+    await batcher.put(b, 3)
+    assert sorted(item for _, item in await batcher.next_batch()) == [2, 3]  # round-robin starts by turns
+    await batcher.put(a, 4)
+    assert [item for _, item in await batcher.next_batch()] == [4]  # b stays quiet: max_wait, then a alone
 
 
 def message(kind: str, topic: str = "t", payload: bytes = b"x") -> Message:
