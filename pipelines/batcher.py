@@ -3,7 +3,8 @@
 Each stream has a *lane*, a bounded FIFO of its ready timesteps. :meth:`Batcher.next_batch` waits for the first
 timestep of any lane, then up to ``max_wait`` seconds for more (like Triton's ``max_queue_delay`` or
 nvstreammux's batched-push-timeout) unless ``max_batch`` are ready or every open lane has one, and takes them
-round-robin across lanes, oldest first, so one busy stream cannot starve the others and each stream's timesteps stay in order.
+round-robin across lanes, oldest first, so one busy stream cannot starve the others and each stream's timesteps
+stay in order.
 
 A full lane is the explicit drop policy: a live stream's lane drops its oldest timestep (counted in
 ``Lane.dropped``): latency stays bounded when the model is slower than real time; a file's lane makes the

@@ -142,7 +142,50 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--source", default=DEMO_SOURCE, help=f"what to analyze (default {DEMO_SOURCE})")
     add_analysis_arguments(demo)
     add_source_arguments(demo)
+    add_bench_parsers(commands)
     return parser
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected stream counts like 1,2,4,8, got {text!r}")
+    return values
+
+
+def add_bench_parsers(commands: Any) -> None:
+    bench = commands.add_parser("bench", help="latency and throughput benchmarks (see benchmarks/README.md)")
+    kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    latency = kinds.add_parser(
+        "latency", help="glass-to-event latency against a live RTSP server with impulses, over a real mosquitto",
+        description="Glass-to-event latency: an RTSP server emits impulses (a white frame and a tone) at logged "
+        "wall-clock times; `streamer run` analyzes the stream and publishes to mosquitto; a subscriber records "
+        "when events arrive. A decode-only client on the same stream gives the floor. Needs Debian's "
+        "gst-rtsp-server bindings and mosquitto (scripts/system-deps.sh).",
+    )  # fmt: skip
+    latency.add_argument("--streams", type=int, default=1, help="analyzer streams at once (default 1)")
+    latency.add_argument("--impulses", type=int, default=50, help="impulses to measure (default 50)")
+    latency.add_argument("--hop-ms", type=_positive, default=100.0, help="the analyzer's hop (default 100)")
+    latency.add_argument("--max-wait-ms", type=_number, help="the batcher's max wait (default: the analyzer's)")
+    latency.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    latency.add_argument("--interval", type=_positive, default=2.0, help="seconds between impulses (2, +jitter)")
+    latency.add_argument("--json", type=Path, metavar="FILE", help="write the report (p50, p95, p99, max) here")
+    latency.add_argument("--plot", type=Path, metavar="FILE.png", help="latency CDF and stage breakdown (PNG)")
+    latency.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
+    throughput = kinds.add_parser(
+        "throughput", help="files analyzed as fast as possible with N streams, against decode-only",
+        description="Media analyzed as fast as possible with N streams at once, against decode-only of the same "
+        "media with the same N in the same run: timesteps/s, real-time factor, CPU share, peak memory, ratio.",
+    )  # fmt: skip
+    throughput.add_argument("media", nargs="*", type=Path, help="files (default: a generated 720p30 clip)")
+    throughput.add_argument("--streams", type=_counts, default=[1, 2, 4, 8], help="counts, default 1,2,4,8")
+    throughput.add_argument("--repeats", type=int, default=3, help="measurements per count (median; default 3)")
+    throughput.add_argument("--seconds", type=_positive, default=20.0, help="length of the generated clip (20)")
+    throughput.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    throughput.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -225,6 +268,34 @@ async def _demo(args: argparse.Namespace) -> int:
     return await demo(config, on_signals=_on_signals, on_state=_print_state)
 
 
+async def _bench(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    if args.bench == "throughput":
+        from .bench.throughput import format_table, run_throughput
+
+        report = await asyncio.to_thread(
+            run_throughput, args.media or None, args.streams, repeats=args.repeats, device=args.device,
+            seconds=args.seconds,
+        )  # fmt: skip
+        print(format_table(report))
+    else:
+        from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
+
+        options = LatencyOptions(streams=args.streams, impulses=args.impulses, hop_ms=args.hop_ms,
+                                 max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            report = await run_latency(options, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))
+        print(format_report(report))
+        if args.plot is not None:
+            plot_report(report, args.plot)
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return EXIT_OK
+
+
 def _on_signals(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -239,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="streamer: %(message)s", stream=sys.stderr)
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    command = {"probe": _probe, "run": _run, "demo": _demo}[args.command]
+    command = {"probe": _probe, "run": _run, "demo": _demo, "bench": _bench}[args.command]
     try:
         return asyncio.run(command(args))
     except StreamerError as exc:

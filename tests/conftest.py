@@ -1,5 +1,5 @@
 """Shared fixtures: a live RTSP A/V server (tests/rtsp_server.py) run under Debian's python3, and a real
-MQTT broker (tests/mqtt_broker.py, Debian's mosquitto).
+MQTT broker (pipelines/bench/mosquitto.py, Debian's mosquitto).
 
 ``rtsp_server`` is a factory: ``server = rtsp_server()`` starts a server on a free loopback port and returns
 an :class:`RtspServer` (``.url``, ``.port``, ``.start()``, ``.stop()``, ``.kill()``, ``.restart()``);
@@ -7,7 +7,7 @@ an :class:`RtspServer` (``.url``, ``.port``, ``.start()``, ``.stop()``, ``.kill(
 file (H.264 + Opus) in real time, from its start for every client. Every server is stopped at teardown.
 
 ``mqtt_broker`` is a factory too: ``broker = mqtt_broker()`` starts mosquitto on a free loopback port and
-returns a :class:`~tests.mqtt_broker.MqttBroker` (``.url``, ``.host``, ``.port``, ``.start()``, ``.stop()``,
+returns a :class:`~pipelines.bench.mosquitto.MqttBroker` (``.url``, ``.host``, ``.port``, ``.start()``, ``.stop()``,
 ``.kill()``, ``.restart()``, ``.running``); ``extra_config=[...]`` adds mosquitto.conf lines. Every broker is
 stopped at teardown.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from .mqtt_broker import MOSQUITTO, MqttBroker
+from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")

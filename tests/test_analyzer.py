@@ -166,7 +166,7 @@ async def test_events_over_rtsp(clip: Path, tmp_path: Path, rtsp_server: Any) ->
 
 async def test_demo_shows_events(tmp_path: Path) -> None:
     """The README's run command, on a port where no broker runs: it starts its own and shows the events."""
-    from .mqtt_broker import free_port
+    from pipelines.bench.mosquitto import free_port
 
     proc = await start_streamer("demo", "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--duration", "6")
     assert proc.stdout is not None

@@ -1,4 +1,4 @@
-"""A real MQTT broker for the tests: Debian's mosquitto (2.0.x) on a free 127.0.0.1 port.
+"""A real MQTT broker for the tests and benchmarks: Debian's mosquitto (2.0.x) on a free 127.0.0.1 port.
 
 ``MqttBroker(tmp_dir)`` writes ``mosquitto.conf`` (anonymous access, no persistence, TCP_NODELAY, full logging
 to ``mosquitto.log``) into ``tmp_dir``; ``extra_config`` lines are appended as they are (TLS listeners,

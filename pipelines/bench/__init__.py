@@ -1,0 +1,1 @@
+"""Benchmarks users run: `streamer bench latency` and `streamer bench throughput`."""

@@ -1,0 +1,69 @@
+"""The latency benchmark's floor: a decode-only client that reports when each impulse comes out of the decoder.
+
+    python -m pipelines.bench.decode_client URL [--seconds S]
+
+Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
+luma, resample; no sync, no model) and prints one JSON line per impulse and modality as soon as it is decoded:
+``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time the frame left the decoder;
+``t``: media time). A video impulse is a frame whose mean luma rises above ``FLASH_LUMA``; an audio impulse an
+audio chunk whose RMS rises above ``TONE_DBFS`` (each counted once per rise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import sys
+
+import numpy as np
+
+from streamer.media import AudioChunk, VideoFrame
+from streamer.options import SourceOptions
+from streamer.source import Source
+from streamer.spec import parse_source
+
+FLASH_LUMA = 128.0
+TONE_DBFS = -30.0
+
+
+async def watch(url: str, seconds: float | None) -> None:
+    source = Source(parse_source(f"floor={url}"), SourceOptions())
+    flashing = toning = False
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+
+    def emit(modality: str, wall: float, t: float) -> None:
+        sys.stdout.write(json.dumps({"modality": modality, "wall": wall, "t": round(t, 4)}) + "\n")
+        sys.stdout.flush()
+
+    async for item in source:
+        if isinstance(item, VideoFrame):
+            bright = float(item.luma.mean()) > FLASH_LUMA
+            if bright and not flashing:
+                emit("video", item.wall_time, item.t)
+            flashing = bright
+        elif isinstance(item, AudioChunk) and len(item.samples):
+            rms = math.sqrt(float(np.mean(np.square(item.samples, dtype=np.float64))))
+            loud = rms > 0 and 20 * math.log10(rms) > TONE_DBFS
+            if loud and not toning:
+                emit("audio", item.wall_time, item.t)
+            toning = loud
+        if deadline is not None and loop.time() > deadline:
+            break
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("url")
+    parser.add_argument("--seconds", type=float)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(args.url, args.seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

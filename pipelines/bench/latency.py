@@ -1,0 +1,367 @@
+"""``streamer bench latency``: glass-to-event latency, end to end, with real processes.
+
+1. A real RTSP server (:mod:`pipelines.bench.impulse_server`, gst-rtsp-server under Debian's python3) emits a
+   live A/V stream, dark and silent but for *impulses* (a white frame and a loud tone) every ``interval`` s plus
+   jitter, logging the wall-clock time each impulse leaves its source: the glass time.
+2. The analyzer (``streamer run``, its normal settings, ``streams`` clients of the same stream) publishes to a
+   real mosquitto; a separate subscriber here records when each event start arrives.
+3. In the same run, a decode-only client (:mod:`pipelines.bench.decode_client`) on the same stream records when
+   each impulse leaves its decoder: glass-to-decode, the floor set by encoding, network and decoding.
+
+Per impulse and stream: event latency = receipt - glass; floor = the later modality's glass-to-decode (a
+timestep is complete only when both modalities passed its end); analyzer-added = event latency - floor. The
+per-stage breakdown comes from the analyzer's own stats (sync wait, batch wait, model, publish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import numpy as np
+
+from streamer.errors import ConfigError
+
+from .mosquitto import MOSQUITTO, MqttBroker, free_port
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER_SCRIPT = Path(__file__).with_name("impulse_server.py")
+PREFIX = "bench"
+CONNECT_GRACE = 1.5  # seconds after every analyzer stream is online before impulses count
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyOptions:
+    streams: int = 1
+    impulses: int = 50
+    hop_ms: float = 100.0
+    max_wait_ms: float | None = None  # None: the analyzer's default
+    device: str = "auto"
+    interval: float = 2.0
+    jitter: float = 0.5
+    width: int = 640
+    height: int = 360
+    fps: int = 30
+
+
+@dataclass
+class Impulse:
+    k: int
+    video_wall: float
+    audio_wall: float
+
+    @property
+    def glass(self) -> float:
+        return min(self.video_wall, self.audio_wall)
+
+
+@dataclass
+class Observations:
+    impulses: list[Impulse] = field(default_factory=list)
+    events: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)  # (stream, receipt, payload)
+    decoded: list[tuple[str, float]] = field(default_factory=list)  # (modality, wall)
+    online: dict[str, float] = field(default_factory=dict)  # stream -> first "online" receipt
+    stats: dict[str, Any] | None = None
+
+
+def check_requirements() -> None:
+    """Raise ConfigError naming what is missing to run the benchmark on this machine."""
+    missing = []
+    if shutil.which(MOSQUITTO) is None:
+        missing.append("mosquitto")
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        ok = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        missing.append("GStreamer's RTSP server for /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0)")
+    if missing:
+        raise ConfigError(
+            f"bench latency needs {' and '.join(missing)}: install them with `bash scripts/system-deps.sh` (Debian)"
+        )
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
+    return {"n": len(values), "p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2),
+            "max": round(float(max(values)), 2)}  # fmt: skip
+
+
+async def _lines(stream: asyncio.StreamReader, handle: Callable[[str], None]) -> None:
+    async for raw in stream:
+        line = raw.decode(errors="replace").strip()
+        if line:
+            handle(line)
+
+
+async def run_latency(
+    options: LatencyOptions, workdir: Path, *, say: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Run the benchmark (about ``impulses * (interval + jitter/2)`` seconds plus start-up); the report."""
+    check_requirements()
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    obs = Observations()
+    broker = MqttBroker(workdir / "mosquitto")
+    broker.start()
+    procs: list[asyncio.subprocess.Process] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        port = free_port()
+        server = await asyncio.create_subprocess_exec(
+            SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width",
+            str(options.width), "--height", str(options.height), "--fps", str(options.fps), "--interval",
+            str(options.interval), "--jitter", str(options.jitter),
+            stdout=asyncio.subprocess.PIPE, stderr=(workdir / "server.log").open("w"),
+        )  # fmt: skip
+        procs.append(server)
+        assert server.stdout is not None
+        async with asyncio.timeout(20):
+            ready = (await server.stdout.readline()).decode()
+        if not ready.startswith("READY "):
+            raise ConfigError(f"the impulse server did not start: {(workdir / 'server.log').read_text()[-500:]}")
+        url = ready.split()[1]
+
+        def on_impulse(line: str) -> None:
+            item = json.loads(line)
+            obs.impulses.append(Impulse(int(item["impulse"]), float(item["video_wall"]), float(item["audio_wall"])))
+
+        tasks.append(asyncio.create_task(_lines(server.stdout, on_impulse)))
+        client = aiomqtt.Client(broker.host, broker.port)
+        await client.__aenter__()
+        await client.subscribe(f"{PREFIX}/#", qos=1)
+        tasks.append(asyncio.create_task(_subscriber(client, obs)))
+
+        decoder = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipelines.bench.decode_client", url, stdout=asyncio.subprocess.PIPE,
+            stderr=(workdir / "decode_client.log").open("w"),
+        )  # fmt: skip
+        procs.append(decoder)
+        assert decoder.stdout is not None
+
+        def on_decoded(line: str) -> None:
+            item = json.loads(line)
+            obs.decoded.append((str(item["modality"]), float(item["wall"])))
+
+        tasks.append(asyncio.create_task(_lines(decoder.stdout, on_decoded)))
+
+        run_args = [f"s{i}={url}" for i in range(options.streams)]
+        run_args += ["--mqtt", broker.url, "--prefix", PREFIX, "--hop-ms", str(options.hop_ms), "--device",
+                     options.device, "--stats-interval", "2", "-q"]  # fmt: skip
+        if options.max_wait_ms is not None:
+            run_args += ["--max-wait-ms", str(options.max_wait_ms)]
+        analyzer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipelines.cli", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
+            stderr=(workdir / "analyzer.log").open("w"),
+        )  # fmt: skip
+        procs.append(analyzer)
+        say(f"server {url}, broker {broker.url}, {options.streams} analyzer stream(s); waiting for them to go online")
+
+        expected = {f"s{i}" for i in range(options.streams)}
+        async with asyncio.timeout(60):
+            while set(obs.online) != expected:
+                if analyzer.returncode is not None:
+                    raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
+                await asyncio.sleep(0.1)
+        start = max(obs.online.values()) + CONNECT_GRACE
+        say(f"online; measuring {options.impulses} impulses (about {options.impulses * options.interval:.0f} s)")
+        last_said = 0
+        budget = 30 + options.impulses * (options.interval + options.jitter) * 1.5
+        async with asyncio.timeout(budget):
+            while len(counted := [i for i in obs.impulses if i.glass >= start]) < options.impulses:
+                if len(counted) // 10 > last_said:
+                    last_said = len(counted) // 10
+                    say(f"{len(counted)} impulses")
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(min(options.interval, 1.5))  # the last impulse's event and decode arrive
+        analyzer.terminate()
+        async with asyncio.timeout(10):
+            await analyzer.wait()
+        await asyncio.sleep(0.3)  # the final stats message
+        await client.__aexit__(None, None, None)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+        broker.stop()
+    return analyze(options, obs, start)
+
+
+async def _subscriber(client: aiomqtt.Client, obs: Observations) -> None:
+    async for message in client.messages:
+        now = time.time()
+        topic = str(message.topic)
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        parts = topic.split("/")
+        if topic == f"{PREFIX}/stats":
+            obs.stats = json.loads(payload)
+        elif len(parts) == 3 and parts[2] == "events":
+            obs.events.append((parts[1], now, json.loads(payload)))
+        elif len(parts) == 3 and parts[2] == "status" and payload == b"online":
+            obs.online.setdefault(parts[1], now)
+
+
+def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[str, Any]:
+    """Match events and decodes to impulses; the report (all latencies in ms)."""
+    impulses = sorted((i for i in obs.impulses if i.glass >= start), key=lambda i: i.glass)[: options.impulses]
+    streams = [f"s{i}" for i in range(options.streams)]
+    starts = [(s, r) for s, r, e in obs.events if e.get("type") == "start"]
+    event_ms: list[float] = []
+    added_ms: list[float] = []
+    video_ms: list[float] = []
+    audio_ms: list[float] = []
+    floor_ms: list[float] = []
+    missed = 0
+    matched: set[tuple[str, float]] = set()
+    for n, imp in enumerate(impulses):
+        window_end = impulses[n + 1].glass if n + 1 < len(impulses) else imp.glass + options.interval
+        video = next((w for m, w in obs.decoded if m == "video" and imp.glass - 0.05 <= w < window_end), None)
+        audio = next((w for m, w in obs.decoded if m == "audio" and imp.glass - 0.05 <= w < window_end), None)
+        floor = None
+        if video is not None:
+            video_ms.append(1000 * (video - imp.video_wall))
+        if audio is not None:
+            audio_ms.append(1000 * (audio - imp.audio_wall))
+        if video is not None and audio is not None:
+            floor = 1000 * max(video - imp.video_wall, audio - imp.audio_wall)
+            floor_ms.append(floor)
+        for stream in streams:
+            receipt = next((r for s, r in starts if s == stream and imp.glass <= r < window_end), None)
+            if receipt is None:
+                missed += 1
+                continue
+            matched.add((stream, receipt))
+            latency = 1000 * (receipt - imp.glass)
+            event_ms.append(latency)
+            if floor is not None:
+                added_ms.append(latency - floor)
+    first, last = (impulses[0].glass, impulses[-1].glass + options.interval) if impulses else (0.0, 0.0)
+    spurious = sum(1 for s, r in starts if first <= r < last and (s, r) not in matched)
+    stats = obs.stats or {}
+    hop = options.hop_ms
+    event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
+    return {
+        "options": asdict(options),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+            "date": time.strftime("%Y-%m-%d"),
+            "device": stats.get("device"),
+        },
+        "counts": {"impulses": len(impulses), "events": len(event_ms), "missed": missed, "spurious": spurious},
+        "event_latency_ms": event_pcts,
+        "decode_video_ms": percentiles(video_ms),
+        "decode_audio_ms": percentiles(audio_ms),
+        "floor_ms": percentiles(floor_ms),
+        "analyzer_added_ms": added_pcts,
+        "stages_ms": stats.get("latency_ms", {}),
+        "event_delivery_ms": stats.get("event_delivery_ms"),
+        "batch": stats.get("batch"),
+        "dropped": {
+            s: v.get("dropped_timesteps", 0) + v.get("dropped_frames", 0) for s, v in stats.get("streams", {}).items()
+        },
+        "targets": {
+            "added_p50_ms": hop / 2 + 15,
+            "added_p99_ms": hop + (40 if options.streams == 1 else 80),
+        },
+        "samples": {"event_ms": event_ms, "added_ms": added_ms, "video_ms": video_ms, "audio_ms": audio_ms},
+    }
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    o, c = report["options"], report["counts"]
+    lines = [
+        f"latency: {o['streams']} stream(s), hop {o['hop_ms']:g} ms, device {report['machine']['device']}, "
+        f"{c['impulses']} impulses: {c['events']} events, {c['missed']} missed, {c['spurious']} spurious",
+        f"{'measure (ms)':<34}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}",
+    ]
+    rows = [
+        ("glass to event (analyzer)", report["event_latency_ms"]),
+        ("glass to decode, video", report["decode_video_ms"]),
+        ("glass to decode, audio", report["decode_audio_ms"]),
+        ("floor (later modality decoded)", report["floor_ms"]),
+        ("added by the analyzer", report["analyzer_added_ms"]),
+    ]
+    for name, p in rows:
+        cells = "".join(f"{p[k]:>9.1f}" if p[k] is not None else f"{'-':>9}" for k in ("p50", "p95", "p99", "max"))
+        lines.append(f"{name:<34}{p['n']:>5}{cells}")
+    stages = report.get("stages_ms") or {}
+    if stages:
+        lines.append("stages (analyzer's own stamps, all timesteps):")
+        for name in ("sync", "batch", "model", "publish", "total"):
+            if name in stages:
+                lines.append(
+                    f"  {name:<32}{'':>5}{stages[name]['p50'] or 0:>9.1f}{'':>9}{stages[name]['p99'] or 0:>9.1f}"
+                )
+    t = report["targets"]
+    added = report["analyzer_added_ms"]
+    if added["p50"] is not None:
+        ok50 = "met" if added["p50"] <= t["added_p50_ms"] else "MISSED"
+        ok99 = "met" if added["p99"] <= t["added_p99_ms"] else "MISSED"
+        lines.append(f"targets: added p50 <= {t['added_p50_ms']:g} ms {ok50}; p99 <= {t['added_p99_ms']:g} ms {ok99}")
+    return "\n".join(lines)
+
+
+def plot_report(report: dict[str, Any], path: Path) -> Path:
+    """Latency CDFs and the stage breakdown as one PNG (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, label in (("event_ms", "glass to event"), ("video_ms", "glass to decode (video)"),
+                       ("audio_ms", "glass to decode (audio)"), ("added_ms", "added by the analyzer")):  # fmt: skip
+        values = np.sort(np.asarray(report["samples"][key], dtype=np.float64))
+        if len(values):
+            left.step(values, np.arange(1, len(values) + 1) / len(values), where="post", label=label)
+    left.set_xlabel("ms")
+    left.set_ylabel("fraction of impulses")
+    left.set_title("latency CDF")
+    left.grid(alpha=0.3)
+    left.legend(loc="lower right")
+    stages = report.get("stages_ms") or {}
+    names = ["decode", *[n for n in ("sync", "batch", "model", "publish") if n in stages]]
+    p50 = [report["decode_video_ms"]["p50"] or 0.0] + [stages[n]["p50"] or 0.0 for n in names[1:]]
+    p99 = [report["decode_video_ms"]["p99"] or 0.0] + [stages[n]["p99"] or 0.0 for n in names[1:]]
+    y = np.arange(len(names))
+    right.barh(y - 0.2, p50, height=0.4, label="p50")
+    right.barh(y + 0.2, p99, height=0.4, label="p99")
+    right.set_yticks(y, names)
+    right.invert_yaxis()
+    right.set_xlabel("ms")
+    right.set_title("per stage (decode: glass to decode, video)")
+    right.legend()
+    o = report["options"]
+    fig.suptitle(f"streamer bench latency: {o['streams']} stream(s), hop {o['hop_ms']:g} ms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

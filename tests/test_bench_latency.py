@@ -1,0 +1,57 @@
+"""``streamer bench latency``: the matching on hand-made observations, and a short real run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.bench.latency import Impulse, LatencyOptions, Observations, analyze, format_report
+
+
+def test_matching_impulses_to_decodes_and_events() -> None:
+    obs = Observations(
+        impulses=[Impulse(0, 100.000, 100.001), Impulse(1, 102.000, 102.000), Impulse(2, 104.0, 104.0)],
+        decoded=[("video", 100.040), ("audio", 100.006), ("video", 102.050), ("audio", 102.010), ("audio", 104.01)],
+        events=[
+            ("s0", 100.100, {"type": "start"}),
+            ("s0", 100.900, {"type": "end"}),
+            ("s0", 102.120, {"type": "start"}),
+            ("s0", 103.000, {"type": "start"}),  # the second: spurious
+        ],
+        stats={"device": "cpu", "latency_ms": {"model": {"p50": 1.0, "p99": 2.0}}},
+    )
+    report = analyze(LatencyOptions(streams=1, impulses=3), obs, start=99.0)
+    assert report["counts"] == {"impulses": 3, "events": 2, "missed": 1, "spurious": 1}
+    assert report["samples"]["event_ms"] == pytest.approx([100.0, 120.0])
+    assert report["samples"]["video_ms"] == pytest.approx([40.0, 50.0])
+    assert report["samples"]["audio_ms"] == pytest.approx([5.0, 10.0, 10.0])
+    assert report["samples"]["added_ms"] == pytest.approx([60.0, 70.0])  # minus the later modality's decode
+    assert report["analyzer_added_ms"]["p50"] == pytest.approx(65.0)
+    assert report["targets"] == {"added_p50_ms": 65.0, "added_p99_ms": 140.0}
+    table = format_report(report)
+    assert "added by the analyzer" in table and "targets: added p50 <= 65 ms met" in table
+
+
+@pytest.mark.timeout(240)
+def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server: Any, mqtt_broker: Any) -> None:
+    """Real processes (the fixtures only make sure the Debian packages are there): 4 impulses, 1 s apart."""
+    out, plot = tmp_path / "latency.json", tmp_path / "latency.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "bench", "latency", "--impulses", "4", "--interval", "1",
+         "--device", "cpu", "--json", str(out), "--plot", str(plot), "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["counts"]["impulses"] == 4
+    assert report["counts"]["events"] >= 3  # an impulse may be missed on a loaded machine; a report still comes
+    for key in ("event_latency_ms", "decode_video_ms", "decode_audio_ms", "floor_ms", "analyzer_added_ms"):
+        assert set(report[key]) == {"n", "p50", "p95", "p99", "max"}, key
+    assert report["event_latency_ms"]["p50"] > 0
+    assert {"sync", "batch", "model", "publish"} <= set(report["stages_ms"])
+    assert "glass to event" in result.stdout and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
