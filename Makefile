@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest system-deps bench clean
+.PHONY: demo test lint typecheck pytest system-deps bench bench-latency bench-throughput clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode_sync.py
 	$(BIN)/python benchmarks/model_throughput.py
+
+bench-latency: $(STAMP) system-deps
+	$(BIN)/streamer bench latency --impulses 50 --json latency.json --plot latency.png
+
+bench-throughput: $(STAMP)
+	$(BIN)/streamer bench throughput --json throughput.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -45,7 +45,7 @@ from .topics import Topics
 log = logging.getLogger("streamer")
 
 LIVE_LANE = 16  # timesteps a live stream may have waiting for the model before its oldest is dropped
-FILE_LANE = 64
+FILE_LANE = 32  # a file waits beyond this; each timestep holds its decoded frames (snapshots)
 
 
 @dataclass(slots=True)

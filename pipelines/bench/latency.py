@@ -258,7 +258,6 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
     first, last = (impulses[0].glass, impulses[-1].glass + options.interval) if impulses else (0.0, 0.0)
     spurious = sum(1 for s, r in starts if first <= r < last and (s, r) not in matched)
     stats = obs.stats or {}
-    hop = options.hop_ms
     event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
     return {
         "options": asdict(options),
@@ -281,12 +280,18 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
         "dropped": {
             s: v.get("dropped_timesteps", 0) + v.get("dropped_frames", 0) for s, v in stats.get("streams", {}).items()
         },
-        "targets": {
-            "added_p50_ms": hop / 2 + 15,
-            "added_p99_ms": hop + (40 if options.streams == 1 else 80),
-        },
+        "targets": targets(options),
         "samples": {"event_ms": event_ms, "added_ms": added_ms, "video_ms": video_ms, "audio_ms": audio_ms},
     }
+
+
+def targets(options: LatencyOptions) -> dict[str, float]:
+    """The project's targets on 2 CPU cores: added p50 <= hop/2 + 15 ms and p99 <= hop + 40 ms with one stream,
+    p99 <= hop + 80 ms with up to 8 streams; none set beyond 8."""
+    hop = options.hop_ms
+    if options.streams == 1:
+        return {"added_p50_ms": hop / 2 + 15, "added_p99_ms": hop + 40}
+    return {"added_p99_ms": hop + 80} if options.streams <= 8 else {}
 
 
 def _cpus() -> int:
@@ -320,12 +325,13 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(
                     f"  {name:<32}{'':>5}{stages[name]['p50'] or 0:>9.1f}{'':>9}{stages[name]['p99'] or 0:>9.1f}"
                 )
-    t = report["targets"]
-    added = report["analyzer_added_ms"]
-    if added["p50"] is not None:
-        ok50 = "met" if added["p50"] <= t["added_p50_ms"] else "MISSED"
-        ok99 = "met" if added["p99"] <= t["added_p99_ms"] else "MISSED"
-        lines.append(f"targets: added p50 <= {t['added_p50_ms']:g} ms {ok50}; p99 <= {t['added_p99_ms']:g} ms {ok99}")
+    added, verdicts = report["analyzer_added_ms"], []
+    for name, limit in report["targets"].items():
+        key = "p50" if "p50" in name else "p99"
+        if added[key] is not None:
+            verdicts.append(f"added {key} <= {limit:g} ms {'met' if added[key] <= limit else 'MISSED'}")
+    if verdicts:
+        lines.append("targets: " + "; ".join(verdicts))
     return "\n".join(lines)
 
 
