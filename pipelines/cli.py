@@ -143,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_arguments(demo)
     add_source_arguments(demo)
     add_bench_parsers(commands)
+    for sub in (probe, run, demo):
+        _verbose_here_too(sub)
     return parser
+
+
+def _verbose_here_too(parser: argparse.ArgumentParser) -> None:
+    """``streamer run ... -v`` as well as ``streamer -v run ...``."""
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
 
 
 def _counts(text: str) -> list[int]:

@@ -1,0 +1,127 @@
+"""Security with real processes: mqtts with a CA, hostname verification and a password file on mosquitto;
+credentials never printed or published."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from pipelines.bench.mosquitto import free_port
+
+from .analyzer_run import run_streamer, start_streamer, subscribe
+
+PASSWORD = "Tr0ub4dor-and-3"
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for DNS name ``localhost`` only (so ``127.0.0.1`` fails verification)."""
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "ca_key", "server", "server_key")}
+    csr, ext = folder / "server.csr", folder / "server.ext"
+    ext.write_text("subjectAltName = DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=streamer test CA",
+            "-keyout", str(paths["ca_key"]), "-out", str(paths["ca"]))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(paths["server_key"]),
+            "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(paths["ca"]), "-CAkey", str(paths["ca_key"]),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(paths["server"]))  # fmt: skip
+    return paths
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, mqtt_broker: Any) -> tuple[Any, int, dict[str, Path]]:
+    certs = make_certificates(tmp_path)
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "alice", PASSWORD], check=True, timeout=30)
+    port = free_port()
+    broker = mqtt_broker(extra_config=[
+        "allow_anonymous false", f"password_file {passwd}", f"listener {port} 127.0.0.1",
+        f"cafile {certs['ca']}", f"certfile {certs['server']}", f"keyfile {certs['server_key']}",
+    ])  # fmt: skip
+    return broker, port, certs
+
+
+def config(tmp_path: Path, url: str, ca: Path, password: str = PASSWORD) -> Path:
+    (tmp_path / "secret").write_text(password + "\n")
+    path = tmp_path / "streamer.toml"
+    path.write_text(f'[mqtt]\nurl = "{url}"\nprefix = "test"\npassword_file = "{tmp_path / "secret"}"\n'
+                    f'ca_file = "{ca}"\nstats_interval = 0.5\n')  # fmt: skip
+    return path
+
+
+async def test_mqtts_with_a_ca_and_a_password_file(tmp_path: Path, tls_broker: Any) -> None:
+    _, port, certs = tls_broker
+    context = ssl.create_default_context(cafile=str(certs["ca"]))
+    received: list[aiomqtt.Message] = []
+    async with aiomqtt.Client("localhost", port, username="alice", password=PASSWORD, tls_context=context) as client:
+        await client.subscribe("test/#", qos=1)
+
+        async def listen() -> None:
+            async for message in client.messages:
+                received.append(message)
+
+        task = asyncio.create_task(listen())
+        code, out, err = await run_streamer(
+            "synthetic:?realtime=0&duration=4&events=av@2", "--config",
+            str(config(tmp_path, f"mqtts://alice@localhost:{port}", certs["ca"])), "-v",
+        )  # fmt: skip
+        await asyncio.sleep(1.0)
+        task.cancel()
+    assert code == 0, err
+    topics = [str(m.topic) for m in received]
+    assert topics.count("test/synthetic/events") == 2 and "test/stats" in topics
+    payloads = b"".join(m.payload for m in received if isinstance(m.payload, bytes))
+    assert PASSWORD not in out + err and PASSWORD.encode() not in payloads
+
+
+async def test_hostname_verification_is_on_by_default(tmp_path: Path, tls_broker: Any) -> None:
+    _, port, certs = tls_broker  # the certificate names localhost, not 127.0.0.1
+    code, _, err = await run_streamer(
+        "synthetic:?realtime=0&duration=2&events=av@1", "--config",
+        str(config(tmp_path, f"mqtts://alice@127.0.0.1:{port}", certs["ca"])),
+    )  # fmt: skip
+    assert code == 0
+    assert "unreachable" in err and "certificate" in err.lower() and "not delivered" in err
+    assert PASSWORD not in err
+
+
+async def test_a_wrong_password_is_reported_not_printed(tmp_path: Path, tls_broker: Any) -> None:
+    _, port, certs = tls_broker
+    code, out, err = await run_streamer(
+        "synthetic:?realtime=0&duration=2&events=av@1", "--config",
+        str(config(tmp_path, f"mqtts://alice@localhost:{port}", certs["ca"], password="wrong-pass-123")),
+    )  # fmt: skip
+    assert code == 0 and "unreachable" in err and "not delivered" in err
+    assert "wrong-pass-123" not in out + err
+
+
+async def test_source_credentials_never_reach_logs_or_mqtt_and_a_broken_stream_stops_no_other(
+    mqtt_broker: Any,
+) -> None:
+    broker = mqtt_broker()
+    secret = "hunter2-secret"
+    async with subscribe(broker.host, broker.port) as sub:
+        proc = await start_streamer(
+            "-v", "run", f"rtsp://admin:{secret}@127.0.0.1:{free_port()}/cam?token={secret}",
+            "synthetic:?duration=0&events=av@1", "--mqtt", broker.url, "--prefix", "test", "--stats-interval", "0.5",
+        )  # fmt: skip
+        await sub.wait_for("test/synthetic/events", within=60)  # the broken stream stops no other
+        await sub.wait_for("test/127_0_0_1_cam/status", "reconnecting", within=30)
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0
+    assert "rtsp://admin:***@127.0.0.1" in err.decode()
+    everything = out + err + b"".join(m.payload for m in sub.messages)
+    assert secret.encode() not in everything
