@@ -163,7 +163,10 @@ class Source:
             if isinstance(outcome, Ended):
                 if options.loop and not live and spec.kind is not SourceKind.NETWORK:
                     continue  # the next pass continues the timeline seamlessly
-                finite = self.info is not None and self.info.duration is not None  # e.g. HLS video on demand
+                # A network source that declares a duration (HLS video on demand, a server playing a file) has
+                # ended only once its media reached that duration; ending sooner is a failure (server gone).
+                declared = self.info.duration if self.info is not None else None
+                finite = declared is not None and self.timeline.end >= declared - 1.0
                 if finite or not (options.reconnect and spec.kind in (SourceKind.NETWORK, SourceKind.CAMERA)):
                     self._set_state(SourceState.ENDED)
                     return
