@@ -6,6 +6,7 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -21,6 +22,8 @@ from .spec import SourceKind, SourceSpec
 from .worker import Pacer, WorkerContext
 
 LIVE_DEMUX_OPTIONS = {"fflags": "nobuffer", "probesize": "65536", "analyzeduration": "500000"}
+log = logging.getLogger(__name__)
+
 _CODEC_FLAG_LOW_DELAY = 1 << 19  # AV_CODEC_FLAG_LOW_DELAY: no frame threading, output frames at once
 _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before the source counts as broken
 
@@ -68,9 +71,28 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
         raise SourceOpenError(spec.stream_id, f"cannot open {spec.redacted}: {explain(exc, spec)}") from exc
 
 
-def describe(container: Any, spec: SourceSpec) -> StreamInfo:
-    video = container.streams.video[0] if container.streams.video else None
-    audio = container.streams.audio[0] if container.streams.audio else None
+def decodable_tracks(container: Any, spec: SourceSpec) -> tuple[Any, Any]:
+    """The first video and audio track this FFmpeg can decode; a track it cannot is skipped with a warning, and a
+    source left with none raises :class:`DecodeError` (unsupported codec)."""
+    picked: list[Any] = []
+    skipped: list[str] = []
+    for tracks, kind in ((container.streams.video, "video"), (container.streams.audio, "audio")):
+        usable = [t for t in tracks if t.codec_context is not None]
+        picked.append(usable[0] if usable else None)
+        if tracks and not usable:
+            skipped.append(kind)
+    if skipped and picked == [None, None]:
+        raise DecodeError(
+            spec.stream_id, f"{spec.redacted}: unsupported codec: no decoder for its {' or '.join(skipped)}"
+        )
+    for kind in skipped:
+        log.warning("stream '%s': its %s track uses a codec this FFmpeg cannot decode; going on without it",
+                    spec.stream_id, kind)  # fmt: skip
+    return picked[0], picked[1]
+
+
+def describe(container: Any, spec: SourceSpec, video: Any, audio: Any) -> StreamInfo:
+    """What the source carries: ``video``/``audio`` are the tracks :func:`decodable_tracks` picked."""
     vinfo = ainfo = None
     if video is not None:
         rate = video.average_rate or video.guessed_rate
@@ -106,17 +128,16 @@ def run_av(ctx: WorkerContext) -> None:
 
 def _decode(ctx: WorkerContext, container: Any) -> None:
     spec, options, timeline = ctx.spec, ctx.options, ctx.timeline
-    video = container.streams.video[0] if container.streams.video else None
-    audio = container.streams.audio[0] if container.streams.audio else None
-    if video is None and audio is None:
+    if not container.streams.video and not container.streams.audio:
         raise DecodeError(spec.stream_id, f"{spec.redacted}: no audio or video stream in it")
+    video, audio = decodable_tracks(container, spec)
     low_latency = spec.is_live if options.low_latency is None else options.low_latency
     if video is not None:
         if low_latency:
             video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
         else:
             video.codec_context.thread_type = "AUTO"
-    info = describe(container, spec)
+    info = describe(container, spec, video, audio)
     start = container.start_time
     timeline.start_segment(ctx.anchor, start / 1e6 if start is not None else None)
     ctx.opened(info)
@@ -133,6 +154,8 @@ def _decode(ctx: WorkerContext, container: Any) -> None:
     for packet in container.demux(streams):
         if ctx.quit.is_set():
             return
+        if packet.stream_index not in seconds_per_tick:
+            continue  # a track we do not decode (FFmpeg may still hand over its packets)
         try:
             frames = packet.decode()
         except av.error.EOFError:

@@ -89,6 +89,7 @@ async def test_the_mqtt_contract(clip: Path, mqtt_broker: Any) -> None:
         await sub.wait_for("test/status", "offline", within=10)
     events = sub.events("door")
     assert [e["type"] for e in events] == ["start", "end", "start", "end"]
+    assert len({(e["id"], e["type"]) for e in events}) == 4  # each event id once per message type
     start, end = events[:2]
     assert set(start) == {"type", "id", "stream", "t", "wall_time", "score", "s_v", "s_a", "alpha", "beta"}
     assert set(end) >= set(start) | {"start_t", "duration", "peak"} and end["id"] == start["id"]
@@ -149,6 +150,7 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_away(mqtt_broker: A
     events = sub.events("synthetic")
     assert [(e["type"], e["t"]) for e in events][::2] == [("start", 2.0), ("start", 4.0)]
     assert [e["type"] for e in events] == ["start", "end", "start", "end"]
+    assert len({(e["id"], e["type"]) for e in events}) == 4  # each event id once per message type
 
 
 async def test_events_over_rtsp(clip: Path, tmp_path: Path, rtsp_server: Any) -> None:

@@ -112,16 +112,41 @@ async def test_bad_inputs_fail_alone_with_one_line_each(tmp_path: Path) -> None:
     truncated = truncate(whole, tmp_path / "cut.mkv", 0.5)
     noise = make_random_bytes(tmp_path / "noise.mp4")
     audio_only = make_clip(tmp_path / "voice.mkv", duration=2.0, with_video=False)
+    # Matroska names codecs in clear: renamed, no decoder exists for either track
+    odd = tmp_path / "odd.mkv"
+    odd.write_bytes(whole.read_bytes().replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWN/X/ZZZ").replace(b"A_AAC", b"A_ZZZ"))
     code, _, err = await run_streamer(
-        str(tmp_path / "missing.mp4"), str(truncated), str(noise), str(audio_only),
+        str(tmp_path / "missing.mp4"), str(truncated), str(noise), str(audio_only), str(odd),
         "synthetic:?realtime=0&duration=4&events=av@2", "--mqtt", "none", "--events-out", str(tmp_path / "e.jsonl"),
     )  # fmt: skip
     assert code == 3
     errors = [line for line in err.splitlines() if line.startswith("streamer: error:")]
-    assert len(errors) == 3, err
+    assert len(errors) == 4, err
     assert any("stream 'missing'" in line and "no such file" in line for line in errors)
     assert any("stream 'cut'" in line and "truncated" in line for line in errors)
     assert any("stream 'noise'" in line for line in errors)
+    assert any("stream 'odd'" in line and "unsupported codec" in line for line in errors)
     assert "Traceback" not in err
     assert (tmp_path / "e.jsonl").read_text().count('"type": "end"') == 1  # the synthetic stream's event
-    assert "1 event(s)" in err and "3 stream(s) failed" in err
+    assert "1 event(s)" in err and "4 stream(s) failed" in err
+
+
+async def test_a_source_that_never_comes_back_goes_offline_and_is_retried(mqtt_broker: Any) -> None:
+    from pipelines.bench.mosquitto import free_port
+
+    broker = mqtt_broker()
+    async with subscribe(broker.host, broker.port) as sub:
+        proc = await start_streamer("run", f"gone=rtsp://127.0.0.1:{free_port()}/cam", "--mqtt", broker.url,
+                                    "--prefix", "test")  # fmt: skip
+        await sub.wait_for("test/gone/status", "offline", within=60)
+        assert proc.stderr is not None
+        retries_before = 0
+        async with asyncio.timeout(60):  # still retrying after going offline
+            while retries_before < 6:
+                line = (await proc.stderr.readline()).decode()
+                retries_before += "retrying in" in line
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    assert sub.payloads("test/gone/status")[:1] == ["reconnecting"]
+    assert sub.payloads("test/gone/status")[-1] == "offline"

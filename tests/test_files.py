@@ -105,3 +105,15 @@ def test_small_luma_for_analysis_full_picture_on_demand(tmp_path: Path) -> None:
     picture = frame.full.to_bgr()
     assert picture.shape == (360, 640, 3) and picture.mean() > 200
     assert analyze(clip, keep_full_frames=False)[0].frames[0].full is None
+
+
+def test_a_track_without_a_decoder_is_skipped_and_none_left_is_a_clear_error(tmp_path: Path) -> None:
+    data = make_clip(tmp_path / "clip.mkv", duration=2.0, beeps=[1.0]).read_bytes()
+    no_video = tmp_path / "no_video.mkv"  # Matroska names codecs in clear: rename H.264 to nothing FFmpeg knows
+    no_video.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWN/X/ZZZ"))
+    steps = analyze(no_video)
+    assert steps and all(s.video_missing and not s.audio_missing for s in steps)
+    neither = tmp_path / "neither.mkv"
+    neither.write_bytes(no_video.read_bytes().replace(b"A_AAC", b"A_ZZZ"))
+    with pytest.raises(DecodeError, match="unsupported codec: no decoder for its video or audio"):
+        analyze(neither)
