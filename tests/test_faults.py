@@ -150,3 +150,16 @@ async def test_a_source_that_never_comes_back_goes_offline_and_is_retried(mqtt_b
             assert await proc.wait() == 0
     assert sub.payloads("test/gone/status")[:1] == ["reconnecting"]
     assert sub.payloads("test/gone/status")[-1] == "offline"
+
+
+def test_reconnect_backoff_doubles_is_jittered_and_capped() -> None:
+    import random
+
+    from streamer.source import backoff_delay
+
+    rng = random.Random(1)
+    delays = [[backoff_delay(attempt, 0.5, 30.0, rng) for attempt in range(1, 12)] for _ in range(200)]
+    for attempt, base in enumerate([0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30]):
+        column = [d[attempt] for d in delays]
+        assert base * 0.75 <= min(column) and max(column) <= base * 1.25  # +-25% around the capped doubling
+        assert max(column) - min(column) > 0.2 * base  # and really jittered: clients do not retry in lockstep

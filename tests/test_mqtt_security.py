@@ -38,6 +38,17 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     return paths
 
 
+def make_client_certificate(folder: Path, certs: dict[str, Path]) -> tuple[Path, Path]:
+    cert, key, csr = folder / "client.pem", folder / "client_key.pem", folder / "client.csr"
+    for args in (
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=streamer", "-keyout", str(key), "-out", str(csr)],
+        ["x509", "-req", "-in", str(csr), "-CA", str(certs["ca"]), "-CAkey", str(certs["ca_key"]), "-CAcreateserial",
+         "-days", "2", "-out", str(cert)],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 @pytest.fixture
 def tls_broker(tmp_path: Path, mqtt_broker: Any) -> tuple[Any, int, dict[str, Path]]:
     certs = make_certificates(tmp_path)
@@ -125,3 +136,24 @@ async def test_source_credentials_never_reach_logs_or_mqtt_and_a_broken_stream_s
     assert "rtsp://admin:***@127.0.0.1" in err.decode()
     everything = out + err + b"".join(m.payload for m in sub.messages)
     assert secret.encode() not in everything
+
+
+async def test_a_client_certificate_when_the_broker_requires_one(tmp_path: Path, mqtt_broker: Any) -> None:
+    certs = make_certificates(tmp_path)
+    cert, key = make_client_certificate(tmp_path, certs)
+    port = free_port()
+    broker = mqtt_broker(extra_config=[
+        f"listener {port} 127.0.0.1", f"cafile {certs['ca']}", f"certfile {certs['server']}",
+        f"keyfile {certs['server_key']}", "require_certificate true",
+    ])  # fmt: skip
+    path = tmp_path / "cert.toml"
+    path.write_text(f'[mqtt]\nurl = "mqtts://localhost:{port}"\nprefix = "test"\nca_file = "{certs["ca"]}"\n'
+                    f'cert_file = "{cert}"\nkey_file = "{key}"\n')  # fmt: skip
+    async with subscribe(broker.host, broker.port) as sub:  # the plain listener, same broker
+        code, _, err = await run_streamer("synthetic:?realtime=0&duration=3&events=av@1", "--config", str(path))
+        await sub.wait_for("test/status", "offline", within=10)
+    assert code == 0, err
+    assert [e["type"] for e in sub.events("synthetic")] == ["start", "end"]
+    path.write_text(path.read_text().replace(f'cert_file = "{cert}"\nkey_file = "{key}"\n', ""))
+    code, _, err = await run_streamer("synthetic:?realtime=0&duration=2&events=av@1", "--config", str(path))
+    assert "certificate required" in err and "not delivered" in err  # without its certificate it is refused
