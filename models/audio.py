@@ -85,6 +85,24 @@ class AudioActivity(SlotStateMixin):
         self.register_buffer("count", torch.zeros(capacity))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        level, flux = self._measure(audio)
+        return self._decide(level, flux, present, slots)
+
+    def forward_rounds(
+        self, audio: Tensor, present: Tensor, slots: Tensor, rounds: list[Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like :meth:`forward`, but slots may repeat: ``rounds[r]`` indexes each slot's ``r``-th timestep.
+        The log-mel spectrogram runs once over the whole batch; only the noise floor goes round by round."""
+        level, flux = self._measure(audio)
+        score = torch.zeros(slots.shape[0], device=slots.device)
+        excess = torch.zeros_like(score)
+        for index in rounds:
+            score[index], features = self._decide(level[index], flux[index], present[index], slots[index])
+            excess[index] = features["excess"]
+        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux}
+
+    def _measure(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Per row: mean log-mel level ``(B, n_mels)`` dB over the timestep's own frames, spectral flux ``(B,)``."""
         if audio.shape[1] < self.n_fft + self.frame_hop:
             raise ValueError(f"audio windows need >= {self.n_fft + self.frame_hop} samples, got {audio.shape[1]}")
         logmel = 10.0 * torch.log10(self.mel(audio) + _EPS_POWER)  # (B, n_mels, T)
@@ -92,7 +110,10 @@ class AudioActivity(SlotStateMixin):
         own = max(1, min(logmel.shape[2] - 1, round(self.hop_samples / self.frame_hop)))
         level = logmel[:, :, -own:].mean(dim=2)  # (B, n_mels)
         flux = torch.relu(logmel[:, :, -own:] - logmel[:, :, -own - 1 : -1]).sum(dim=1).mean(dim=1)  # (B,)
+        return level, flux
 
+    def _decide(self, level: Tensor, flux: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Score against the stream's noise floor and learn (``slots`` distinct)."""
         floor, dev, seen, count = self.floor[slots], self.dev[slots], self.seen[slots], self.count[slots]
         warm = count >= self.warmup_steps
         flux_mu, flux_dev = self.flux_mu[slots], self.flux_dev[slots]

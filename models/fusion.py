@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -143,9 +143,12 @@ class FusionModel(nn.Module):
         if batch.n_rounds == 1:
             return self._score(batch.frames, batch.valid, batch.audio, batch.audio_present, batch.slots)
         # Several timesteps of one stream: their state updates go in order, one round per occurrence.
+        rounds = [(batch.rounds == r).nonzero().squeeze(1) for r in range(batch.n_rounds)]
+        if hasattr(self.video, "forward_rounds") and hasattr(self.audio, "forward_rounds"):
+            # The built-in encoders measure the whole batch in one call and update their state round by round.
+            return self._score_rounds(batch, rounds)
         parts: list[tuple[Tensor, ModelOutput]] = []
-        for r in range(batch.n_rounds):
-            index = (batch.rounds == r).nonzero().squeeze(1)
+        for index in rounds:
             out = self._score(
                 batch.frames[index], batch.valid[index], batch.audio[index], batch.audio_present[index],
                 batch.slots[index],
@@ -153,10 +156,26 @@ class FusionModel(nn.Module):
             parts.append((index, out))
         return _scatter(parts, batch.batch_size)
 
+    def _score_rounds(self, batch: ModelInput, rounds: list[Tensor]) -> ModelOutput:
+        with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
+            s_v, f_v = _as_score(
+                cast(Any, self.video).forward_rounds(batch.frames.float(), batch.valid, batch.slots, rounds)
+            )
+            s_a, f_a = _as_score(
+                cast(Any, self.audio).forward_rounds(batch.audio, batch.audio_present, batch.slots, rounds)
+            )
+        return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, batch.slots)
+
     def _score(self, frames: Tensor, valid: Tensor, audio: Tensor, present: Tensor, slots: Tensor) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
             s_v, f_v = _as_score(self.video(frames.float(), valid, slots))
             s_a, f_a = _as_score(self.audio(audio, present, slots))
+        return self._output(s_v, f_v, s_a, f_a, valid, present, slots)
+
+    def _output(
+        self, s_v: Tensor, f_v: dict[str, Tensor], s_a: Tensor, f_a: dict[str, Tensor], valid: Tensor,
+        present: Tensor, slots: Tensor,
+    ) -> ModelOutput:  # fmt: skip
         s_v, s_a = s_v.float(), s_a.float()
         has_v = valid.any(dim=1)
         s = fuse(s_v, s_a, has_v, present, self.alpha[slots], self.beta[slots])

@@ -79,16 +79,50 @@ class VideoActivity(SlotStateMixin):
         self.register_buffer("seen", torch.zeros(capacity, dtype=torch.bool))
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        filled, last, present = self._prepare(frames, valid)
+        measured = self._measure(filled, valid, last, self.prev[slots], self.has_prev[slots])
+        return self._decide(measured, last, present, self.has_prev[slots], slots)
+
+    def forward_rounds(
+        self, frames: Tensor, valid: Tensor, slots: Tensor, rounds: list[Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like :meth:`forward`, but slots may repeat: ``rounds[r]`` indexes each slot's ``r``-th timestep.
+
+        The costly measurement (differences, noise medians) runs once over the whole batch, each timestep's
+        previous frame taken from the batch itself; only the cheap baseline update goes round by round.
+        """
+        filled, last, present = self._prepare(frames, valid)
+        prev, has_prev = self.prev[slots].clone(), self.has_prev[slots].clone()
+        running_prev, running_has = self.prev.clone(), self.has_prev.clone()
+        for index in rounds:
+            s = slots[index]
+            prev[index], has_prev[index] = running_prev[s], running_has[s]
+            here = present[index]
+            running_prev[s] = torch.where(here.view(-1, 1, 1), last[index], running_prev[s])
+            running_has[s] = running_has[s] | here
+        measured = self._measure(filled, valid, last, prev, has_prev)
+        score = torch.zeros(slots.shape[0], device=slots.device)
+        for index in rounds:
+            part = {name: value[index] for name, value in measured.items()}
+            score[index] = self._decide(part, last[index], present[index], has_prev[index], slots[index])[0]
+        return score, {name: measured[name] for name in ("changed", "span", "energy")}
+
+    def _prepare(self, frames: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Pooled frames with padding filled, each row's last valid frame, and whether it has any."""
         batch, count = valid.shape
         if self.pool > 1:
             frames = _block_mean(frames, self.pool)
-        present = valid.any(dim=1)
-        # The frame before each frame: the previous one in the timestep, or the stream's last frame.
         index = torch.arange(count, device=frames.device).expand(batch, count)
         last_valid = torch.where(valid, index, torch.full_like(index, -1)).amax(dim=1).clamp(min=0)
         filled = self._fill_forward(frames, valid)
-        prev = self.prev[slots]
-        has_prev = self.has_prev[slots]
+        last = filled[torch.arange(batch, device=frames.device), last_valid]
+        return filled, last, valid.any(dim=1)
+
+    def _measure(
+        self, filled: Tensor, valid: Tensor, last: Tensor, prev: Tensor, has_prev: Tensor
+    ) -> dict[str, Tensor]:
+        """The activity of each row against its own previous frame: stateless."""
+        # The frame before each frame: the previous one in the timestep, or the stream's last frame.
         before = torch.cat([prev.unsqueeze(1), filled[:, :-1]], dim=1)
         pair_ok = valid & torch.cat([has_prev.unsqueeze(1), valid[:, :-1]], dim=1)  # valid frames are a prefix
         diff = (filled - before).abs().flatten(2)  # (B, F, H*W)
@@ -98,14 +132,18 @@ class VideoActivity(SlotStateMixin):
         zero = torch.zeros_like(fraction)
         changed = torch.where(pair_ok, fraction, zero).amax(dim=1)
         energy = torch.where(pair_ok, diff.mean(dim=2), zero).amax(dim=1)
-        last = filled[torch.arange(batch, device=frames.device), last_valid]
         span_diff = (last - prev).abs().flatten(1)
         span_sigma = 1.4826 * span_diff[:, :: self.NOISE_STRIDE].median(dim=1).values
         span_threshold = torch.clamp(self.k * span_sigma, min=self.min_threshold)
         span_changed = (span_diff > span_threshold.unsqueeze(1)).sum(dim=1, dtype=torch.float32) / span_diff.shape[1]
         span = torch.where(has_prev, span_changed, 0.0)
-        activity = torch.maximum(changed, span)
+        return {"activity": torch.maximum(changed, span), "changed": changed, "span": span, "energy": energy}
 
+    def _decide(
+        self, measured: dict[str, Tensor], last: Tensor, present: Tensor, has_prev: Tensor, slots: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Score against the baseline and learn (``slots`` distinct)."""
+        activity = measured["activity"]
         mu, dev, seen = self.mu[slots], self.dev[slots], self.seen[slots] & has_prev
         excess = torch.relu(activity - mu - self.margin * dev)
         score = torch.where(present & seen, 1.0 - torch.exp(-excess / self.scale), 0.0)
@@ -119,9 +157,9 @@ class VideoActivity(SlotStateMixin):
         self.mu[slots] = torch.where(learn, new_mu, mu)
         self.dev[slots] = torch.where(learn, new_dev, dev)
         self.seen[slots] = seen | learn
-        self.prev[slots] = torch.where(present.view(-1, 1, 1), last, prev)
+        self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
         self.has_prev[slots] = has_prev | present
-        return score, {"changed": changed, "span": span, "energy": energy}
+        return score, {name: measured[name] for name in ("changed", "span", "energy")}
 
     @staticmethod
     def _fill_forward(frames: Tensor, valid: Tensor) -> Tensor:

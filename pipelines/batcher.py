@@ -6,6 +6,10 @@ nvstreammux's batched-push-timeout) unless ``max_batch`` are ready or every open
 round-robin across lanes, oldest first, so one busy stream cannot starve the others and each stream's timesteps
 stay in order.
 
+Files are analyzed for throughput, not latency: when no live lane is open, the batcher waits up to
+``file_wait`` (50 ms) until each file lane holds ``file_batch`` (16) timesteps, so the model scores many
+timesteps of a stream in one call (measured all at once, see ``forward_rounds`` in :mod:`models.video`).
+
 A full lane is the explicit drop policy: a live stream's lane drops its oldest timestep (counted in
 ``Lane.dropped``): latency stays bounded when the model is slower than real time; a file's lane makes the
 stream wait (backpressure, nothing lost). Memory is bounded either way.
@@ -33,11 +37,13 @@ class Lane(Generic[T]):
 
 
 class Batcher(Generic[T]):
-    def __init__(self, max_batch: int, max_wait: float) -> None:
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait >= 0")
+    def __init__(self, max_batch: int, max_wait: float, *, file_batch: int = 16, file_wait: float = 0.05) -> None:
+        if max_batch < 1 or max_wait < 0 or file_batch < 1 or file_wait < 0:
+            raise ValueError("max_batch and file_batch must be >= 1, max_wait and file_wait >= 0")
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.file_batch = file_batch
+        self.file_wait = file_wait
         self._lanes: list[Lane[T]] = []
         self._arrived = asyncio.Event()
         self._pending = 0
@@ -82,9 +88,11 @@ class Batcher(Generic[T]):
                 return []
             self._arrived.clear()
             await self._arrived.wait()
-        if self._pending < self.max_batch and self.max_wait > 0:
+        live = any(lane.drop_oldest and not lane.closed for lane in self._lanes)
+        wait = self.max_wait if live else max(self.max_wait, self.file_wait)
+        if self._pending < self.max_batch and wait > 0:
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.max_wait
+            deadline = loop.time() + wait
             while self._pending < self.max_batch and not self._every_lane_ready():
                 left = deadline - loop.time()
                 if left <= 0:
@@ -98,8 +106,12 @@ class Batcher(Generic[T]):
         return self._take()
 
     def _every_lane_ready(self) -> bool:
-        """Every open lane has a timestep waiting: streams in phase are all in, waiting longer is pure delay."""
-        return all(lane.closed or lane.pending for lane in self._lanes)
+        """Every open lane has what it should bring: a live one a timestep (streams in phase are all in, waiting
+        longer is pure delay), a file one ``file_batch`` or as many as it holds."""
+        return all(
+            lane.closed or len(lane.pending) >= (1 if lane.drop_oldest else min(self.file_batch, lane.capacity))
+            for lane in self._lanes
+        )
 
     def _take(self) -> list[tuple[Lane[T], T]]:
         batch: list[tuple[Lane[T], T]] = []

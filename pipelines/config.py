@@ -122,6 +122,7 @@ class ModelConfig:
     luma_size: tuple[int, int] = (160, 90)
     sample_rate: int = 16000
     context_ms: float = 100.0
+    threads: int = 1  # torch CPU threads for the model: the capture threads need the cores for decoding
     video: str | None = None  # package.module:Class of a custom S_v encoder
     video_weights: str | None = None  # its local state_dict
     audio: str | None = None
@@ -275,6 +276,7 @@ MODEL_KEYS: dict[str, Check] = {
     "luma_size": size,
     "sample_rate": integer(1000, 192000),
     "context_ms": number(0, 10000),
+    "threads": integer(1, 256),
     "video": string,
     "video_weights": optional_path,
     "audio": string,

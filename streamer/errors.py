@@ -33,7 +33,10 @@ class SourceError(StreamerError):
     def __init__(self, stream_id: str, cause: str) -> None:
         self.stream_id = stream_id
         self.cause = " ".join(cause.split())  # always one line
-        super().__init__(f"stream '{stream_id}': {self.cause}")
+        # a rejected name may hold anything: show it escaped (control characters) and short
+        shown = stream_id if stream_id.isprintable() else stream_id.encode("unicode_escape").decode("ascii")
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        super().__init__(f"stream '{shown}': {self.cause}")
 
 
 class SourceSpecError(SourceError, ConfigError):

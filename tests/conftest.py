@@ -29,8 +29,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker
+
+# CI runs the property tests with a fixed seed (a red CI must mean a regression, not a new random draw);
+# locally each run draws new examples.
+settings.register_profile("ci", derandomize=True, max_examples=200)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")

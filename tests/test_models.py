@@ -124,6 +124,14 @@ def test_batch_of_streams_equals_each_stream_alone(device: str) -> None:
     grouped = model.score(streams[1][:12], [model.add_stream(alpha=0.2, beta=0.8)] * 12)
     for name in grouped:
         assert np.allclose(grouped[name], alone[1][name][:12], atol=1e-6, rtol=0), name
+    # three streams, ragged numbers of timesteps each (each stream's in order), in one batch
+    model = FusionModel().to(device)
+    slots = [model.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i) for i in range(3)]
+    order = [(2, k) for k in range(8)] + [(0, k) for k in range(3)] + [(1, k) for k in range(5)] + [(0, 3), (1, 5)]
+    mixed = model.score([streams[i][k] for i, k in order], [slots[i] for i, _ in order])
+    for name in mixed:
+        for j, (i, k) in enumerate(order):
+            assert np.isclose(mixed[name][j], alone[i][name][k], atol=1e-6, rtol=0), (name, i, k)
 
 
 def test_slots_are_reused_and_grow() -> None:
