@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import platform
 import shutil
@@ -223,7 +224,9 @@ async def _subscriber(client: aiomqtt.Client, obs: Observations) -> None:
 
 def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[str, Any]:
     """Match events and decodes to impulses; the report (all latencies in ms)."""
-    impulses = sorted((i for i in obs.impulses if i.glass >= start), key=lambda i: i.glass)[: options.impulses]
+    every = sorted(obs.impulses, key=lambda i: i.glass)
+    impulses = [i for i in every if i.glass >= start][: options.impulses]
+    following = {id(a): b.glass for a, b in itertools.pairwise(every)}  # the next impulse, counted or not
     streams = [f"s{i}" for i in range(options.streams)]
     starts = [(s, r) for s, r, e in obs.events if e.get("type") == "start"]
     event_ms: list[float] = []
@@ -233,8 +236,8 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
     floor_ms: list[float] = []
     missed = 0
     matched: set[tuple[str, float]] = set()
-    for n, imp in enumerate(impulses):
-        window_end = impulses[n + 1].glass if n + 1 < len(impulses) else imp.glass + options.interval
+    for imp in impulses:
+        window_end = following.get(id(imp), imp.glass + options.interval)
         video = next((w for m, w in obs.decoded if m == "video" and imp.glass - 0.05 <= w < window_end), None)
         audio = next((w for m, w in obs.decoded if m == "audio" and imp.glass - 0.05 <= w < window_end), None)
         floor = None
@@ -255,7 +258,8 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             event_ms.append(latency)
             if floor is not None:
                 added_ms.append(latency - floor)
-    first, last = (impulses[0].glass, impulses[-1].glass + options.interval) if impulses else (0.0, 0.0)
+    last_end = following.get(id(impulses[-1]), impulses[-1].glass + options.interval) if impulses else 0.0
+    first, last = (impulses[0].glass, last_end) if impulses else (0.0, 0.0)
     spurious = sum(1 for s, r in starts if first <= r < last and (s, r) not in matched)
     stats = obs.stats or {}
     event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
