@@ -21,56 +21,11 @@ import statistics
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-
+from pipelines.bench.throughput import make_clip, plain_decode
 from streamer.spec import parse_source
 from streamer.stream import Stream
-
-
-def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
-    """A moving gradient with a bouncing box (so H.264 has real work) and a tone over noise."""
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        audio = out.add_stream("aac", rate=48000)
-        audio.layout = "stereo"
-        y, x = np.mgrid[0:height, 0:width]
-        texture = rng.integers(0, 40, (height, width), dtype=np.uint8)
-        for i in range(int(seconds * fps)):
-            image = ((x + 4 * i) % 256 // 2 + (y // 4) % 64 + texture).astype(np.uint8)
-            bx = (37 * i) % (width - 200)
-            image[200:400, bx : bx + 200] = 235
-            frame = av.VideoFrame.from_ndarray(np.stack([image] * 3, axis=-1), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            out.mux(video.encode(frame))
-        n = 1024
-        for j in range(int(seconds * 48000 / n)):
-            t = (j * n + np.arange(n)) / 48000
-            tone = 0.2 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 0.01, n)
-            frame = av.AudioFrame.from_ndarray(
-                np.stack([tone, tone]).astype(np.float32), format="fltp", layout="stereo"
-            )
-            frame.sample_rate, frame.pts = 48000, j * n
-            out.mux(audio.encode(frame))
-        out.mux(video.encode())
-        out.mux(audio.encode())
-    return path
-
-
-def plain_decode(path: Path) -> int:
-    frames = 0
-    with av.open(str(path)) as container:
-        video, audio = container.streams.video[0], container.streams.audio[0]
-        video.codec_context.thread_type = "AUTO"
-        for packet in container.demux(video, audio):
-            frames += len(packet.decode())
-    return frames
 
 
 async def streamer_decode(path: Path) -> int:

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -64,7 +64,6 @@ class StreamRuntime:
     done: bool = False  # the source task ended
     flushed: bool = False
     error: SourceError | None = None
-    last_t: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,6 @@ class Hooks:
     on_event: Callable[[Event], None] | None = None
     on_progress: Callable[[dict[str, float]], None] | None = None
     on_state: Callable[[StateChange], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Analyzer:
@@ -182,7 +180,6 @@ class Analyzer:
                     counters.frames += len(frames)
                     decoded = max((f.wall_time for f in frames), default=ts.wall_time)
                     await self.batcher.put(rt.lane, Job(ts, Stamps(decoded=min(decoded, now), received=now)))
-                    counters.dropped_timesteps = rt.lane.dropped
         except SourceError as exc:
             rt.error = exc
             log.error("error: %s", exc)
@@ -196,8 +193,7 @@ class Analyzer:
                 self._publish_state(sc.stream_id, SourceState.OFFLINE)
 
     def _on_state(self, change: StateChange) -> None:
-        counters = self.stats.stream(change.stream_id)
-        counters.state = change.state.value
+        self.stats.stream(change.stream_id).state = change.state.value
         if self.hooks.on_state is not None:
             self.hooks.on_state(change)
         if change.state is not SourceState.CONNECTING:
@@ -224,7 +220,7 @@ class Analyzer:
                 self._handle(job, result, i)
             self._flush_finished()
             if self.hooks.on_progress is not None:
-                self.hooks.on_progress({sid: rt.last_t for sid, rt in self.streams.items()})
+                self.hooks.on_progress({sid: c.media_t for sid, c in self.stats.streams.items()})
         self._flush_finished()
 
     def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
@@ -236,7 +232,7 @@ class Analyzer:
         )  # fmt: skip
         counters = self.stats.stream(ts.stream_id)
         counters.timesteps += 1
-        counters.media_t = rt.last_t = ts.end
+        counters.media_t = ts.end
         frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
         self._emit(rt, rt.detector.update(scores, frame))
         if self.config.mqtt.scores and self.publisher is not None:
@@ -292,14 +288,17 @@ class Analyzer:
             self._publish_stats()
 
     def _publish_stats(self) -> None:
-        dropped = {
-            sid: rt.stream.source.stats.dropped_video if rt.stream is not None else 0
+        drops = {
+            sid: {
+                "dropped_frames": rt.stream.source.dropped_video if rt.stream is not None else 0,
+                "dropped_timesteps": rt.lane.dropped,
+            }
             for sid, rt in self.streams.items()
         }
         if self.publisher is not None:
-            report = self.stats.report(dropped, self.outbox.counters(), self.outbox.event_delivery_ms)
+            report = self.stats.report(drops, self.outbox.counters(), self.outbox.event_delivery_ms)
         else:
-            report = self.stats.report(dropped)
+            report = self.stats.report(drops)
         if self.outbox.overflow:
             log.warning("mqtt: %d event(s) dropped so far: the outbox was full", self.outbox.overflow)
         self._queue(self.topics.stats, _json(report), "state", qos=0, retain=False)

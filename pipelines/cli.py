@@ -153,7 +153,7 @@ def _verbose_here_too(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
 
 
-def _counts(text: str) -> list[int]:
+def stream_counts(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -188,7 +188,7 @@ def add_bench_parsers(commands: Any) -> None:
         "media with the same N in the same run: timesteps/s, real-time factor, CPU share, peak memory, ratio.",
     )  # fmt: skip
     throughput.add_argument("media", nargs="*", type=Path, help="files (default: a generated 720p30 clip)")
-    throughput.add_argument("--streams", type=_counts, default=[1, 2, 4, 8], help="counts, default 1,2,4,8")
+    throughput.add_argument("--streams", type=stream_counts, default=[1, 2, 4, 8], help="counts, default 1,2,4,8")
     throughput.add_argument("--repeats", type=int, default=3, help="measurements per count (median; default 3)")
     throughput.add_argument("--seconds", type=_positive, default=20.0, help="length of the generated clip (20)")
     throughput.add_argument("--device", default="auto", help="auto (default), cpu or cuda")

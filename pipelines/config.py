@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -301,7 +301,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 def build_config(
     file: Mapping[str, Any] | None = None,
     *,
-    sources: list[str] = (),  # type: ignore[assignment]
+    sources: Sequence[str] = (),
     stream_flags: Mapping[str, Any] | None = None,
     mqtt_flags: Mapping[str, Any] | None = None,
     model_flags: Mapping[str, Any] | None = None,

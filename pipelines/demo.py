@@ -107,15 +107,14 @@ async def demo(
     elif mqtt.url is not None:
         say(f"streamer demo: using the MQTT broker at {mqtt.display_url}")
     topics = Topics(config.mqtt.prefix)
-    received: list[dict[str, Any]] = []
-    expected = {"ends": -1}
-    all_in = asyncio.Event()
+    ends = 0  # event ends shown
+    arrived = asyncio.Event()
 
     def show(event: dict[str, Any]) -> None:
-        received.append(event)
+        nonlocal ends
+        ends += event.get("type") == "end"
         say(format_event(event, width))
-        if sum(e.get("type") == "end" for e in received) == expected["ends"]:
-            all_in.set()
+        arrived.set()
 
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -137,15 +136,14 @@ async def demo(
             analyzer = Analyzer(config, hooks)
             on_signals(analyzer.stop)
             summary = await analyzer.run()
-            expected["ends"] = summary.events
-            if sum(e.get("type") == "end" for e in received) < summary.events:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DRAIN_TIMEOUT):
-                        await all_in.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    while ends < summary.events:  # the last ones are still on their way back
+                        arrived.clear()
+                        await arrived.wait()
     finally:
         if broker is not None:
             await broker.shutdown()
-    ends = sum(e.get("type") == "end" for e in received)
     say(f"done: {ends} event(s) received over MQTT" if config.mqtt.url else f"done: {ends} event(s)")
     return summary.exit_code
 

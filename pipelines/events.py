@@ -155,7 +155,7 @@ class EventDetector:
                 o.peak, o.peak_frame = s, frame if frame is not None else o.peak_frame
         if not o.started and above and s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9:
             o.started = True
-            out.append(self._message("start", o, o.start))
+            out.append(self._start(o))
         return out
 
     def flush(self) -> list[Event | Ended]:
@@ -180,8 +180,9 @@ class EventDetector:
         )  # fmt: skip
         return [Ended(event, o.peak_frame)]
 
-    def _message(self, kind: Literal["start", "end"], o: _Open, s: Scores) -> Event:
+    def _start(self, o: _Open) -> Event:
+        s = o.start
         return Event(
-            type=kind, id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.s_v,
+            type="start", id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.s_v,
             s_a=s.s_a, alpha=self.alpha, beta=self.beta,
         )  # fmt: skip

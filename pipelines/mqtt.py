@@ -50,7 +50,6 @@ class Publisher:
         self.topics = topics
         self.outbox = outbox
         self.connected = asyncio.Event()
-        self.connects = 0
         self._closing = False
         self._client: aiomqtt.Client | None = None
         self._identifier = config.client_id or f"streamer-{uuid.uuid4().hex[:12]}"
@@ -82,7 +81,6 @@ class Publisher:
                     if failures:
                         log.warning("mqtt: reconnected to %s", self.config.display_url)
                     failures = 0
-                    self.connects += 1
                     self.outbox.connected = True
                     self.connected.set()
                     await self._drain(client)

@@ -32,7 +32,6 @@ class Stamps:
 class StreamCounters:
     frames: int = 0  # decoded video frames that reached the pipeline
     timesteps: int = 0  # timesteps scored
-    dropped_timesteps: int = 0  # dropped by the batcher lane (live streams only)
     events: int = 0
     state: str = "connecting"
     media_t: float = 0.0  # media time reached
@@ -50,7 +49,10 @@ class PipelineStats:
     )
 
     def stream(self, stream_id: str) -> StreamCounters:
-        return self.streams.setdefault(stream_id, StreamCounters(last=(time.time(), 0, 0)))
+        counters = self.streams.get(stream_id)
+        if counters is None:  # called per timestep: build the counters only once
+            counters = self.streams[stream_id] = StreamCounters(last=(time.time(), 0, 0))
+        return counters
 
     def record(self, stamps: Stamps) -> None:
         s = self.stage_ms
@@ -62,11 +64,12 @@ class PipelineStats:
 
     def report(
         self,
-        dropped_frames: dict[str, int],
+        drops: dict[str, dict[str, int]],
         outbox: dict[str, int] | None = None,
         delivery_ms: deque[float] | None = None,
     ) -> dict[str, Any]:
-        """The stats message; resets the per-interval rates."""
+        """The stats message; resets the per-interval rates. ``drops``: per stream, ``dropped_frames`` (capture
+        queue) and ``dropped_timesteps`` (batcher lane), counted where they happen."""
         now = time.time()
         streams: dict[str, Any] = {}
         for stream_id, c in self.streams.items():
@@ -79,8 +82,8 @@ class PipelineStats:
                 "output_fps": round((c.timesteps - timesteps) / span, 2),  # timesteps scored per second
                 "frames": c.frames,
                 "timesteps": c.timesteps,
-                "dropped_frames": dropped_frames.get(stream_id, 0),
-                "dropped_timesteps": c.dropped_timesteps,
+                "dropped_frames": drops.get(stream_id, {}).get("dropped_frames", 0),
+                "dropped_timesteps": drops.get(stream_id, {}).get("dropped_timesteps", 0),
                 "events": c.events,
             }
             c.last = (now, c.frames, c.timesteps)

@@ -88,6 +88,12 @@ class Source:
         self._worker = worker or worker_for(spec)
         self._rng = random.Random()
         self._started: float | None = None  # monotonic time of the first successful open
+        self._queue: MediaQueue[WorkerItem] | None = None  # the current connection's hand-off queue
+
+    @property
+    def dropped_video(self) -> int:
+        """Video frames dropped so far (live sources, consumer too slow), the current connection included."""
+        return self.stats.dropped_video + (self._queue.dropped_video if self._queue is not None else 0)
 
     def _set_state(self, state: SourceState, detail: str = "", retry_in: float | None = None) -> None:
         self.state = state
@@ -118,6 +124,7 @@ class Source:
         while True:
             anchor = 0.0 if first else self._next_anchor(gap=gap)
             queue: MediaQueue[WorkerItem] = MediaQueue(loop, options.queue_size, policy, wake_batch=wake_batch)
+            self._queue = queue
             ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event())
             thread = threading.Thread(
                 target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
@@ -156,6 +163,7 @@ class Source:
                 ctx.quit.set()
                 self.stats.dropped_video += queue.dropped_video
                 self.stats.dropped_audio += queue.dropped_audio
+                self._queue = None
                 queue.close()
                 await asyncio.to_thread(thread.join, 1.0)
 

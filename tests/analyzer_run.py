@@ -54,12 +54,13 @@ class Subscriber:
 
 @contextlib.asynccontextmanager
 async def subscribe(
-    host: str, port: int, topic: str = "test/#", *, identifier: str | None = None
+    host: str, port: int, topic: str = "test/#", *, identifier: str | None = None, **client_options: Any
 ) -> AsyncIterator[Subscriber]:
-    """With ``identifier``, a persistent session: the broker keeps QoS 1 messages for it while it is away."""
+    """With ``identifier``, a persistent session: the broker keeps QoS 1 messages for it while it is away.
+    ``client_options`` go to ``aiomqtt.Client`` (username, password, tls_context...)."""
     subscriber = Subscriber()
     persistent = None if identifier is None else False
-    async with aiomqtt.Client(host, port, identifier=identifier, clean_session=persistent) as client:
+    async with aiomqtt.Client(host, port, identifier=identifier, clean_session=persistent, **client_options) as client:
         await client.subscribe(topic, qos=1)
 
         async def listen() -> None:

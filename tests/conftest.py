@@ -22,7 +22,6 @@ import functools
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker
+from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, end_process, free_port
 
 # CI runs the property tests with a fixed seed (a red CI must mean a regression, not a new random draw);
 # locally each run draws new examples.
@@ -105,14 +104,7 @@ class RtspServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # a paused server could not act on SIGTERM
-            proc.send_signal(signum)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_process(proc, signum, STOP_TIMEOUT)
         if proc.stdout is not None:
             proc.stdout.close()
 
@@ -143,7 +135,7 @@ class RtspServers:
             args = ["--width", str(width), "--height", str(height), "--fps", str(fps)]
         args += [] if audio else ["--no-audio"]
         args += [] if video else ["--no-video"]
-        port = _free_port()
+        port = free_port()
         server = RtspServer(port, args, self._log_dir / f"rtsp_server_{port}.log", path)
         self._servers.append(server)
         if start:
@@ -185,13 +177,6 @@ def _gst_rtsp_problem() -> str | None:
     if result.returncode != 0:
         return f"{SYSTEM_PYTHON} cannot import GstRtspServer: {result.stderr.strip().splitlines()[-1:]}"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from typing import Any
+from pathlib import Path
 
 import gi  # type: ignore[import-not-found,unused-ignore]
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # type: ignore[import-not-found,unused-ignore]  # noqa: E402
+
+# The serving loop and the live-camera behaviour are the shipped impulse server's (no project dependencies).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipelines.bench.impulse_server import not_seekable, serve  # noqa: E402
 
 
 def launch_line(width: int, height: int, fps: int, video: bool, audio: bool) -> str:
@@ -62,26 +65,6 @@ def file_launch_line(path: str, video: bool, audio: bool) -> str:
     return "( " + "  ".join(branches) + " )"
 
 
-def _not_seekable(media: Any) -> None:
-    """media-configure handler: make the media answer "not seekable", as a real live camera does.
-
-    The test sources say they are seekable, so on every PLAY (FFmpeg always sends ``Range: npt=0.000-``) the
-    server would flush-seek the *shared* media back to 0, and the RTP timestamps of every client already
-    watching would jump back. Answering the seeking query at each payloader makes the server skip the seek.
-    """
-
-    def answer(_pad: Any, info: Any) -> Any:
-        # A new seeking query already reads "not seekable": answering it untouched is enough (PyGObject's
-        # reference makes the query read-only here anyway).
-        if info.get_query().type == Gst.QueryType.SEEKING:
-            return Gst.PadProbeReturn.HANDLED
-        return Gst.PadProbeReturn.OK
-
-    bin_ = media.get_element()
-    for i in range(media.n_streams()):
-        bin_.get_by_name(f"pay{i}").get_static_pad("src").add_probe(Gst.PadProbeType.QUERY_UPSTREAM, answer)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, required=True)
@@ -107,22 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         factory.set_launch(launch_line(args.width, args.height, args.fps, not args.no_video, not args.no_audio))
         factory.set_shared(True)
-        factory.connect("media-configure", lambda _, media: _not_seekable(media))
-    server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
-    server.set_service(str(args.port))
-    server.get_mount_points().add_factory(path, factory)
-    # attach() creates, binds (with SO_REUSEADDR) and listens on the socket; 0 means it failed.
-    if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
-        return 1
-
-    loop = GLib.MainLoop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
-    print(f"READY rtsp://127.0.0.1:{args.port}{path}", flush=True)
-    loop.run()
-    return 0
+        factory.connect("media-configure", lambda _, media: not_seekable(media))
+    return serve(factory, args.port, path)
 
 
 if __name__ == "__main__":

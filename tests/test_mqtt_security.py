@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from pipelines.bench.mosquitto import free_port
@@ -73,25 +72,16 @@ def config(tmp_path: Path, url: str, ca: Path, password: str = PASSWORD) -> Path
 async def test_mqtts_with_a_ca_and_a_password_file(tmp_path: Path, tls_broker: Any) -> None:
     _, port, certs = tls_broker
     context = ssl.create_default_context(cafile=str(certs["ca"]))
-    received: list[aiomqtt.Message] = []
-    async with aiomqtt.Client("localhost", port, username="alice", password=PASSWORD, tls_context=context) as client:
-        await client.subscribe("test/#", qos=1)
-
-        async def listen() -> None:
-            async for message in client.messages:
-                received.append(message)
-
-        task = asyncio.create_task(listen())
+    async with subscribe("localhost", port, username="alice", password=PASSWORD, tls_context=context) as sub:
         code, out, err = await run_streamer(
             "synthetic:?realtime=0&duration=4&events=av@2", "--config",
             str(config(tmp_path, f"mqtts://alice@localhost:{port}", certs["ca"])), "-v",
         )  # fmt: skip
-        await asyncio.sleep(1.0)
-        task.cancel()
+        await sub.wait_for("test/status", "offline", within=10)
     assert code == 0, err
-    topics = [str(m.topic) for m in received]
+    topics = [m.topic for m in sub.messages]
     assert topics.count("test/synthetic/events") == 2 and "test/stats" in topics
-    payloads = b"".join(m.payload for m in received if isinstance(m.payload, bytes))
+    payloads = b"".join(m.payload for m in sub.messages)
     assert PASSWORD not in out + err and PASSWORD.encode() not in payloads
 
 

@@ -78,14 +78,17 @@ def launch_line(width: int, height: int, fps: int) -> str:
     )
 
 
-def _not_seekable(media: Any) -> None:
-    """Make the shared media answer "not seekable", as a live camera does (see tests/rtsp_server.py).
+def not_seekable(media: Any) -> None:
+    """media-configure handler: make the media answer "not seekable", as a real live camera does.
 
-    Otherwise every PLAY (FFmpeg always sends ``Range: npt=0.000-``) flush-seeks the shared media back to 0 and
-    the RTP timestamps of every client already watching jump back.
+    Live test sources say they are seekable, so on every PLAY (FFmpeg always sends ``Range: npt=0.000-``) the
+    server would flush-seek the *shared* media back to 0, and the RTP timestamps of every client already
+    watching would jump back. Answering the seeking query at each payloader makes the server skip the seek.
     """
 
     def answer(_pad: Any, info: Any) -> Any:
+        # A new seeking query already reads "not seekable": answering it untouched is enough (PyGObject's
+        # reference makes the query read-only here anyway).
         if info.get_query().type == Gst.QueryType.SEEKING:
             return Gst.PadProbeReturn.HANDLED
         return Gst.PadProbeReturn.OK
@@ -242,7 +245,7 @@ def _is_tone(buffer: Any) -> bool:
 
 def attach(media: Any, schedule: Schedule, tone_buffers: int, flash_frames: int) -> None:
     """media-configure handler: impulse probes on both sources of a new media; not seekable, sent at once."""
-    _not_seekable(media)
+    not_seekable(media)
     _send_at_once(media)
     impulses = MediaImpulses(schedule)
     bin_ = media.get_element()
@@ -260,6 +263,26 @@ def _watch(source: Any, track: Track, is_loud: Callable[[Any], bool]) -> None:
         return Gst.PadProbeReturn.OK
 
     source.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
+def serve(factory: Any, port: int, path: str) -> int:
+    """Serve ``factory`` at rtsp://127.0.0.1:PORT/path: print ``READY <url>`` once listening, run until SIGTERM
+    or SIGINT, return the exit code (1 when the port cannot be bound)."""
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(port))
+    server.get_mount_points().add_factory(path, factory)
+    # attach() creates, binds (with SO_REUSEADDR) and listens on the socket; 0 means it failed.
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr)
+        return 1
+
+    loop = GLib.MainLoop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
+    print(f"READY rtsp://127.0.0.1:{port}{path}", flush=True)
+    loop.run()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,21 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     factory.set_launch(launch_line(args.width, args.height, args.fps))
     factory.set_shared(True)
     factory.connect("media-configure", lambda _, media: attach(media, schedule, tone_buffers, args.flash_frames))
-    server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
-    server.set_service(str(args.port))
-    server.get_mount_points().add_factory(path, factory)
-    # attach() creates, binds (with SO_REUSEADDR) and listens on the socket; 0 means it failed.
-    if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
-        return 1
-
-    loop = GLib.MainLoop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signum, loop.quit)
-    print(f"READY rtsp://127.0.0.1:{args.port}{path}", flush=True)
-    loop.run()
-    return 0
+    return serve(factory, args.port, path)
 
 
 if __name__ == "__main__":

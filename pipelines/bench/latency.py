@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 from streamer.errors import ConfigError
 
 from .mosquitto import MOSQUITTO, MqttBroker, free_port
+from .throughput import machine_info
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("impulse_server.py")
@@ -265,13 +265,7 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
     event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
     return {
         "options": asdict(options),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": _cpus(),
-            "date": time.strftime("%Y-%m-%d"),
-            "device": stats.get("device"),
-        },
+        "machine": machine_info() | {"device": stats.get("device")},
         "counts": {"impulses": len(impulses), "events": len(event_ms), "missed": missed, "spurious": spurious},
         "event_latency_ms": event_pcts,
         "decode_video_ms": percentiles(video_ms),
@@ -296,12 +290,6 @@ def targets(options: LatencyOptions) -> dict[str, float]:
     if options.streams == 1:
         return {"added_p50_ms": hop / 2 + 15, "added_p99_ms": hop + 40}
     return {"added_p99_ms": hop + 80} if options.streams <= 8 else {}
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def format_report(report: dict[str, Any]) -> str:

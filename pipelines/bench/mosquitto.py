@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 READY_TIMEOUT = 10.0
@@ -27,6 +28,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def end_process(proc: subprocess.Popen[Any], signum: signal.Signals, timeout: float = STOP_TIMEOUT) -> None:
+    """Send ``signum`` (after SIGCONT: a stopped process could not act on it) and wait; SIGKILL after
+    ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signum)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class MqttBroker:
@@ -105,14 +120,8 @@ class MqttBroker:
 
     def _end(self, signum: signal.Signals) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signum)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            end_process(proc, signum)
 
     def __repr__(self) -> str:
         return f"MqttBroker(url={self.url!r}, running={self.running})"

@@ -42,6 +42,8 @@ from typing import Any
 import av
 import numpy as np
 
+from pipelines.cli import stream_counts
+
 MODES = ("decode", "analyze")
 HOP_S = 0.1  # the default hop (hop_ms = 100): decode-only's timestep count is reported for reference with it
 WORKER_TIMEOUT_S = 1800.0
@@ -73,10 +75,10 @@ class Progress:
 def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
     """A moving gradient with a bouncing box (so H.264 has real work) and a tone over noise; H.264 + AAC.
 
-    Copied from ``benchmarks/decode_sync.py`` (not an installed package), with the box scaled to small sizes.
+    Also ``benchmarks/decode_sync.py``'s clip. The box is 200 pixels, less in small frames.
     """
     rng = np.random.default_rng(0)
-    box = min(200, width // 4, height // 4)
+    box = min(200, width // 4, height // 3)
     top = min(200, height - box)
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
@@ -392,21 +394,11 @@ def format_table(report: dict[str, Any]) -> str:
 # -- command line (the child entry point; the user-facing command is `streamer bench throughput`) -------------
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        counts = []
-    if not counts or any(n < 1 for n in counts):
-        raise argparse.ArgumentTypeError(f"expected positive stream counts like 1,2,4,8, got {text!r}")
-    return counts
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.bench.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--worker", choices=MODES, help="one measurement in this process: print one JSON line")
-    parser.add_argument("--streams", type=_counts, default=[1, 2, 4, 8], help="stream counts, e.g. 1,2,4,8")
+    parser.add_argument("--streams", type=stream_counts, default=[1, 2, 4, 8], help="stream counts, e.g. 1,2,4,8")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="generated clip length (default 20)")
