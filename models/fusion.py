@@ -62,7 +62,9 @@ class FusionModel(nn.Module):
     """Video and audio activity and their fusion, batched across streams, on any device.
 
     ``video`` / ``audio``: encoders replacing :class:`VideoActivity` / :class:`AudioActivity` (see
-    :mod:`models.plugins`). ``tau``: the adaptive baselines' time constant in seconds.
+    :mod:`models.plugins`). ``tau``: the adaptive baselines' time constant in seconds. ``head``: a learned
+    fusion head (:mod:`models.heads`) that computes S from the modalities' scores and features instead of the
+    weighted sum (the streams' alpha and beta then play no part).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class FusionModel(nn.Module):
         max_frames: int = 8,
         capacity: int = 8,
         autocast: bool = False,
+        head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         width, height = luma_size
@@ -88,6 +91,7 @@ class FusionModel(nn.Module):
         self.autocast = autocast
         self.video = video or VideoActivity(height, width, hop=hop, tau=tau, capacity=capacity)
         self.audio = audio or AudioActivity(sample_rate, self.hop_samples, hop=hop, tau=tau, capacity=capacity)
+        self.head = head
         self.alpha: Tensor
         self.beta: Tensor
         self.register_buffer("alpha", torch.zeros(capacity))
@@ -178,8 +182,12 @@ class FusionModel(nn.Module):
     ) -> ModelOutput:  # fmt: skip
         s_v, s_a = s_v.float(), s_a.float()
         has_v = valid.any(dim=1)
-        s = fuse(s_v, s_a, has_v, present, self.alpha[slots], self.beta[slots])
         features = {f"video_{k}": v.float() for k, v in f_v.items()} | {f"audio_{k}": v.float() for k, v in f_a.items()}
+        if self.head is not None:
+            columns = {"s_v": s_v, "s_a": s_a, "has_v": has_v, "has_a": present, **features}
+            s = cast(Any, self.head).score_columns(columns).float()
+        else:
+            s = fuse(s_v, s_a, has_v, present, self.alpha[slots], self.beta[slots])
         return ModelOutput(s=s, s_v=s_v, s_a=s_a, has_v=has_v, has_a=present, features=features)
 
     def pack(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> ModelInput:

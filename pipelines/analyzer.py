@@ -102,7 +102,8 @@ class Analyzer:
             self.runner.add_stream(sc)
             lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
                                          drop_oldest=sc.spec.is_live)  # fmt: skip
-            detector = EventDetector(sc.stream_id, sc.events, sc.alpha, sc.beta)
+            weights = (sc.alpha, sc.beta) if self.runner.learned is None else (None, None)
+            detector = EventDetector(sc.stream_id, sc.events, *weights)
             self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
             self.stats.stream(sc.stream_id)
         self._source_tasks: list[asyncio.Task[None]] = []

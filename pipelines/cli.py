@@ -1,4 +1,4 @@
-"""The ``streamer`` command: ``probe``, ``run`` and ``demo``.
+"""The ``streamer`` command: ``probe``, ``run``, ``demo``, ``bench``, and ``calibrate``, ``train``, ``evaluate``.
 
 Heavy imports (torch) stay out of this module so ``--help`` and ``probe`` are fast. Errors a user can cause are
 one line on stderr (``streamer: error: ...``) and a documented exit code (:mod:`streamer.errors`).
@@ -111,6 +111,7 @@ def model_flags(args: argparse.Namespace) -> dict[str, Any]:
         "context_ms": args.context_ms,
         "max_batch": getattr(args, "max_batch", None),
         "max_wait_ms": getattr(args, "max_wait_ms", None),
+        "checkpoint": str(args.model) if getattr(args, "model", None) is not None else None,
     })  # fmt: skip
 
 
@@ -143,9 +144,64 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_arguments(demo)
     add_source_arguments(demo)
     add_bench_parsers(commands)
-    for sub in (probe, run, demo):
+    learn = add_learn_parsers(commands)
+    for sub in (probe, run, demo, *learn):
         _verbose_here_too(sub)
     return parser
+
+
+LABELS_HELP = (
+    "labeled recordings: a labels file (CSV or JSON lines: file, start, end[, label]) or a directory holding "
+    "labels.csv or labels.jsonl; see README"
+)
+FUSIONS = ("weighted", "late", "mid", "attention")
+
+
+def add_learn_parsers(commands: Any) -> list[argparse.ArgumentParser]:
+    calibrate = commands.add_parser(
+        "calibrate", help="fit alpha, beta and the threshold to labeled recordings (best event F1)",
+        description="Score labeled recordings with the run-time model, fit alpha, beta >= 0 (alpha + beta = 1) and "
+        "the event threshold for the best event-level F1, report timestep ROC-AUC, and print a config snippet "
+        "(stdout is valid TOML: `streamer calibrate DATA > tuned.toml`).",
+    )  # fmt: skip
+    train = commands.add_parser(
+        "train", help="train a fusion head on labeled recordings; `streamer run --model FILE` uses it",
+        description="Train a fusion head over the per-timestep features of labeled recordings (Adam, early "
+        "stopping on a validation split of the recordings), choose its event threshold on the validation "
+        "recordings and save a checkpoint for `streamer run --model FILE` and `streamer evaluate --model FILE`.",
+    )  # fmt: skip
+    evaluate = commands.add_parser(
+        "evaluate", help="event precision, recall, F1, timestep accuracy and ROC-AUC on labeled recordings",
+        description="Detect events in labeled recordings as `streamer run` would (alpha, beta, threshold from flags "
+        "and --config, or a trained --model) and report event-level precision, recall and F1 (IoU >= 0.3), "
+        "timestep accuracy and ROC-AUC: a table, --json and a precision-recall --plot.",
+    )  # fmt: skip
+    for sub in (calibrate, train, evaluate):
+        sub.add_argument("data", type=Path, metavar="DATA", help=LABELS_HELP)
+        sub.add_argument("--config", type=Path, help="TOML file as for `streamer run` ([defaults], [model], [device])")
+        sub.add_argument("--label", action="append", metavar="LABEL",
+                         help="only events with this label count (repeatable; default: all)")  # fmt: skip
+        sub.add_argument("--hop-ms", type=_positive, help="timestep length in ms (default 100)")
+        sub.add_argument("--min-gap", type=_number, help="seconds below the threshold that end an event (0.3)")
+        sub.add_argument("--min-duration", type=_number, help="shortest event reported, seconds (0)")
+        sub.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+        sub.add_argument("--parallel", type=int, default=4, help="recordings decoded at once (default 4)")
+        sub.add_argument("--json", type=Path, metavar="FILE", help="write the full report here")
+    train.add_argument("--fusion", choices=FUSIONS, default="weighted",
+                       help="weighted (learnable alpha, beta; default), late (product of per-modality "
+                       "probabilities), mid (features concatenated into an MLP) or attention")  # fmt: skip
+    train.add_argument("--out", type=Path, default=Path("fusion.pt"), help="checkpoint to write (fusion.pt)")
+    train.add_argument("--epochs", type=int, default=2000, help="at most this many epochs (2000)")
+    train.add_argument("--patience", type=int, default=100, help="stop after this many epochs without progress")
+    train.add_argument("--lr", type=_positive, default=0.05, help="Adam's learning rate (0.05)")
+    train.add_argument("--val-fraction", type=_positive, default=0.25, help="recordings kept for validation")
+    train.add_argument("--seed", type=int, default=0, help="the split's and the initialization's seed (0)")
+    evaluate.add_argument("--model", type=Path, metavar="FILE", help="a checkpoint made by `streamer train`")
+    evaluate.add_argument("--alpha", type=_number, help="weight of S_v (default 0.5)")
+    evaluate.add_argument("--beta", type=_number, help="weight of S_a (default 0.5)")
+    evaluate.add_argument("--threshold", type=_number, help="event threshold on S (default 0.5, or the model's)")
+    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="precision-recall curves (PNG)")
+    return [calibrate, train, evaluate]
 
 
 def _verbose_here_too(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +271,7 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--events-out", type=Path, metavar="FILE.jsonl", help="also append events to this file")
     group.add_argument("--scores", action="store_true", default=None, help="publish every timestep's scores")
     group.add_argument("--stats-interval", type=_positive, help="seconds between stats messages (10)")
+    group.add_argument("--model", type=Path, metavar="FILE", help="a fusion model made by `streamer train`")
     group.add_argument("-q", "--quiet", action="store_true", help="no event lines or progress on the terminal")
 
 
@@ -303,6 +360,24 @@ async def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _calibrate(args: argparse.Namespace) -> int:
+    from .learn.commands import calibrate_command
+
+    return await calibrate_command(args)
+
+
+async def _train(args: argparse.Namespace) -> int:
+    from .learn.commands import train_command
+
+    return await train_command(args)
+
+
+async def _evaluate(args: argparse.Namespace) -> int:
+    from .learn.commands import evaluate_command
+
+    return await evaluate_command(args)
+
+
 def _on_signals(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -317,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="streamer: %(message)s", stream=sys.stderr)
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-    command = {"probe": _probe, "run": _run, "demo": _demo, "bench": _bench}[args.command]
+    command = {"probe": _probe, "run": _run, "demo": _demo, "bench": _bench, "calibrate": _calibrate,
+               "train": _train, "evaluate": _evaluate}[args.command]  # fmt: skip
     try:
         return asyncio.run(command(args))
     except StreamerError as exc:

@@ -127,6 +127,7 @@ class ModelConfig:
     video_weights: str | None = None  # its local state_dict
     audio: str | None = None
     audio_weights: str | None = None
+    checkpoint: str | None = None  # a model made by `streamer train` (--model)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,6 +282,7 @@ MODEL_KEYS: dict[str, Check] = {
     "video_weights": optional_path,
     "audio": string,
     "audio_weights": optional_path,
+    "checkpoint": optional_path,
 }
 DEVICE_KEYS: dict[str, Check] = {"type": string, "autocast": boolean}
 TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device")
@@ -333,21 +335,7 @@ def _build(
     events_out: Path | None,
     environ: Mapping[str, str],
 ) -> AnalyzerConfig:
-    unknown = set(doc) - set(TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(TOP_KEYS)})")
-    defaults = take(doc.get("defaults", {}), "defaults", STREAM_KEYS)
-    flags = take(stream_flags, "", STREAM_KEYS)
-    model_values = take(doc.get("model", {}), "model", MODEL_KEYS) | take(model_flags, "", MODEL_KEYS)
-    device_values = take(doc.get("device", {}), "device", DEVICE_KEYS)
-    if device is not None:
-        device_values["type"] = device
-    device_type = device_values.get("type", "auto")
-    cuda_n = device_type.startswith("cuda:") and device_type[5:].isdigit()
-    if device_type not in ("auto", "cpu", "cuda") and not cuda_n:
-        raise _fail("device.type", "auto, cpu, cuda or cuda:N", device_type)
-    model = ModelConfig(device=device_type, autocast=device_values.get("autocast", False), **model_values)
-
+    defaults, flags, model = analysis_settings(doc, stream_flags, model_flags, device)
     entries = doc.get("streams", [])
     if not isinstance(entries, list):
         raise ConfigError(f"streams: expected an array of tables ([[streams]]), got {entries!r}")
@@ -363,6 +351,7 @@ def _build(
     if not raw_streams:
         raise ConfigError("no streams: give a SOURCE or a config file with [[streams]]")
 
+    learned = checkpoint_defaults(model.checkpoint) if model.checkpoint is not None else {}
     streams: list[StreamConfig] = []
     seen: set[str] = set()
     for text, own in raw_streams:
@@ -370,12 +359,64 @@ def _build(
         if spec.stream_id in seen:
             raise ConfigError(f"stream '{spec.stream_id}' is given twice: name one of them (NAME=URI)")
         seen.add(spec.stream_id)
-        streams.append(stream_config(spec, defaults | own | flags, model))
+        values = merged_stream_values(model, learned, defaults, own, flags, where=f"stream '{spec.stream_id}'")
+        streams.append(stream_config(spec, values, model))
 
     mqtt = mqtt_config(take(doc.get("mqtt", {}), "mqtt", MQTT_KEYS) | take(mqtt_flags, "", MQTT_KEYS), environ)
     if duration is not None and not duration > 0:
         raise _fail("--duration", "a positive number of seconds", duration)
     return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, duration=duration, events_out=events_out)
+
+
+def analysis_settings(
+    doc: Mapping[str, Any], stream_flags: Mapping[str, Any], model_flags: Mapping[str, Any], device: str | None
+) -> tuple[dict[str, Any], dict[str, Any], ModelConfig]:
+    """From a parsed config file and flags: the ``[defaults]`` per-stream values, the per-stream flags (both
+    validated), and the model configuration (``[model]``, ``[device]`` and their flags)."""
+    unknown = set(doc) - set(TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(TOP_KEYS)})")
+    defaults = take(doc.get("defaults", {}), "defaults", STREAM_KEYS)
+    flags = take(stream_flags, "", STREAM_KEYS)
+    model_values = take(doc.get("model", {}), "model", MODEL_KEYS) | take(model_flags, "", MODEL_KEYS)
+    device_values = take(doc.get("device", {}), "device", DEVICE_KEYS)
+    if device is not None:
+        device_values["type"] = device
+    device_type = device_values.get("type", "auto")
+    cuda_n = device_type.startswith("cuda:") and device_type[5:].isdigit()
+    if device_type not in ("auto", "cpu", "cuda") and not cuda_n:
+        raise _fail("device.type", "auto, cpu, cuda or cuda:N", device_type)
+    model = ModelConfig(device=device_type, autocast=device_values.get("autocast", False), **model_values)
+    return defaults, flags, model
+
+
+def merged_stream_values(
+    model: ModelConfig, learned: Mapping[str, Any], *layers: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """``learned`` (what ``--model`` brings, :func:`checkpoint_defaults`) with each layer over the previous one.
+    alpha and beta are refused when a learned head, not the weighted sum, computes S."""
+    values = dict(learned)
+    for layer in layers:
+        values |= layer
+    if model.checkpoint is not None and "alpha" not in learned and {"alpha", "beta"} & set(values):
+        raise ConfigError(
+            f"{where}: alpha and beta do not apply with the learned fusion model {model.checkpoint}: it computes S"
+        )
+    return values
+
+
+def checkpoint_defaults(path: str) -> dict[str, Any]:
+    """The per-stream settings a trained model brings: its threshold, and alpha and beta for a weighted head."""
+    from models.heads import load_checkpoint  # torch: only when a model is given
+
+    try:
+        checkpoint = load_checkpoint(Path(path))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    values: dict[str, Any] = {"threshold": min(max(checkpoint.threshold, 1e-6), 1.0)}
+    if checkpoint.weights is not None:
+        values["alpha"], values["beta"] = checkpoint.weights
+    return values
 
 
 def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfig) -> StreamConfig:

@@ -7,6 +7,8 @@
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
 * At the end of a stream an open event ends with the last timestep.
 
+:func:`event_intervals` gives the same events from whole arrays of scores (calibration and evaluation).
+
 Each event has an id (stable from start to end, unique across runs) and records its peak (the timestep with
 the highest S) and the per-modality contributions (``alpha * mean S_v`` and ``beta * mean S_a`` over the event).
 """
@@ -18,9 +20,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from streamer.media import VideoFrame
 
 from .config import EventOptions
+
+Intervals = list[tuple[float, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +66,8 @@ class Event:
     score: float
     s_v: float
     s_a: float
-    alpha: float
-    beta: float
+    alpha: float | None  # None when a learned fusion head computes S
+    beta: float | None
     start_t: float | None = None  # end only
     duration: float | None = None
     peak: Peak | None = None
@@ -116,7 +123,7 @@ class Ended:
 
 
 class EventDetector:
-    def __init__(self, stream_id: str, options: EventOptions, alpha: float, beta: float) -> None:
+    def __init__(self, stream_id: str, options: EventOptions, alpha: float | None, beta: float | None) -> None:
         self.stream_id = stream_id
         self.options = options
         self.alpha = alpha
@@ -176,7 +183,8 @@ class EventDetector:
             type="end", id=o.id, stream=self.stream_id, t=end_t, wall_time=time.time(), score=o.peak.score,
             s_v=o.peak.s_v, s_a=o.peak.s_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
             duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.s_v, o.peak.s_a),
-            contributions=(self.alpha * o.sum_v / n, self.beta * o.sum_a / n),
+            contributions=None if self.alpha is None or self.beta is None else (
+                self.alpha * o.sum_v / n, self.beta * o.sum_a / n),
         )  # fmt: skip
         return [Ended(event, o.peak_frame)]
 
@@ -186,3 +194,30 @@ class EventDetector:
             type="start", id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.s_v,
             s_a=s.s_a, alpha=self.alpha, beta=self.beta,
         )  # fmt: skip
+
+
+def event_intervals(t: npt.ArrayLike, scores: npt.ArrayLike, hop: float, options: EventOptions) -> Intervals:
+    """The ``(start_t, end_t)`` of the events :class:`EventDetector` reports for these timesteps (``t`` rising,
+    one stream, then flushed), computed over whole arrays: for calibration, which tries thousands of settings."""
+    s = np.asarray(scores, dtype=np.float64)
+    times = np.asarray(t, dtype=np.float64)
+    above = s >= options.threshold
+    if not above.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], above, [False]]).astype(np.int8)))
+    runs = edges.reshape(-1, 2)  # [first, last + 1) of each run of timesteps at or above the threshold
+    out: Intervals = []
+    n = len(s)
+    i = 0
+    while i < len(runs):
+        first, stop = int(runs[i][0]), int(runs[i][1])
+        reported = times[stop - 1] + hop - times[first] >= options.min_duration - 1e-9
+        # a dip ends the event once a timestep below has reached min_gap after the drop; else it is bridged
+        while i + 1 < len(runs) and times[runs[i + 1][0] - 1] + hop - times[stop] < options.min_gap - 1e-9:
+            i += 1
+            stop = int(runs[i][1])
+            reported = reported or times[stop - 1] + hop - times[first] >= options.min_duration - 1e-9
+        if reported:
+            out.append((float(times[first]), float(times[stop]) if stop < n else float(times[-1] + hop)))
+        i += 1
+    return out

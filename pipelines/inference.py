@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.device import resolve_device
 from models.fusion import FusionModel
+from models.heads import FusionHead, load_checkpoint
 from models.plugins import load_module
 from streamer.errors import ConfigError
 from streamer.media import Timestep, VideoFrame
 
 from .config import ModelConfig, StreamConfig
+
+log = logging.getLogger("streamer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +44,28 @@ class ModelRunner:
             raise ConfigError(f"device.type: {exc}") from None
         self._models: dict[float, FusionModel] = {}
         self._slots: dict[str, StreamSlot] = {}
+        self.head, self._extraction = self._learned_head(config)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
         if self.device.type == "cpu":
             # The model's tensors are small and the capture threads keep the cores busy decoding: more intra-op
             # threads only contend with them (measured: one thread halves the model's time inside the analyzer).
             torch.set_num_threads(config.threads)
+
+    @staticmethod
+    def _learned_head(config: ModelConfig) -> tuple[FusionHead | None, dict[str, object]]:
+        """The head of ``--model``, unless it is the weighted sum (then it is the streams' alpha and beta)."""
+        if config.checkpoint is None:
+            return None, {}
+        try:
+            checkpoint = load_checkpoint(Path(config.checkpoint))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return (None if checkpoint.weights is not None else checkpoint.head), checkpoint.extraction
+
+    @property
+    def learned(self) -> str | None:
+        """The kind of learned fusion head computing S, or None for alpha * S_v + beta * S_a."""
+        return self.head.kind if self.head is not None else None
 
     @property
     def device_name(self) -> str:
@@ -62,11 +84,22 @@ class ModelRunner:
                 raise ConfigError(f"model: {exc}") from None
             model = FusionModel(
                 luma_size=c.luma_size, sample_rate=c.sample_rate, hop=hop, context=c.context_ms / 1000, tau=c.tau,
-                video=video, audio=audio, autocast=c.autocast,
+                video=video, audio=audio, autocast=c.autocast, head=self.head,
             ).to(self.device)  # fmt: skip
+            self._check_extraction(hop)
             _warm_up(model, hop)
             self._models[hop] = model
         return model
+
+    def _check_extraction(self, hop: float) -> None:
+        """A model learned on features extracted otherwise sees other values: say so once per hop."""
+        c = self.config
+        now = {"hop_ms": round(hop * 1000, 3), "tau": c.tau, "luma_size": list(c.luma_size),
+               "sample_rate": c.sample_rate, "context_ms": c.context_ms}  # fmt: skip
+        differ = [f"{k} {v} (trained with {self._extraction[k]})" for k, v in now.items()
+                  if k in self._extraction and self._extraction[k] != v]  # fmt: skip
+        if differ:
+            log.warning("model %s: features extracted with other settings: %s", c.checkpoint, ", ".join(differ))
 
     def add_stream(self, stream: StreamConfig) -> None:
         hop = stream.sync.hop

@@ -33,10 +33,12 @@ def make_burst_clip(
     audio_codec: str = "libopus",
     sample_rate: int = 48000,
     keyint: int = 10,
+    scene: dict[str, str] | None = None,
 ) -> Path:
     """``keyint``: frames between key frames. Short, because a live client joining an RTSP stream drops what
-    it reads while probing (~0.5 s) and starts its video at the next key frame."""
-    params = SyntheticParams.parse("clip", {"events": events, "duration": str(duration)})
+    it reads while probing (~0.5 s) and starts its video at the next key frame. ``scene``: more ``synthetic:``
+    parameters (``length``, ``noise_db``, ``video_noise``, ``seed``...)."""
+    params = SyntheticParams.parse("clip", {"events": events, "duration": str(duration), **(scene or {})})
     with av.open(str(path), mode="w") as container:
         video = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "tune": "zerolatency"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
