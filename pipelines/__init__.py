@@ -1,1 +1,2 @@
-"""pipelines: the commands and asyncio stages built on :mod:`streamer` (CLI, probe; later run, events, MQTT)."""
+"""pipelines: the commands and asyncio stages built on :mod:`streamer`: the CLI, probe, the analyzer (batcher,
+inference, events, MQTT), benchmarks (:mod:`pipelines.bench`) and learning from labels (:mod:`pipelines.learn`)."""

@@ -32,6 +32,7 @@ from .labeled_data import bursts, make_clips, write_labels
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+UNPICKLING = "UnpicklingError"  # what torch.load raises on a file that is not a checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +213,6 @@ async def test_a_broken_recording_is_one_line_and_the_others_are_used(data: Path
     labels.write_text("file,start,end\nporch.mkv,9,8\n")
     code, _, err = await streamer("calibrate", str(labels))
     assert code == 2 and err.strip() == f"streamer: error: {labels}:2: end (8) must be after start (9)"
+
+    code, _, err = await run_streamer(str(data / "porch.mkv"), "--model", str(labels), "--mqtt", "none")
+    assert code == 2 and err.strip() == f"streamer: error: model {str(labels)!r}: not a streamer model ({UNPICKLING})"

@@ -75,7 +75,16 @@ class Prepared:
             raise ConfigError(f"device.type: {exc}") from None
         _say(f"scoring {n} recording(s) of {self.dataset.source} with the run-time model on {device}")
         stream_values = {k: v for k, v in self.values.items() if k in ("hop_ms", "sync_wait_ms")}
-        self.recordings, failed = await extract(self.dataset, self.model, stream_values, parallel=parallel)
+        done = 0
+
+        def progress(rec: RecordingScores) -> None:
+            nonlocal done
+            done += 1
+            _say(f"[{done}/{n}] {rec.recording.stream_id}: {len(rec)} timesteps")
+
+        self.recordings, failed = await extract(
+            self.dataset, self.model, stream_values, parallel=parallel, on_done=progress
+        )
         self.failed = len(failed)
         if not self.recordings:
             raise ConfigError(f"data {str(self.dataset.source)!r}: no recording could be read")

@@ -79,7 +79,8 @@ async def extract(
     try:
         for first in range(0, len(dataset.recordings), max(1, parallel)):
             group = dataset.recordings[first : first + max(1, parallel)]
-            configs = [stream_config(_spec(r), stream_values, model) for r in group]
+            # no snapshots here: the decoded pictures need not outlive their luma image
+            configs = [_without_pictures(stream_config(_spec(r), stream_values, model)) for r in group]
             scored, errors = await _extract_group(runner, model, list(zip(group, configs, strict=True)))
             failed += errors
             for result in scored:
@@ -89,6 +90,10 @@ async def extract(
     finally:
         runner.close()
     return [done[r.stream_id] for r in dataset.recordings if r.stream_id in done], failed
+
+
+def _without_pictures(config: StreamConfig) -> StreamConfig:
+    return replace(config, source=replace(config.source, keep_full_frames=False))
 
 
 def _spec(recording: Recording) -> SourceSpec:
