@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -111,7 +111,7 @@ def train(
     head = head.cpu().eval()
     chosen_on = val_recs if any(len(r.recording.events) for r in val_recs) else list(recs)
     choice = best_threshold(chosen_on, head_scores(head, chosen_on, "cpu"), events)
-    validation = evaluate(val_recs, head_scores(head, val_recs, "cpu"), _with(events, choice.threshold))
+    validation = evaluate(val_recs, head_scores(head, val_recs, "cpu"), replace(events, threshold=choice.threshold))
     metrics = {"validation": {k: validation.as_dict()[k] for k in ("events", "timesteps")}, "best_epoch": best_epoch}
     checkpoint = Checkpoint(head, choice.threshold, extraction, metrics)
     return TrainResult(
@@ -123,7 +123,3 @@ def train(
         train_loss=train_loss,
         val_loss=best_val,
     )
-
-
-def _with(events: EventOptions, threshold: float) -> EventOptions:
-    return EventOptions(threshold=threshold, min_gap=events.min_gap, min_duration=events.min_duration)
