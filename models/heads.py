@@ -204,6 +204,11 @@ class Checkpoint:
         """alpha and beta when the head is the weighted sum, else None."""
         return self.head.weights if isinstance(self.head, WeightedHead) else None
 
+    @property
+    def learned_head(self) -> FusionHead | None:
+        """The head that computes S, or None for the weighted sum (it runs as the streams' alpha and beta)."""
+        return None if isinstance(self.head, WeightedHead) else self.head
+
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     head = checkpoint.head

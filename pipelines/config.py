@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from streamer.errors import ConfigError, StreamerError
@@ -43,6 +43,9 @@ from streamer.spec import SourceSpec, parse_source
 from streamer.sync import SyncOptions
 
 from .topics import check_prefix
+
+if TYPE_CHECKING:
+    from models.heads import Checkpoint
 
 DEFAULT_MQTT_URL = "mqtt://localhost:1883"
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
@@ -351,7 +354,7 @@ def _build(
     if not raw_streams:
         raise ConfigError("no streams: give a SOURCE or a config file with [[streams]]")
 
-    learned = checkpoint_defaults(model.checkpoint) if model.checkpoint is not None else {}
+    learned = checkpoint_defaults(load_model(model.checkpoint)) if model.checkpoint is not None else {}
     streams: list[StreamConfig] = []
     seen: set[str] = set()
     for text, own in raw_streams:
@@ -405,14 +408,18 @@ def merged_stream_values(
     return values
 
 
-def checkpoint_defaults(path: str) -> dict[str, Any]:
-    """The per-stream settings a trained model brings: its threshold, and alpha and beta for a weighted head."""
+def load_model(path: str) -> Checkpoint:
+    """A model made by ``streamer train``; a file that is not one is a ConfigError naming it."""
     from models.heads import load_checkpoint  # torch: only when a model is given
 
     try:
-        checkpoint = load_checkpoint(Path(path))
+        return load_checkpoint(Path(path))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def checkpoint_defaults(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The per-stream settings a trained model brings: its threshold, and alpha and beta for a weighted head."""
     values: dict[str, Any] = {"threshold": min(max(checkpoint.threshold, 1e-6), 1.0)}
     if checkpoint.weights is not None:
         values["alpha"], values["beta"] = checkpoint.weights

@@ -12,19 +12,18 @@ import concurrent.futures
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from models.device import resolve_device
 from models.fusion import FusionModel
-from models.heads import FusionHead, load_checkpoint
+from models.heads import FusionHead
 from models.plugins import load_module
 from streamer.errors import ConfigError
 from streamer.media import Timestep, VideoFrame
 
-from .config import ModelConfig, StreamConfig
+from .config import ModelConfig, StreamConfig, load_model
 
 log = logging.getLogger("streamer")
 
@@ -53,14 +52,11 @@ class ModelRunner:
 
     @staticmethod
     def _learned_head(config: ModelConfig) -> tuple[FusionHead | None, dict[str, object]]:
-        """The head of ``--model``, unless it is the weighted sum (then it is the streams' alpha and beta)."""
+        """The head of ``--model`` that computes S (None for the weighted sum), and its extraction settings."""
         if config.checkpoint is None:
             return None, {}
-        try:
-            checkpoint = load_checkpoint(Path(config.checkpoint))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        return (None if checkpoint.weights is not None else checkpoint.head), checkpoint.extraction
+        checkpoint = load_model(config.checkpoint)
+        return checkpoint.learned_head, checkpoint.extraction
 
     @property
     def learned(self) -> str | None:

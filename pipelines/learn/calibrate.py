@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import EventOptions
-from .evaluate import Choice, best_threshold, fused_scores
+from .evaluate import Choice, Scores, best_threshold, fused_scores
 from .extract import RecordingScores
 from .metrics import roc_auc
 
@@ -41,7 +41,7 @@ class Calibration:
 def calibrate(recs: Sequence[RecordingScores], options: EventOptions) -> Calibration:
     if not recs:
         raise ValueError("no recordings to calibrate on")
-    best: tuple[tuple[float, ...], float, Choice] | None = None
+    best: tuple[tuple[float, ...], float, Choice, list[Scores]] | None = None
     f1_by_alpha: dict[float, float] = {}
     for alpha in WEIGHTS:
         scores = [fused_scores(r, float(alpha), 1.0 - float(alpha)) for r in recs]
@@ -50,11 +50,11 @@ def calibrate(recs: Sequence[RecordingScores], options: EventOptions) -> Calibra
         low, high = choice.plateau
         key = (round(choice.counts.f1, 9), round(high - low, 6), round(choice.counts.mean_iou, 6), -abs(alpha - 0.5))
         if best is None or key > best[0]:
-            best = (key, float(alpha), choice)
+            best = (key, float(alpha), choice, scores)
     assert best is not None
-    _, alpha, choice = best
+    _, alpha, choice, chosen = best
     labels = np.concatenate([r.labels for r in recs])
-    s = np.concatenate([fused_scores(r, alpha, 1.0 - alpha) for r in recs])
+    s = np.concatenate(chosen)
     return Calibration(
         alpha=alpha,
         beta=round(1.0 - alpha, 2),

@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
 
@@ -21,11 +21,15 @@ from ..config import (
     ModelConfig,
     analysis_settings,
     checkpoint_defaults,
+    load_model,
     load_toml,
     merged_stream_values,
 )
 from .extract import RecordingScores, extract
 from .labels import Dataset, load_dataset
+
+if TYPE_CHECKING:
+    from models.heads import Checkpoint
 
 
 def _say(text: str) -> None:
@@ -44,7 +48,8 @@ class Prepared:
         }.items() if v is not None}  # fmt: skip
         model_flags = {"checkpoint": str(model_file)} if model_file is not None else {}
         defaults, flags, model = analysis_settings(doc, flags, model_flags, args.device)
-        learned = checkpoint_defaults(model.checkpoint) if model.checkpoint is not None else {}
+        self.checkpoint: Checkpoint | None = load_model(model.checkpoint) if model.checkpoint is not None else None
+        learned = checkpoint_defaults(self.checkpoint) if self.checkpoint is not None else {}
         self.model: ModelConfig = model
         self.values = merged_stream_values(model, learned, defaults, flags, where="settings")
         self.explicit = defaults | flags  # what the user set (not the model's)
@@ -67,13 +72,10 @@ class Prepared:
 
     async def extract(self, parallel: int) -> None:
         n = len(self.dataset.recordings)
-        from models.device import resolve_device
 
-        try:
-            device = resolve_device(self.model.device)
-        except ValueError as exc:
-            raise ConfigError(f"device.type: {exc}") from None
-        _say(f"scoring {n} recording(s) of {self.dataset.source} with the run-time model on {device}")
+        def start(device: str) -> None:
+            _say(f"scoring {n} recording(s) of {self.dataset.source} with the run-time model on {device}")
+
         stream_values = {k: v for k, v in self.values.items() if k in ("hop_ms", "sync_wait_ms")}
         done = 0
 
@@ -83,7 +85,7 @@ class Prepared:
             _say(f"[{done}/{n}] {rec.recording.stream_id}: {len(rec)} timesteps")
 
         self.recordings, failed = await extract(
-            self.dataset, self.model, stream_values, parallel=parallel, on_done=progress
+            self.dataset, self.model, stream_values, parallel=parallel, on_start=start, on_done=progress
         )
         self.failed = len(failed)
         if not self.recordings:
@@ -173,12 +175,7 @@ async def evaluate_command(args: argparse.Namespace) -> int:
 
     p = Prepared(args, model_file=args.model)
     await p.extract(args.parallel)
-    head = None
-    if p.model.checkpoint is not None:
-        from models.heads import load_checkpoint
-
-        checkpoint = load_checkpoint(Path(p.model.checkpoint))
-        head = None if checkpoint.weights is not None else checkpoint.head
+    head = p.checkpoint.learned_head if p.checkpoint is not None else None
     if head is not None:
         scores = head_scores(head, p.recordings, p.model.device)
         what = f"learned {head.kind} fusion ({p.model.checkpoint})"

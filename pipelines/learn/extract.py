@@ -68,12 +68,16 @@ async def extract(
     stream_values: Mapping[str, Any],
     *,
     parallel: int = 4,
+    on_start: Callable[[str], None] | None = None,
     on_done: Callable[[RecordingScores], None] | None = None,
 ) -> tuple[list[RecordingScores], list[SourceError]]:
     """Score every recording of ``dataset``; ``stream_values`` are per-stream settings (``hop_ms``...) as in
     :data:`pipelines.config.STREAM_KEYS`. Returns the scores, in the dataset's order, and the recordings that
-    failed (each a one-line :class:`SourceError`); a failed recording does not stop the others."""
+    failed (each a one-line :class:`SourceError`); a failed recording does not stop the others. ``on_start``
+    gets the device's name, ``on_done`` each recording's scores as they are ready."""
     runner = ModelRunner(replace(model, checkpoint=None))  # the heads' inputs: the modalities' own scores
+    if on_start is not None:
+        on_start(runner.device_name)
     done: dict[str, RecordingScores] = {}
     failed: list[SourceError] = []
     try:

@@ -109,9 +109,12 @@ def train(
             break
     head.load_state_dict(best_state)
     head = head.cpu().eval()
-    chosen_on = val_recs if any(len(r.recording.events) for r in val_recs) else list(recs)
-    choice = best_threshold(chosen_on, head_scores(head, chosen_on, "cpu"), events)
-    validation = evaluate(val_recs, head_scores(head, val_recs, "cpu"), replace(events, threshold=choice.threshold))
+    val_scores = head_scores(head, val_recs, "cpu")
+    if any(r.recording.events for r in val_recs):
+        choice = best_threshold(val_recs, val_scores, events)
+    else:  # nothing to find in validation: every threshold would do, choose on all the recordings
+        choice = best_threshold(recs, head_scores(head, recs, "cpu"), events)
+    validation = evaluate(val_recs, val_scores, replace(events, threshold=choice.threshold))
     metrics = {"validation": {k: validation.as_dict()[k] for k in ("events", "timesteps")}, "best_epoch": best_epoch}
     checkpoint = Checkpoint(head, choice.threshold, extraction, metrics)
     return TrainResult(
