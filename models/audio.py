@@ -14,9 +14,12 @@ Each timestep's audio window (look-back context + the timestep's samples) goes t
   With ``k`` 3, ``margin`` 4 dB and ``scale`` 4 dB a sound 20 dB over a steady floor (band deviation ~1.5 dB)
   gives about 0.94, 30 dB 0.999; the max over 40 noisy bands of steady noise stays under ``k * dev + margin``.
 
-Warm-up: the first ``warmup`` seconds of a stream's audio only teach the floor (a running average, S_a = 0), so
-a first timestep that is partly digital silence (audio starting mid-timestep, a live stream joined mid-packet)
-cannot leave the floor far below the real noise, where it would rise only slowly.
+Warm-up: the first ``warmup`` seconds of a stream's audio (5 timesteps at 100 ms) only teach the floor (S_a = 0):
+per band, the floor starts at the median of their levels and ``dev`` at their robust spread
+(:func:`models.slots.warmup_baseline`), and the flux's baseline likewise. So neither a first timestep that is
+partly digital silence (audio starting mid-timestep, a live stream joined mid-packet), which would leave the
+floor far below the real noise, nor a bang as the stream starts (a live stream joined during a sound), which
+would inflate ``dev`` by tens of dB and leave the stream deaf for many seconds, sets the floor.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from .slots import SlotStateMixin
+from .slots import SlotStateMixin, warmup_baseline
 
 _EPS_POWER = 1e-10  # -100 dB: what digital silence reads as
 
@@ -39,14 +42,16 @@ class AudioActivity(SlotStateMixin):
     and raw features ``excess`` (dB), ``level`` (dB, mean over bands), ``flux`` (dB), each ``(B,)``.
     """
 
-    _slot_buffers = ("floor", "dev", "seen", "flux_mu", "flux_dev", "count")
-    _slot_defaults: ClassVar[dict[str, float]] = {"dev": 2.0, "flux_dev": 2.0}  # prior spread (dB)
+    _slot_buffers = ("floor", "dev", "flux_mu", "flux_dev", "count", "level_history", "flux_history")
+    # prior spreads (dB); steady noise measured 0.74 dB (band levels) and 2.4-2.7 dB (flux) mean deviation
+    _slot_defaults: ClassVar[dict[str, float]] = {"dev": 2.0, "flux_dev": 3.0}
     floor: Tensor  # (capacity, n_mels) dB
     dev: Tensor  # (capacity, n_mels) dB
-    seen: Tensor  # (capacity,) bool
     flux_mu: Tensor  # (capacity,) dB
     flux_dev: Tensor  # (capacity,) dB
     count: Tensor  # (capacity,) float: timesteps with audio learned so far
+    level_history: Tensor  # (capacity, warm-up steps, n_mels) dB: the warm-up's levels
+    flux_history: Tensor  # (capacity, warm-up steps) dB: the warm-up's fluxes
 
     def __init__(
         self,
@@ -79,10 +84,11 @@ class AudioActivity(SlotStateMixin):
         )
         self.register_buffer("floor", torch.zeros(capacity, n_mels))
         self.register_buffer("dev", torch.full((capacity, n_mels), 2.0))
-        self.register_buffer("seen", torch.zeros(capacity, dtype=torch.bool))
         self.register_buffer("flux_mu", torch.zeros(capacity))
-        self.register_buffer("flux_dev", torch.full((capacity,), 2.0))
+        self.register_buffer("flux_dev", torch.full((capacity,), self._slot_defaults["flux_dev"]))
         self.register_buffer("count", torch.zeros(capacity))
+        self.register_buffer("level_history", torch.zeros(capacity, self.warmup_steps, n_mels))
+        self.register_buffer("flux_history", torch.zeros(capacity, self.warmup_steps))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         level, flux = self._measure(audio)
@@ -114,29 +120,40 @@ class AudioActivity(SlotStateMixin):
 
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against the stream's noise floor and learn (``slots`` distinct)."""
-        floor, dev, seen, count = self.floor[slots], self.dev[slots], self.seen[slots], self.count[slots]
+        floor, dev, count = self.floor[slots], self.dev[slots], self.count[slots]
         warm = count >= self.warmup_steps
         flux_mu, flux_dev = self.flux_mu[slots], self.flux_dev[slots]
         excess = (level - floor - self.k * dev).amax(dim=1)
         flux_excess = flux - flux_mu - self.k * flux_dev
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
-        score = torch.where(present & seen & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
+        score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
 
-        # Learn: the first timestep sets the floor, the warm-up averages; then running means, falling fast when
-        # the noise drops and rising ten times slower while the stream is active.
+        # Learn. Warm-up: remember the levels; with the last, their medians are the floor. Then running means,
+        # falling fast when the noise drops and rising ten times slower while the stream is active.
+        filling = present & ~warm
+        ready = filling & (count + 1 >= self.warmup_steps)
+        levels, level_median, level_spread = warmup_baseline(self.level_history[slots], count, level, filling, dev)
+        fluxes, flux_median, flux_spread = warmup_baseline(self.flux_history[slots], count, flux, filling, flux_dev)
         slow = (1.0 - 0.9 * score).unsqueeze(1)
         rate = torch.where(level < floor - self.k * dev, self.fall, self.rise * slow)
-        rate = torch.maximum(rate, torch.where(warm, 0.0, 1.0 / (count + 1.0)).unsqueeze(1))
-        new_floor = torch.where(seen.unsqueeze(1), floor + rate * (level - floor), level)
-        new_dev = torch.where(seen.unsqueeze(1), dev + rate * ((level - floor).abs() - dev), dev)
-        flux_rate = torch.maximum(self.rise * slow.squeeze(1), torch.where(warm, 0.0, 1.0 / (count + 1.0)))
-        new_flux_mu = torch.where(seen, flux_mu + flux_rate * (flux - flux_mu), flux)
-        new_flux_dev = torch.where(seen, flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev), flux_dev)
+        w, r = warm.unsqueeze(1), ready.unsqueeze(1)
+        new_floor = torch.where(w, floor + rate * (level - floor), torch.where(r, level_median, floor))
+        new_dev = torch.where(w, dev + rate * ((level - floor).abs() - dev), torch.where(r, level_spread, dev))
+        flux_rate = self.rise * slow.squeeze(1)
+        new_flux_mu = torch.where(
+            warm, flux_mu + flux_rate * (flux - flux_mu), torch.where(ready, flux_median, flux_mu)
+        )
+        new_flux_dev = torch.where(
+            warm,
+            flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev),
+            torch.where(ready, flux_spread, flux_dev),
+        )
         keep = present.unsqueeze(1)
         self.floor[slots] = torch.where(keep, new_floor, floor)
         self.dev[slots] = torch.where(keep, new_dev, dev)
         self.flux_mu[slots] = torch.where(present, new_flux_mu, flux_mu)
         self.flux_dev[slots] = torch.where(present, new_flux_dev, flux_dev)
-        self.seen[slots] = seen | present
+        self.level_history[slots] = levels
+        self.flux_history[slots] = fluxes
         self.count[slots] = count + present.to(count.dtype)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux}

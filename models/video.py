@@ -18,6 +18,11 @@ timestep, or the last frame of the stream's previous timestep):
 
   ``scale`` 0.01: 1% of the picture changing beyond the baseline gives 0.63, 2.3% gives 0.9. The baseline
   learns ten times slower while the score is high, so an event does not teach it to ignore the event.
+
+Warm-up: the first ``warmup`` seconds of measurements (5 timesteps at 100 ms) only teach the baseline (S_v = 0):
+``mu`` starts at their median and ``dev`` at their robust spread (:func:`models.slots.warmup_baseline`). So a
+moment of motion as a stream starts (a live stream joined mid-action) cannot become the baseline: taken alone, it
+would blind the stream for many seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .slots import SlotStateMixin
+from .slots import SlotStateMixin, warmup_baseline
 
 
 class VideoActivity(SlotStateMixin):
@@ -37,7 +42,7 @@ class VideoActivity(SlotStateMixin):
     without any valid frame get score 0 and leave the state untouched.
     """
 
-    _slot_buffers = ("prev", "has_prev", "mu", "dev", "seen")
+    _slot_buffers = ("prev", "has_prev", "mu", "dev", "count", "history")
     _slot_defaults: ClassVar[dict[str, float]] = {"dev": 0.002}  # prior spread: 0.2% of the picture
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
@@ -47,7 +52,8 @@ class VideoActivity(SlotStateMixin):
     has_prev: Tensor  # (capacity,) bool
     mu: Tensor  # (capacity,) baseline activity
     dev: Tensor  # (capacity,) its mean absolute deviation
-    seen: Tensor  # (capacity,) bool: the baseline holds a measurement
+    count: Tensor  # (capacity,) float: measurements learned so far
+    history: Tensor  # (capacity, warmup steps): the warm-up's measurements
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class VideoActivity(SlotStateMixin):
         margin: float = 3.0,
         scale: float = 0.01,
         pool: int = 2,
+        warmup: float = 0.5,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -72,11 +79,13 @@ class VideoActivity(SlotStateMixin):
         height, width = height // pool, width // pool
         self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
         self.rate = min(1.0, hop / tau)
+        self.warmup_steps = max(1, round(warmup / hop))
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
         self.register_buffer("mu", torch.zeros(capacity))
         self.register_buffer("dev", torch.full((capacity,), self._slot_defaults["dev"]))
-        self.register_buffer("seen", torch.zeros(capacity, dtype=torch.bool))
+        self.register_buffer("count", torch.zeros(capacity))
+        self.register_buffer("history", torch.zeros(capacity, self.warmup_steps))
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         filled, last, present = self._prepare(frames, valid)
@@ -144,19 +153,25 @@ class VideoActivity(SlotStateMixin):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against the baseline and learn (``slots`` distinct)."""
         activity = measured["activity"]
-        mu, dev, seen = self.mu[slots], self.dev[slots], self.seen[slots] & has_prev
+        mu, dev, count = self.mu[slots], self.dev[slots], self.count[slots]
+        warm = count >= self.warmup_steps
         excess = torch.relu(activity - mu - self.margin * dev)
-        score = torch.where(present & seen, 1.0 - torch.exp(-excess / self.scale), 0.0)
+        score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
 
-        # Learn: the first measurement sets the baseline, later ones move it at rate hop/tau, ten times slower
-        # while the stream is active, so an event does not teach the baseline to ignore it.
+        # Learn. Warm-up: remember the measurement; with the last one, the median of them all is the baseline.
+        # Then move it at rate hop/tau, ten times slower while the stream is active, so an event does not teach
+        # the baseline to ignore it.
         learn = present & has_prev
+        filling = learn & ~warm
+        ready = filling & (count + 1 >= self.warmup_steps)
+        history, median, spread = warmup_baseline(self.history[slots], count, activity, filling, dev)
         rate = self.rate * (1.0 - 0.9 * score)
-        new_mu = torch.where(seen, mu + rate * (activity - mu), activity)
-        new_dev = torch.where(seen, dev + rate * ((activity - mu).abs() - dev), dev)
+        new_mu = torch.where(warm, mu + rate * (activity - mu), torch.where(ready, median, mu))
+        new_dev = torch.where(warm, dev + rate * ((activity - mu).abs() - dev), torch.where(ready, spread, dev))
         self.mu[slots] = torch.where(learn, new_mu, mu)
         self.dev[slots] = torch.where(learn, new_dev, dev)
-        self.seen[slots] = seen | learn
+        self.history[slots] = history
+        self.count[slots] = count + learn.to(count.dtype)
         self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
         self.has_prev[slots] = has_prev | present
         return score, {name: measured[name] for name in ("changed", "span", "energy")}
