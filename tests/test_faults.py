@@ -95,13 +95,22 @@ async def test_a_full_outbox_drops_the_oldest_events_and_reports_it(tmp_path: Pa
     broker = mqtt_broker(start=False)  # the broker is away for the whole analysis
     (tmp_path / "small.toml").write_text("[mqtt]\noutbox_size = 2\n")
     proc = await start_streamer("run", "synthetic:?events=av@1,av@3,av@5&duration=7", "--config",
-                                str(tmp_path / "small.toml"), "--mqtt", broker.url, "--prefix", "test")  # fmt: skip
-    await asyncio.sleep(6.0)
+                                str(tmp_path / "small.toml"), "--mqtt", broker.url, "--prefix", "test",
+                                "--stats-interval", "600")  # fmt: skip
+    # The count is logged once the stream has ended, before the outbox gets 3 s to flush: then the broker comes
+    # (waiting for the line, not for wall-clock seconds, so a slow start cannot let events through early).
+    assert proc.stderr is not None
+    before = []
+    async with asyncio.timeout(60):
+        while not (before and "dropped so far" in before[-1]):
+            line = (await proc.stderr.readline()).decode()
+            assert line, "".join(before)
+            before.append(line)
     broker.start()
     async with asyncio.timeout(30):
         _, err = await proc.communicate()
     assert proc.returncode == 0
-    text = err.decode()
+    text = "".join(before) + err.decode()
     assert "4 event(s) dropped so far: the outbox was full" in text, text
     kept = [line for line in text.splitlines() if "not delivered" in line]
     assert not kept, text  # the two newest were delivered after the broker came
