@@ -51,6 +51,7 @@ class Publisher:
         self.outbox = outbox
         self.connected = asyncio.Event()
         self._closing = False
+        self._flushing = asyncio.Event()  # close() is flushing: retry the broker at once and often
         self._client: aiomqtt.Client | None = None
         self._identifier = config.client_id or f"streamer-{uuid.uuid4().hex[:12]}"
         self._rng = random.Random()
@@ -93,9 +94,19 @@ class Publisher:
                         "mqtt: %s unreachable (%s); %d event(s) wait in the outbox; retrying in %.1f s",
                         self.config.display_url, _cause(exc), self.outbox.pending_events, delay,
                     )  # fmt: skip
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
             finally:
                 self._lost()
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` before reconnecting; once :meth:`close` flushes, at most BACKOFF_INITIAL, so a broker
+        back during the flush window gets what waits instead of a backoff grown over a long outage."""
+        if self._flushing.is_set():
+            await asyncio.sleep(min(delay, BACKOFF_INITIAL))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._flushing.wait()
 
     def _lost(self) -> None:
         self._client = None
@@ -116,6 +127,7 @@ class Publisher:
     async def close(self, runner: asyncio.Task[None], flush_for: float = 3.0) -> bool:
         """Flush what waits (at most ``flush_for`` s), publish ``offline``, disconnect. True when all went out."""
         deadline = time.monotonic() + flush_for
+        self._flushing.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(flush_for):
                 await self.outbox.empty()
