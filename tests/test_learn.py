@@ -2,8 +2,9 @@
 ``streamer run --model`` with what ``train`` saved, as users run them: subprocesses, a real mosquitto.
 
 The clips hold bursts of sound and motion together, sound alone and motion alone over steady distractors (a loud
-fan, a noisy sensor). Labeled "a" (every burst with sound), the default S = 0.5 S_v + 0.5 S_a at 0.5 finds only
-the bursts with both; calibration must find the weighting and threshold that find them all.
+fan, a noisy sensor). Labeled "a" (every burst with sound), the default S = 0.5 S_v + 0.5 S_a at 0.5 cannot tell
+them apart (one modality alone gives S = 0.5 S_x, on the threshold); calibration must find the weighting and
+threshold that find every sound and nothing else.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ async def test_calibrate_reaches_event_f1_095_and_its_snippet_runs(data: Path, t
     assert code == 0, err
     result = json.loads(report.read_text())
     assert result["calibrated"]["events"]["f1"] >= 0.95
-    assert result["current"]["events"]["f1"] < 0.95  # the default misses the sounds without motion
+    # the default 0.5 sits where one modality alone gives S = 0.5 * S_x: on the edge, it cannot tell these apart
+    assert result["current"]["events"]["f1"] < 0.95
     assert result["roc_auc"]["s"] >= 0.95 and result["beta"] > result["alpha"]
     tuned = tomllib.loads(out)  # stdout is the snippet, valid TOML
     assert set(tuned["defaults"]) == {"alpha", "beta", "threshold"}
@@ -175,11 +177,11 @@ async def test_a_weighted_model_runs_as_its_alpha_beta_and_threshold(data: Path,
 
 async def test_evaluate_prints_writes_json_and_plots(data: Path, tmp_path: Path) -> None:
     report, plot = tmp_path / "evaluation.json", tmp_path / "pr.png"
-    code, out, err = await streamer("evaluate", str(data), "--device", "cpu", "--json", str(report), "--plot",
-                                    str(plot))  # fmt: skip
+    code, out, err = await streamer("evaluate", str(data), "--threshold", "0.75", "--device", "cpu", "--json",
+                                    str(report), "--plot", str(plot))  # fmt: skip
     assert code == 0, err
     result = json.loads(report.read_text())
-    # the default weighting finds the 6 bursts with sound and motion, none of the 4 sounds alone, no false alarm
+    # seen and heard (S >= 0.75): the 6 bursts with sound and motion, none of the 4 sounds alone, no false alarm
     assert result["events"] | {"mean_iou": None} == {
         "precision": 1.0, "recall": 0.6, "f1": 0.75, "matched": 6, "detected": 6, "labeled": 10, "mean_iou": None,
     }  # fmt: skip
