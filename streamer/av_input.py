@@ -2,6 +2,18 @@
 
 Live sources get low-latency demuxing by default (no demuxer buffering, a small probe) and no frame-threading
 delay; files decode with frame threads. Everything is overridable through ``SourceOptions.av_options``.
+
+* Tracks: the first decodable video and the first decodable audio track are analyzed, whatever their order in
+  the container (``SourceOptions.video_track`` / ``audio_track`` pick another one, or none).
+* The source is announced (:meth:`WorkerContext.opened`, state ``online``) once its first frame is decoded, so
+  its width and height are the decoded ones and a listener (UDP) that hears nothing is not ``online``.
+* Clocks: media time comes from the timestamps, except for live sources that have none that advance with the
+  wall clock (MJPEG over HTTP, raw streams: FFmpeg then invents 25 fps): those are stamped on arrival, like
+  cameras, and their frame rate is measured. A live source whose timestamps drift from the wall clock by more
+  than :data:`DRIFT_LIMIT` is switched to arrival stamps with a warning.
+* Recorded media over HTTP (an mp4, an HLS VOD playlist: the demuxer knows a duration) is analyzed like a file:
+  not ``live``, so the hand-off waits for the analyzer instead of dropping.
+* A protocol, demuxer or decoder this FFmpeg lacks is :class:`SourceUnsupportedError`: permanent, not retried.
 """
 
 from __future__ import annotations
@@ -9,12 +21,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import av
 
 from .audio import AudioConverter
-from .errors import DecodeError, SourceError, SourceOpenError
+from .errors import DecodeError, SourceError, SourceOpenError, SourceUnsupportedError, UnsupportedCodecError
 from .luma import luma_from_av
 from .media import AudioChunk, AudioInfo, AvFullFrame, StreamInfo, VideoFrame, VideoInfo
 from .options import SourceOptions
@@ -26,6 +39,12 @@ log = logging.getLogger(__name__)
 
 _CODEC_FLAG_LOW_DELAY = 1 << 19  # AV_CODEC_FLAG_LOW_DELAY: no frame threading, output frames at once
 _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before the source counts as broken
+_AVFMT_NOTIMESTAMPS = 0x0080  # the demuxer has no timestamps (mpjpeg): FFmpeg numbers frames at a guessed rate
+_SEGMENTED_FORMATS = frozenset({"hls", "dash"})  # live media arriving a segment at a time: no drift check
+ARRIVAL_MEASURE = (10, 2.0)  # an arrival-stamped source is announced after this many frames or seconds
+ARRIVAL_AUDIO_TOLERANCE = 0.3  # seconds arrival may jitter before audio stamped on arrival is re-anchored
+DRIFT_LIMIT = 0.3  # a live source whose media time runs this much slower or faster than the wall clock ...
+DRIFT_WINDOW = (2.0, 6.0)  # ... between these wall seconds after its first frame is re-stamped on arrival
 
 
 def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
@@ -42,6 +61,11 @@ def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
 
 def explain(exc: BaseException, spec: SourceSpec) -> str:
     """A one-line cause for a PyAV/OS error, without the (secret-bearing) URI FFmpeg likes to append."""
+    if isinstance(exc, av.error.ProtocolNotFoundError):
+        scheme = spec.uri.split(":", 1)[0].lower()
+        return f"this build of FFmpeg (PyAV's) has no '{scheme}' protocol"
+    if isinstance(exc, av.error.DemuxerNotFoundError):
+        return "this build of FFmpeg (PyAV's) has no demuxer for it"
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, IsADirectoryError):
@@ -67,24 +91,48 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
             options=demux_options(spec, options),
             timeout=(options.open_timeout, options.stall_timeout) if spec.is_live else None,
         )
+    except (av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError) as exc:
+        raise SourceUnsupportedError(spec.stream_id, f"cannot open {spec.redacted}: {explain(exc, spec)}") from exc
     except (av.FFmpegError, OSError) as exc:
         raise SourceOpenError(spec.stream_id, f"cannot open {spec.redacted}: {explain(exc, spec)}") from exc
 
 
-def decodable_tracks(container: Any, spec: SourceSpec) -> tuple[Any, Any]:
-    """The first video and audio track this FFmpeg can decode; a track it cannot is skipped with a warning, and a
-    source left with none raises :class:`DecodeError` (unsupported codec)."""
+def decodable_tracks(container: Any, spec: SourceSpec, options: SourceOptions | None = None) -> tuple[Any, Any]:
+    """The video and audio track to analyze: by default the first of each kind this FFmpeg can decode (a track it
+    cannot is skipped with a warning); ``options.video_track``/``audio_track`` pick the Nth of its kind instead,
+    or none (-1). A source left with no track raises :class:`DecodeError`; a track asked for that is missing or
+    undecodable raises :class:`SourceUnsupportedError`."""
+    options = options or SourceOptions()
     picked: list[Any] = []
     skipped: list[str] = []
-    for tracks, kind in ((container.streams.video, "video"), (container.streams.audio, "audio")):
+    for tracks, kind, wanted in (
+        (container.streams.video, "video", options.video_track),
+        (container.streams.audio, "audio", options.audio_track),
+    ):
+        if wanted is not None and wanted < 0:
+            picked.append(None)
+            continue
+        if wanted is not None:
+            if wanted >= len(tracks):
+                raise SourceUnsupportedError(
+                    spec.stream_id, f"{spec.redacted}: has no {kind} track {wanted} (it has {len(tracks)})"
+                )
+            if tracks[wanted].codec_context is None:
+                raise UnsupportedCodecError(
+                    spec.stream_id, f"{spec.redacted}: {kind} track {wanted} uses a codec this FFmpeg cannot decode"
+                )
+            picked.append(tracks[wanted])
+            continue
         usable = [t for t in tracks if t.codec_context is not None]
         picked.append(usable[0] if usable else None)
         if tracks and not usable:
             skipped.append(kind)
     if skipped and picked == [None, None]:
-        raise DecodeError(
+        raise UnsupportedCodecError(
             spec.stream_id, f"{spec.redacted}: unsupported codec: no decoder for its {' or '.join(skipped)}"
         )
+    if picked == [None, None]:
+        raise DecodeError(spec.stream_id, f"{spec.redacted}: no audio or video track to analyze in it")
     for kind in skipped:
         log.warning("stream '%s': its %s track uses a codec this FFmpeg cannot decode; going on without it",
                     spec.stream_id, kind)  # fmt: skip
@@ -106,92 +154,241 @@ def describe(container: Any, spec: SourceSpec, video: Any, audio: Any) -> Stream
         stream_id=spec.stream_id,
         uri=spec.redacted,
         kind=spec.kind.value,
-        live=spec.is_live,
+        live=spec.is_live and not is_recorded(container, spec),
         video=vinfo,
         audio=ainfo,
         duration=round(duration, 3) if duration else None,
     )
 
 
+def is_recorded(container: Any, spec: SourceSpec) -> bool:
+    """Recorded media fetched over HTTP(S): an mp4 or an HLS VOD playlist, whose demuxer knows its duration."""
+    scheme = spec.uri.split(":", 1)[0].lower()
+    return spec.kind is SourceKind.NETWORK and scheme in ("http", "https") and bool(container.duration)
+
+
+def stamped_on_arrival(container: Any, spec: SourceSpec) -> bool:
+    """A live source without timestamps of its own (FFmpeg's demuxer says so): media time is arrival time."""
+    return spec.is_live and bool(container.format.flags & _AVFMT_NOTIMESTAMPS)
+
+
 def run_av(ctx: WorkerContext) -> None:
     """Worker for files and network streams."""
     spec, options = ctx.spec, ctx.options
     container = open_container(spec, options)
+    if options.low_latency is None and is_recorded(container, spec):
+        # live demuxing (no buffering) would drop what FFmpeg read while probing: open it again as a file
+        container.close()
+        container = open_container(spec, replace(options, low_latency=False))
     try:
         with container:
-            _decode(ctx, container)
+            _Decoder(ctx, container).run()
     except SourceError:
         raise
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(spec.stream_id, f"{spec.redacted}: {explain(exc, spec)}") from exc
 
 
-def _decode(ctx: WorkerContext, container: Any) -> None:
-    spec, options, timeline = ctx.spec, ctx.options, ctx.timeline
-    if not container.streams.video and not container.streams.audio:
-        raise DecodeError(spec.stream_id, f"{spec.redacted}: no audio or video stream in it")
-    video, audio = decodable_tracks(container, spec)
-    low_latency = spec.is_live if options.low_latency is None else options.low_latency
-    if video is not None:
-        if low_latency:
-            video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
-        else:
-            video.codec_context.thread_type = "AUTO"
-    info = describe(container, spec, video, audio)
-    start = container.start_time
-    timeline.start_segment(ctx.anchor, start / 1e6 if start is not None else None)
-    ctx.opened(info)
+class _Announcer:
+    """Holds a connection's first items until its first frame is decoded (and, for a source stamped on arrival,
+    until its frame rate is measured), then announces the source with what was learned, and sends them."""
 
-    converter = AudioConverter(options.sample_rate)
-    pacer = Pacer(ctx.quit) if options.realtime and not spec.is_live else None
-    default_duration = 1.0 / info.video.fps if info.video and info.video.fps else 0.0
-    last_raw: float | None = None
-    bad = 0
-    streams = [s for s in (video, audio) if s is not None]
-    video_index = video.index if video is not None else -1
-    # float seconds per tick, once: Fraction arithmetic per frame costs more than it looks
-    seconds_per_tick = {s.index: float(s.time_base) for s in streams}
-    for packet in container.demux(streams):
-        if ctx.quit.is_set():
+    def __init__(self, ctx: WorkerContext, info: StreamInfo, *, measure_fps: bool) -> None:
+        self.ctx = ctx
+        self.info = info
+        self.measure_fps = measure_fps
+        self.done = False
+        self._held: list[VideoFrame | AudioChunk] = []
+        self._frame_times: list[float] = []  # monotonic arrival of each video frame while measuring
+        self._size: tuple[int, int] | None = None
+
+    def send(self, item: VideoFrame | AudioChunk, size: tuple[int, int] | None = None) -> None:
+        if self.done:
+            self.ctx.send(item)
             return
-        if packet.stream_index not in seconds_per_tick:
-            continue  # a track we do not decode (FFmpeg may still hand over its packets)
-        try:
-            frames = packet.decode()
-        except av.error.EOFError:
-            break
-        except (av.error.InvalidDataError, av.error.DecoderNotFoundError) as exc:
-            bad += 1
-            if bad >= _MAX_BAD_PACKETS:
-                raise DecodeError(spec.stream_id, f"{spec.redacted}: cannot decode: {explain(exc, spec)}") from exc
-            continue
+        self._held.append(item)
+        if size is not None and self._size is None:
+            self._size = size
+        if isinstance(item, VideoFrame):
+            self._frame_times.append(time.monotonic())
+        video_seen = self.info.video is None or self._frame_times
+        if not video_seen:
+            return
+        if self.measure_fps:
+            n, seconds = ARRIVAL_MEASURE
+            if len(self._frame_times) < n and self._frame_times[-1] - self._frame_times[0] < seconds:
+                return
+        self.announce()
+
+    def announce(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        info = self.info
+        if info.video is not None:
+            video = info.video
+            if self._size is not None and (video.width, video.height) != self._size:
+                video = replace(video, width=self._size[0], height=self._size[1])
+            if self.measure_fps and len(self._frame_times) >= 2:
+                span = self._frame_times[-1] - self._frame_times[0]
+                video = replace(video, fps=round((len(self._frame_times) - 1) / span, 2) if span > 0 else None)
+            info = replace(info, video=video)
+        self.info = info
+        self.ctx.opened(info)
+        held, self._held = self._held, []
+        for item in held:
+            self.ctx.send(item)
+
+
+class _DriftCheck:
+    """Compares a live source's media time with the wall clock once, over :data:`DRIFT_WINDOW`."""
+
+    def __init__(self) -> None:
+        self._first: float | None = None
+        self._ref: tuple[float, float] | None = None  # (monotonic, media time) at the window's start
+        self.done = False
+
+    def drifted(self, t: float) -> float | None:
+        """The media/wall ratio when it is off by more than :data:`DRIFT_LIMIT` (once), else ``None``."""
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        begin, end = DRIFT_WINDOW
+        if self._ref is None:
+            if now - self._first >= begin:
+                self._ref = (now, t)
+            return None
+        if now - self._first < end:
+            return None
+        self.done = True
+        ratio = (t - self._ref[1]) / max(1e-6, now - self._ref[0])
+        return ratio if abs(ratio - 1.0) > DRIFT_LIMIT else None
+
+
+class _Decoder:
+    """One connection's demux/decode loop: frames to media time, the luma image and audio chunks, handed off."""
+
+    def __init__(self, ctx: WorkerContext, container: Any) -> None:
+        spec, options = ctx.spec, ctx.options
+        self.ctx = ctx
+        self.container = container
+        if not container.streams.video and not container.streams.audio:
+            raise DecodeError(spec.stream_id, f"{spec.redacted}: no audio or video stream in it")
+        self.video, self.audio = decodable_tracks(container, spec, options)
+        self.info = describe(container, spec, self.video, self.audio)
+        live = self.info.live
+        low_latency = live if options.low_latency is None else options.low_latency
+        if self.video is not None:
+            if low_latency:
+                self.video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
+            else:
+                self.video.codec_context.thread_type = "AUTO"
+        self.arrival = stamped_on_arrival(container, spec)
+        check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS
+        self.drift = _DriftCheck() if check and self.video is not None else None
+        self.announcer = _Announcer(ctx, self.info, measure_fps=self.arrival)
+        self.converter = AudioConverter(options.sample_rate)
+        if self.arrival:
+            self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
+        self.pacer = Pacer(ctx.quit) if options.realtime and not spec.is_live else None
+        fps = self.info.video.fps if self.info.video else None
+        self.default_duration = 1.0 / fps if fps and not self.arrival else 0.0
+        self.last_raw: float | None = None
+        self.arrival_origin: float | None = None  # monotonic time of the first frame, when stamped on arrival
+        self.video_tick = float(self.video.time_base) if self.video is not None else 0.0
+        self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
+
+    def run(self) -> None:
+        ctx, spec = self.ctx, self.ctx.spec
+        start = self.container.start_time
+        ctx.timeline.start_segment(ctx.anchor, None if self.arrival or start is None else start / 1e6)
+        if self.info.video is None and self.info.audio is None:
+            self.announcer.announce()
         bad = 0
-        now = time.time()
-        tick = seconds_per_tick[packet.stream_index]
-        for frame in frames:
-            if packet.stream_index == video_index:
-                if frame.pts is None and last_raw is None:
-                    continue  # a live stream's first frame can lack a timestamp: nothing to place it by
-                raw = frame.pts * tick if frame.pts is not None else (last_raw or 0.0) + default_duration
-                last_raw = raw
-                t = timeline.to_stream_time("video", raw)
-                if t < timeline.segment_start - 1e-6:
-                    continue  # before the stream's start: trimmed
-                duration = frame.duration * tick if frame.duration else default_duration
-                luma = luma_from_av(frame, options.luma_size)
-                if pacer is not None:
-                    pacer.wait(t)
-                full = AvFullFrame(frame) if options.keep_full_frames else None
-                ctx.send(VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now))
-                timeline.reached(t + duration)
-            elif frame.pts is not None:
-                t = timeline.to_stream_time("audio", frame.pts * tick)
-                _send_audio(ctx, converter.convert(frame, t, now), pacer)
-    _send_audio(ctx, converter.flush(time.time()), pacer)
-    _check_complete(ctx, info)
+        streams = [s for s in (self.video, self.audio) if s is not None]
+        for packet in self.container.demux(streams):
+            if ctx.quit.is_set():
+                return
+            if packet.stream is not self.video and packet.stream is not self.audio:
+                continue  # a track we do not decode (FFmpeg may still hand over its packets)
+            try:
+                frames = packet.decode()
+            except av.error.EOFError:
+                break
+            except (av.error.InvalidDataError, av.error.DecoderNotFoundError) as exc:
+                bad += 1
+                if bad >= _MAX_BAD_PACKETS:
+                    raise DecodeError(spec.stream_id, f"{spec.redacted}: cannot decode: {explain(exc, spec)}") from exc
+                continue
+            bad = 0
+            now = time.time()
+            for frame in frames:
+                # by the frame's kind, not the packet's index: PyAV's end-of-stream flush packets all say 0
+                if isinstance(frame, av.VideoFrame):
+                    self._video(frame, now)
+                elif frame.pts is not None:
+                    self._audio(frame, now)
+        self._send_audio(self.converter.flush(time.time()))
+        self.announcer.announce()
+        _check_complete(ctx, self.announcer.info)
+
+    def _video(self, frame: Any, now: float) -> None:
+        ctx, options = self.ctx, self.ctx.options
+        timeline = ctx.timeline
+        if self.arrival:
+            raw = time.monotonic()
+        elif frame.pts is None and self.last_raw is None:
+            return  # a live stream's first frame can lack a timestamp: nothing to place it by
+        else:
+            raw = (
+                frame.pts * self.video_tick if frame.pts is not None else (self.last_raw or 0.0) + self.default_duration
+            )
+        self.last_raw = raw
+        t = timeline.to_stream_time("video", raw)
+        if t < timeline.segment_start - 1e-6:
+            return  # before the stream's start: trimmed
+        if self.drift is not None:
+            ratio = self.drift.drifted(t)
+            if self.drift.done:
+                self.drift = None
+            if ratio is not None:
+                self._switch_to_arrival(ratio)
+                t = timeline.to_stream_time("video", time.monotonic())
+        duration = frame.duration * self.video_tick if frame.duration and not self.arrival else self.default_duration
+        luma = luma_from_av(frame, options.luma_size)
+        if self.pacer is not None:
+            self.pacer.wait(t)
+        full = AvFullFrame(frame) if options.keep_full_frames else None
+        item = VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now)
+        self.announcer.send(item, (frame.width, frame.height))
+        timeline.reached(t + duration)
+
+    def _audio(self, frame: Any, now: float) -> None:
+        timeline = self.ctx.timeline
+        if self.arrival:
+            # no timestamps to trust: chunks follow each other by their sample count, re-anchored on arrival
+            # when they fall behind or ahead of it (AudioConverter's tolerance)
+            t = timeline.to_stream_time("audio", time.monotonic())
+        else:
+            t = timeline.to_stream_time("audio", frame.pts * self.audio_tick)
+        self._send_audio(self.converter.convert(frame, t, now))
+
+    def _switch_to_arrival(self, ratio: float) -> None:
+        ctx = self.ctx
+        log.warning(
+            "stream '%s': its timestamps run at %.2fx the wall clock; stamping its frames on arrival instead",
+            ctx.spec.stream_id, ratio,
+        )  # fmt: skip
+        self.arrival = True
+        self.default_duration = 0.0
+        self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
+        ctx.timeline.start_segment(ctx.timeline.end)
+
+    def _send_audio(self, chunk: AudioChunk | None) -> None:
+        _send_audio(self.ctx, chunk, self.pacer, self.announcer)
 
 
-def _send_audio(ctx: WorkerContext, chunk: AudioChunk | None, pacer: Pacer | None) -> None:
+def _send_audio(ctx: WorkerContext, chunk: AudioChunk | None, pacer: Pacer | None, out: _Announcer) -> None:
     if chunk is None:
         return
     sr = ctx.options.sample_rate
@@ -203,7 +400,7 @@ def _send_audio(ctx: WorkerContext, chunk: AudioChunk | None, pacer: Pacer | Non
         chunk = AudioChunk(t=chunk.t + skip / sr, samples=chunk.samples[skip:], wall_time=chunk.wall_time)
     if pacer is not None:
         pacer.wait(chunk.t)
-    ctx.send(chunk)
+    out.send(chunk)
     ctx.timeline.reached(chunk.end(sr))
 
 

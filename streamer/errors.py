@@ -49,5 +49,13 @@ class SourceOpenError(SourceError):
     """The source could not be opened: missing file, unreachable host, no such camera, unknown format."""
 
 
+class SourceUnsupportedError(SourceOpenError):
+    """This build of FFmpeg lacks what the source needs (a protocol, a demuxer, a decoder): retrying cannot help."""
+
+
 class DecodeError(SourceError):
     """The source opened but its data could not be decoded (corrupt, truncated, unsupported codec)."""
+
+
+class UnsupportedCodecError(DecodeError, SourceUnsupportedError):
+    """No track of the source (or not the one asked for) has a decoder in this FFmpeg: permanent."""

@@ -158,6 +158,7 @@ class Timestep:
     video_missing: bool = False
     audio_missing: bool = False
     wall_time: float = 0.0
+    reset: bool = False  # the timeline restarted just before this timestep (reconnect, timestamp jump)
 
     @property
     def audio(self) -> Samples:

@@ -19,12 +19,17 @@ class SourceOptions:
     sample_rate: int = 16000  # analysis audio: mono float32 at this rate
     keep_full_frames: bool = True  # keep each decoded picture reachable for snapshots (converted on demand)
     queue_size: int = 64  # items between the decode thread and asyncio
+    # which track of each kind to analyze, counted from 0 among that kind's tracks; None: the first one FFmpeg can
+    # decode; -1: none (ignore that modality)
+    video_track: int | None = None
+    audio_track: int | None = None
     open_timeout: float = 10.0  # seconds to open a network source
     stall_timeout: float = 5.0  # seconds without a packet before a live source counts as stalled
     reconnect: bool = True  # live sources reconnect on failure, stall or end
     fail_fast: bool = False  # raise when the very first connection fails instead of retrying
     backoff_initial: float = 0.5  # seconds before the first reconnect attempt
     backoff_max: float = 30.0  # cap of the exponential backoff (jittered +-25%)
+    healthy_after: float = 10.0  # seconds a connection must stay up before its failures are forgiven
     offline_after: int = 5  # consecutive failures before the state goes from reconnecting to offline
     segment_align: float = 0.1  # reconnects and loops restart on a multiple of this (the hop)
 

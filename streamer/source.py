@@ -9,7 +9,9 @@
   :class:`~streamer.errors.SourceError`.
 * Live sources reconnect after a failure, a stall (no data for ``stall_timeout``) or an end of stream, after a
   jittered exponential backoff; after ``offline_after`` failures in a row the state is ``offline`` and retries go
-  on at the capped interval. A reconnected segment starts at the wall-clock time elapsed since the stream began,
+  on at the capped interval. A connection that opens and dies within ``healthy_after`` seconds counts as a
+  failure in the same row (the backoff keeps growing); one that stayed up longer starts a new row. A
+  reconnected segment starts at the wall-clock time elapsed since the stream began,
   so an outage shows as a gap in a timeline that never goes backwards.
 """
 
@@ -25,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .errors import SourceError, SourceSpecError
+from .errors import SourceError, SourceSpecError, SourceUnsupportedError
 from .handoff import DropPolicy, MediaQueue
 from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
 from .options import SourceOptions
@@ -131,6 +133,7 @@ class Source:
             )
             thread.start()
             outcome: Ended | Failed | None = None
+            opened_at: float | None = None
             try:
                 opened = False
                 while outcome is None:
@@ -146,7 +149,7 @@ class Source:
                             yield item
                         elif isinstance(item, Opened):
                             opened = True
-                            failures = 0
+                            opened_at = time.monotonic()
                             self.stats.connects += 1
                             self.info = item.info
                             if self._started is None:
@@ -182,7 +185,10 @@ class Source:
             else:
                 error = outcome.error
             self.stats.failures += 1
-            permanent = isinstance(error, SourceSpecError)  # retrying cannot mend a malformed source
+            # retrying cannot mend a malformed source, nor give FFmpeg a protocol or codec it lacks
+            permanent = isinstance(error, (SourceSpecError, SourceUnsupportedError))
+            if opened_at is not None and time.monotonic() - opened_at >= options.healthy_after:
+                failures = 0  # it worked for a while: back off from the start again
             if permanent or not live or not options.reconnect or (first and options.fail_fast):
                 self._set_state(SourceState.OFFLINE if live else SourceState.ENDED, error.cause)
                 raise error

@@ -63,6 +63,7 @@ class TimestepAssembler:
         self._buf_start = 0
         self._audio_wm = 0
         self._audio_first: int | None = None
+        self._reset_next = False  # the next timestep follows a discontinuity
 
     @property
     def next_t(self) -> float:
@@ -104,6 +105,7 @@ class TimestepAssembler:
         self._last_frame = None
         self._video_wm = self.next_t
         self._reset_audio()
+        self._reset_next = True
         return out
 
     def flush(self) -> list[Timestep]:
@@ -171,6 +173,7 @@ class TimestepAssembler:
         audio_missing = self._audio_first is None or self._audio_first >= s1 or self._audio_wm <= s0
         self._trim_audio(s1 - self._ctx)
         self._next_k += 1
+        reset, self._reset_next = self._reset_next, False
         self.stats.emitted += 1
         self.stats.video_missing += video_missing
         self.stats.audio_missing += audio_missing
@@ -186,6 +189,7 @@ class TimestepAssembler:
             video_missing=video_missing,
             audio_missing=audio_missing,
             wall_time=time.time(),
+            reset=reset,
         )
 
     def _audio_window(self, a: int, b: int) -> Samples:

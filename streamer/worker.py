@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import SourceError
-from .handoff import MediaQueue, QueueClosed
+from .handoff import DropPolicy, MediaQueue, QueueClosed
 from .media import AudioChunk, StreamInfo, VideoFrame
 from .options import SourceOptions
 from .spec import SourceSpec
@@ -56,6 +56,8 @@ class WorkerContext:
         self.queue.put(item)
 
     def opened(self, info: StreamInfo) -> None:
+        if not info.live:  # e.g. recorded media over HTTP: analyzed like a file, waiting instead of dropping
+            self.queue.policy = DropPolicy.BLOCK
         self.queue.put(Opened(info), control=True)
 
     def error(self, cause: str) -> SourceError:
