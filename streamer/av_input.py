@@ -245,18 +245,21 @@ class _DriftCheck:
 
     def __init__(self) -> None:
         self._first: float | None = None
-        self._ref: tuple[float, float] | None = None  # (monotonic, media time) at the window's start
+        self._ref: tuple[float, float, int] | None = None  # (monotonic, media time, jumps) at the window's start
         self.done = False
 
-    def drifted(self, t: float) -> float | None:
-        """The media/wall ratio when it is off by more than :data:`DRIFT_LIMIT` (once), else ``None``."""
+    def drifted(self, t: float, jumps: int) -> float | None:
+        """The media/wall ratio when it is off by more than :data:`DRIFT_LIMIT` (once), else ``None``. A timestamp
+        jump in the window (``jumps``: the timeline's count; e.g. RTCP re-synchronization) starts it again."""
         now = time.monotonic()
         if self._first is None:
             self._first = now
         begin, end = DRIFT_WINDOW
+        if self._ref is not None and self._ref[2] != jumps:
+            self._ref, self._first = None, now - begin
         if self._ref is None:
             if now - self._first >= begin:
-                self._ref = (now, t)
+                self._ref = (now, t, jumps)
             return None
         if now - self._first < end:
             return None
@@ -348,7 +351,7 @@ class _Decoder:
         if t < timeline.segment_start - 1e-6:
             return  # before the stream's start: trimmed
         if self.drift is not None:
-            ratio = self.drift.drifted(t)
+            ratio = self.drift.drifted(t, timeline.jumps)
             if self.drift.done:
                 self.drift = None
             if ratio is not None:

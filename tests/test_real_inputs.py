@@ -183,6 +183,30 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
         return
 
 
+class _SlowClockTsHandler(http.server.BaseHTTPRequestHandler):
+    """Live MPEG-TS whose timestamps claim 25 fps while it sends 10 frames a second (media time at 0.4x)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp2t")
+        self.end_headers()
+        try:
+            with av.open(self.wfile, "w", format="mpegts") as out:
+                video = out.add_stream("mpeg2video", rate=25)
+                video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+                begun = time.monotonic()
+                for n in range(400):
+                    time.sleep(max(0.0, begun + n / MJPEG_FPS - time.monotonic()))
+                    image = np.full((120, 160, 3), 40, np.uint8)
+                    image[:, (n * 3) % 160] = 200
+                    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                    frame.pts = n
+                    out.mux(video.encode(frame))
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+            return
+
+
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A threaded HTTP server on 127.0.0.1: ``/cam.mjpg`` is a live MJPEG camera, other paths files of tmp_path."""
@@ -194,6 +218,8 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         def do_GET(self) -> None:
             if self.path.startswith("/cam.mjpg"):
                 _MjpegHandler.do_GET(self)  # type: ignore[arg-type]
+            elif self.path.startswith("/fast.ts"):
+                _SlowClockTsHandler.do_GET(self)  # type: ignore[arg-type]
             else:
                 super().do_GET()
 
@@ -245,6 +271,29 @@ def test_probe_reports_the_measured_rate_of_an_mjpeg_camera(http_server: tuple[s
     info = json.loads(done.stdout)
     assert info["live"] is True and info["video"]["width"] == 160
     assert info["video"]["fps"] == pytest.approx(10.0, rel=0.25)
+
+
+def test_a_live_source_whose_timestamps_lag_the_wall_clock_is_restamped_on_arrival(
+    http_server: tuple[str, Path],
+) -> None:
+    """Timestamps that do not advance with the wall clock (here 0.4x) are replaced by arrival times: afterwards
+    media time keeps pace with the wall clock (the switch is measured between 2 and 6 s after the first frame)."""
+    url, _ = http_server
+    frames: list[tuple[float, float]] = []  # (monotonic arrival, media time)
+
+    async def run() -> None:
+        async for item in Source(parse_source(f"{url}/fast.ts"), SourceOptions(reconnect=False)):
+            if isinstance(item, VideoFrame):
+                frames.append((time.monotonic(), item.t))
+                if len(frames) > 1 and frames[-1][0] - frames[0][0] > 9.0:
+                    break
+
+    asyncio.run(asyncio.wait_for(run(), 40))
+    late = [(w, t) for w, t in frames if w - frames[0][0] > 7.0]
+    media, wall = late[-1][1] - late[0][1], late[-1][0] - late[0][0]
+    assert media == pytest.approx(wall, rel=0.2, abs=0.2)
+    times = [t for _, t in frames]
+    assert times == sorted(times)
 
 
 def test_a_recorded_file_over_http_is_analyzed_like_a_file(http_server: tuple[str, Path]) -> None:
