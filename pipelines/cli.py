@@ -80,6 +80,10 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-wait-ms", type=_number,
                        help="media time one track may lead before the other counts as missing (500)")  # fmt: skip
     group.add_argument("--stall-timeout", type=_positive, help="seconds without data before reconnecting (5)")
+    group.add_argument("--video-track", type=int, metavar="N",
+                       help="analyze the Nth video track, from 0 (default: the first decodable; -1: none)")  # fmt: skip
+    group.add_argument("--audio-track", type=int, metavar="N",
+                       help="analyze the Nth audio track, from 0 (default: the first decodable; -1: none)")  # fmt: skip
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +100,8 @@ def stream_flags(args: argparse.Namespace) -> dict[str, Any]:
         "av_options": dict(args.av_option) if args.av_option else None,
         "sync_wait_ms": args.sync_wait_ms,
         "stall_timeout": args.stall_timeout,
+        "video_track": args.video_track,
+        "audio_track": args.audio_track,
         "alpha": getattr(args, "alpha", None),
         "beta": getattr(args, "beta", None),
         "threshold": getattr(args, "threshold", None),

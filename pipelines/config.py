@@ -254,6 +254,8 @@ STREAM_KEYS: dict[str, Check] = {
     "av_options": string_table,
     "stall_timeout": number(0, lo_open=True),
     "sync_wait_ms": number(0),
+    "video_track": integer(-1, 64),
+    "audio_track": integer(-1, 64),
 }
 STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
 MQTT_KEYS: dict[str, Check] = {
