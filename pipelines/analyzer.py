@@ -168,6 +168,7 @@ class Analyzer:
 
         def on_info(info: StreamInfo) -> None:
             rt.info = info
+            rt.lane.drop_oldest = info.live  # recorded media over HTTP waits like a file instead of dropping
 
         rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info)
         duration = self.config.duration
@@ -202,7 +203,7 @@ class Analyzer:
 
     def _publish_state(self, stream_id: str, state: SourceState) -> None:
         self.stats.stream(stream_id).state = state.value
-        self._queue(self.topics.stream_status(stream_id), state.value.encode(), "state")
+        self._queue(self.topics.stream_status(stream_id), state.value.encode(), "status")
 
     # -- model and events ---------------------------------------------------------------------------------
 

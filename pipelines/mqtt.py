@@ -1,10 +1,15 @@
 """The MQTT publisher: drains the outbox into the broker, reconnecting for as long as the analyzer runs.
 
 On every connection it sets the will ``{prefix}/status = offline`` (retained, QoS 1), then publishes
-``online`` (retained) and the outbox in order. A lost connection (broker restart, network) is retried with
-jittered exponential backoff (0.5 s doubling to 10 s); what was not acknowledged stays in the outbox and goes
-first after reconnecting. :meth:`Publisher.close` flushes the outbox (bounded by a deadline), publishes
-``offline`` itself and disconnects cleanly. TCP_NODELAY is set (small messages must not wait for Nagle).
+``online`` (retained) and what the outbox hands out (:mod:`pipelines.outbox`: events first), keeping up to
+``WINDOW`` publishes in flight over the one connection (sent in order, so each stream's events stay in order on
+the wire; each leaves the outbox when its PUBACK comes). A lost connection (broker restart, network, a broker
+closing it on a message it will not take) is retried with jittered exponential backoff (0.5 s doubling to
+10 s); what was not acknowledged stays in the outbox and goes first after reconnecting, one message at a time
+until each is acknowledged, so a message the broker keeps disconnecting on is found and, after the outbox's
+``max_attempts``, dropped with a log line naming its topic. :meth:`Publisher.close` flushes the outbox (bounded
+by a deadline), publishes ``offline`` itself and disconnects cleanly. TCP_NODELAY is set (small messages must
+not wait for Nagle).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from .topics import Topics
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0  # seconds to wait for a PUBACK before treating the connection as lost
+WINDOW = 32  # QoS 1 publishes in flight at once
+CLOSED = "the broker closed the connection"
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 
@@ -69,14 +76,19 @@ class Publisher:
             will=aiomqtt.Will(self.topics.status, b"offline", qos=1, retain=True),
             tls_context=tls_context(c),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            max_inflight_messages=WINDOW + 2,  # the window, "online" and "offline": paho would queue the rest
         )
 
     async def run(self) -> None:
         """Connect, publish, reconnect; runs until cancelled or :meth:`close`."""
         failures = 0
         while not self._closing:
+            connected = False
             try:
-                async with self._make_client() as client:
+                client = self._make_client()
+                client.pending_calls_threshold = 2 * WINDOW  # aiomqtt warns past it
+                async with client:
+                    connected = True
                     self._client = client
                     await client.publish(self.topics.status, b"online", qos=1, retain=True)
                     if failures:
@@ -86,17 +98,19 @@ class Publisher:
                     self.connected.set()
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
-                self._lost()
+                self._lost(exc)
                 failures += 1
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * self._rng.uniform(0.75, 1.25)
                 if failures == 1 or failures % 10 == 0:
                     log.warning(
-                        "mqtt: %s unreachable (%s); %d event(s) wait in the outbox; retrying in %.1f s",
-                        self.config.display_url, _cause(exc), self.outbox.pending_events, delay,
+                        "mqtt: %s (%s); %d event(s) wait in the outbox; retrying in %.1f s",
+                        f"lost the connection to {self.config.display_url}" if connected
+                        else f"{self.config.display_url} unreachable",
+                        _cause(exc), self.outbox.pending_events, delay,
                     )  # fmt: skip
                 await self._backoff(delay)
             finally:
-                self._lost()
+                self._lost(None)
 
     async def _backoff(self, delay: float) -> None:
         """Wait ``delay`` before reconnecting; once :meth:`close` flushes, at most BACKOFF_INITIAL, so a broker
@@ -108,20 +122,44 @@ class Publisher:
             async with asyncio.timeout(delay):
                 await self._flushing.wait()
 
-    def _lost(self) -> None:
+    def _lost(self, exc: aiomqtt.MqttError | None) -> None:
+        """The connection ended (``exc``: how it failed; None: cancelled or closed, no message is blamed)."""
         self._client = None
         self.connected.clear()
-        if self.outbox.connected:
-            self.outbox.connected = False
-            self.outbox.drop_scores()
+        self.outbox.connected = False
+        for message in self.outbox.lost(blame=exc is not None):
+            self._log_rejected(message, _why_rejected(exc))
+        self.outbox.drop_scores()
+
+    def _log_rejected(self, message: Message, why: str) -> None:
+        log.warning("mqtt: dropped a %d-byte message to %s after %d attempt(s): %s", len(message.payload),
+                    message.topic, self.outbox.max_attempts, why)  # fmt: skip
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        while True:
-            message = await self.outbox.wait()
-            await self._send(client, message)
+        """Publish what the outbox hands out, ``WINDOW`` at a time, until the connection fails (MqttError)."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_watch(client), name="mqtt-watch")
+                while True:
+                    message = await self.outbox.take(WINDOW)
+                    # tasks start in creation order and publish before their first await: the wire keeps this order
+                    tg.create_task(self._send(client, message), name="mqtt-publish")
+        except BaseExceptionGroup as group:
+            errors = [e for e in group.exceptions if isinstance(e, aiomqtt.MqttError)]
+            if len(errors) < len(group.exceptions):
+                raise
+            raise errors[0] from errors[0].__cause__
 
     async def _send(self, client: aiomqtt.Client, message: Message) -> None:
-        await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        try:
+            await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        except ValueError as exc:  # paho refuses it outright (larger than MQTT allows): it can never go out
+            self.outbox.reject(message)
+            self._log_rejected(message, str(exc))
+            return
+        except aiomqtt.MqttCodeError:  # not sent at all (the connection is gone): no attempt counted
+            self.outbox.release(message)
+            raise
         self.outbox.done(message)
 
     async def close(self, runner: asyncio.Task[None], flush_for: float = 3.0) -> bool:
@@ -144,8 +182,29 @@ class Publisher:
         return flushed
 
 
-def _cause(exc: BaseException) -> str:
+async def _watch(client: aiomqtt.Client) -> None:
+    """Raise MqttError as soon as the connection is lost: aiomqtt wakes a publish waiting for its PUBACK only at
+    its timeout, and a broker that closes the connection on a message it will not take gives no other sign."""
+    try:
+        async for _ in client.messages:  # nothing is subscribed: this only ends with the connection
+            pass
+    except aiomqtt.MqttError as exc:
+        raise aiomqtt.MqttError(CLOSED) from exc.__cause__
+    raise aiomqtt.MqttError(CLOSED)
+
+
+def _why_rejected(exc: BaseException | None) -> str:
+    if str(exc) == CLOSED:
+        return f"{CLOSED} each time it was sent alone (is it larger than the broker's max_packet_size?)"
+    return f"the connection failed each time it was sent alone ({_cause(exc)})"
+
+
+def _cause(exc: BaseException | None) -> str:
+    if exc is None:
+        return "cancelled"
     text = str(exc) or type(exc).__name__
+    if text == "Operation timed out":
+        text = f"no acknowledgement within {PUBLISH_TIMEOUT:g} s"
     if isinstance(exc.__cause__, OSError) and exc.__cause__.strerror:
         text = exc.__cause__.strerror.lower()
     return " ".join(text.split())

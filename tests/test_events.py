@@ -122,7 +122,7 @@ def test_outbox_keeps_events_in_order_and_drops_the_oldest_past_its_bound() -> N
     assert sent == [2, 3, 4]
 
 
-def test_outbox_keeps_the_latest_state_per_topic_first_and_drops_scores_while_offline() -> None:
+def test_outbox_sends_events_first_keeps_the_latest_state_per_topic_and_drops_scores_while_offline() -> None:
     outbox = Outbox(10)
     outbox.put(message("event", payload=b"e"))
     outbox.put(message("state", "a/status", b"reconnecting"))
@@ -130,9 +130,9 @@ def test_outbox_keeps_the_latest_state_per_topic_first_and_drops_scores_while_of
     outbox.put(message("score"))  # not connected: dropped
     assert outbox.scores_dropped == 1 and len(outbox) == 2
     first = outbox.peek()
-    assert first is not None and first.payload == b"online"
+    assert first is not None and first.payload == b"e"
     outbox.done(first)
     second = outbox.peek()
-    assert second is not None and second.payload == b"e"
+    assert second is not None and second.payload == b"online"
     # a message not acknowledged (connection lost mid-publish) stays first
     assert outbox.peek() is second
