@@ -123,6 +123,13 @@ class FusionModel(nn.Module):
         self.set_weights(slot, 0.0, 0.0)
         self._free.append(slot)
 
+    def reset_slots(self, slots: Sequence[int]) -> None:
+        """Forget what these streams taught the model (previous frame, baselines, warm-up): they start afresh, as
+        after a reconnect. Their weights stay."""
+        index = torch.tensor(list(slots), dtype=torch.long)
+        for module in self._stateful():
+            module.reset_slots(index)
+
     def set_weights(self, slot: int, alpha: float, beta: float) -> None:
         self.alpha[slot] = alpha
         self.beta[slot] = beta
@@ -198,9 +205,38 @@ class FusionModel(nn.Module):
 
     @torch.inference_mode()
     def score(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> dict[str, np.ndarray]:
-        """Pack, move (one copy), score and bring back (one copy): arrays of ``len(timesteps)`` per name."""
+        """Pack, move (one copy), score and bring back (one copy): arrays of ``len(timesteps)`` per name.
+
+        A timestep with ``reset`` (the first after a reconnect) resets its stream's state before it is scored;
+        when timesteps of that stream from before the reset are in the batch too, the batch is scored in parts.
+        """
+        parts = _reset_parts(timesteps, slots)
+        if len(parts) == 1:
+            return self._score_part(timesteps, slots)
+        results = [self._score_part(timesteps[a:b], slots[a:b]) for a, b in parts]
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    def _score_part(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> dict[str, np.ndarray]:
+        resets = [slot for ts, slot in zip(timesteps, slots, strict=True) if ts.reset]
+        if resets:
+            self.reset_slots(resets)
         output: ModelOutput = self(self.pack(timesteps, slots))
         return output.to_numpy()
+
+
+def _reset_parts(timesteps: Sequence[Timestep], slots: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of the batch such that a timestep with ``reset`` is the first of its slot in its
+    range (so resetting the slot before scoring the range is in order)."""
+    parts: list[tuple[int, int]] = []
+    start = 0
+    seen: set[int] = set()
+    for i, (ts, slot) in enumerate(zip(timesteps, slots, strict=True)):
+        if ts.reset and slot in seen:
+            parts.append((start, i))
+            start, seen = i, set()
+        seen.add(slot)
+    parts.append((start, len(timesteps)))
+    return parts
 
 
 def _as_score(result: Any) -> tuple[Tensor, dict[str, Tensor]]:

@@ -29,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 
 from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
-from streamer.media import SourceState, StateChange, StreamInfo, Timestep, VideoFrame
+from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from streamer.stream import Stream
 
 from .batcher import Batcher, Lane
@@ -62,6 +62,7 @@ class StreamRuntime:
     stream: Stream | None = None
     info: StreamInfo | None = None
     done: bool = False  # the source task ended
+    lost: bool = False  # the source was lost: an open event ends once the timesteps before the loss are scored
     flushed: bool = False
     error: SourceError | None = None
 
@@ -110,6 +111,7 @@ class Analyzer:
         self._stopping = False
         self._events_out: IO[str] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._scoring: set[str] = set()  # streams with timesteps in the batch being scored
 
     # -- control ------------------------------------------------------------------------------------------
 
@@ -170,7 +172,12 @@ class Analyzer:
             rt.info = info
             rt.lane.drop_oldest = info.live  # recorded media over HTTP waits like a file instead of dropping
 
-        rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info)
+        def on_gap(gap: Discontinuity) -> None:
+            rt.lost = True
+            if not rt.lane.pending and sc.stream_id not in self._scoring:
+                self._end_lost(rt)
+
+        rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info, on_gap=on_gap)
         duration = self.config.duration
         try:
             async with contextlib.aclosing(rt.stream.__aiter__()) as timesteps:  # type: ignore[type-var]
@@ -214,7 +221,11 @@ class Analyzer:
                 break
             batched = time.time()
             timesteps = [job.ts for _, job in batch]
-            result = await self.runner.score_async(timesteps)
+            self._scoring = {ts.stream_id for ts in timesteps}
+            try:
+                result = await self.runner.score_async(timesteps)
+            finally:
+                self._scoring = set()
             inferred = time.time()
             self.stats.batch_sizes.append(len(batch))
             for i, (_, job) in enumerate(batch):
@@ -232,6 +243,8 @@ class Analyzer:
             t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
             s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
         )  # fmt: skip
+        if ts.reset:  # the first timestep after a reconnect: nothing open can continue across the outage
+            self._end_lost(rt)
         counters = self.stats.stream(ts.stream_id)
         counters.timesteps += 1
         counters.media_t = ts.end
@@ -242,8 +255,15 @@ class Analyzer:
         job.stamps.published = time.time()
         self.stats.record(job.stamps)
 
+    def _end_lost(self, rt: StreamRuntime) -> None:
+        """The source was lost and every timestep from before is scored: an open event ends there."""
+        rt.lost = False
+        self._emit(rt, rt.detector.flush("source lost"))
+
     def _flush_finished(self) -> None:
         for rt in self.streams.values():
+            if rt.lost and not rt.lane.pending:
+                self._end_lost(rt)
             if rt.done and not rt.flushed and not rt.lane.pending:
                 rt.flushed = True
                 self._emit(rt, rt.detector.flush())

@@ -5,7 +5,9 @@
   first timestep's.
 * It *ends* when S has stayed below the threshold for ``min_gap`` seconds; the end's ``t`` is the start of
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
-* At the end of a stream an open event ends with the last timestep.
+* At the end of a stream an open event ends with the last timestep (``reason`` ``"stream ended"``); when its
+  source is lost (reconnecting, offline) it ends with the last timestep before the outage (``"source lost"``);
+  otherwise its ``reason`` is ``"quiet"``.
 
 :func:`event_intervals` gives the same events from whole arrays of scores (calibration and evaluation).
 
@@ -28,6 +30,7 @@ from streamer.media import VideoFrame
 from .config import EventOptions
 
 Intervals = list[tuple[float, float]]
+EndReason = Literal["quiet", "source lost", "stream ended"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Event:
     duration: float | None = None
     peak: Peak | None = None
     contributions: tuple[float, float] | None = None  # end only: (video, audio)
+    reason: EndReason | None = None  # end only: why it ended
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -94,6 +98,7 @@ class Event:
             out["peak"] = {"t": round(peak.t, 4), "score": _r(peak.score), "s_v": _r(peak.s_v), "s_a": _r(peak.s_a)}
             if self.contributions is not None:
                 out["contributions"] = {"video": _r(self.contributions[0]), "audio": _r(self.contributions[1])}
+            out["reason"] = self.reason
         return out
 
 
@@ -152,7 +157,7 @@ class EventDetector:
             if o.below_since is None:
                 o.below_since = s.t
             if s.t + s.hop - o.below_since >= self.options.min_gap - 1e-9:
-                out += self._close(o.below_since)
+                out += self._close(o.below_since, "quiet")
                 return out
         if o.below_since is None:
             o.sum_v += s.s_v
@@ -165,14 +170,14 @@ class EventDetector:
             out.append(self._start(o))
         return out
 
-    def flush(self) -> list[Event | Ended]:
-        """The stream ended: close an open event at the end of the last timestep."""
+    def flush(self, reason: EndReason = "stream ended") -> list[Event | Ended]:
+        """The stream ended (or its source was lost): close an open event at the end of the last timestep."""
         o, last = self._open, self._last
         if o is None or last is None:
             return []
-        return self._close(o.below_since if o.below_since is not None else last.t + last.hop)
+        return self._close(o.below_since if o.below_since is not None else last.t + last.hop, reason)
 
-    def _close(self, end_t: float) -> list[Event | Ended]:
+    def _close(self, end_t: float, reason: EndReason) -> list[Event | Ended]:
         o, self._open = self._open, None
         assert o is not None
         if not o.started:  # shorter than min_duration
@@ -184,7 +189,7 @@ class EventDetector:
             s_v=o.peak.s_v, s_a=o.peak.s_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
             duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.s_v, o.peak.s_a),
             contributions=None if self.alpha is None or self.beta is None else (
-                self.alpha * o.sum_v / n, self.beta * o.sum_a / n),
+                self.alpha * o.sum_v / n, self.beta * o.sum_a / n), reason=reason,
         )  # fmt: skip
         return [Ended(event, o.peak_frame)]
 

@@ -23,6 +23,7 @@ class Stream:
         *,
         on_state: Callable[[StateChange], None] | None = None,
         on_info: Callable[[StreamInfo], None] | None = None,
+        on_gap: Callable[[Discontinuity], None] | None = None,
     ) -> None:
         self.sync = sync or SyncOptions()
         # The source delivers audio at the sync's rate and restarts segments on timestep boundaries.
@@ -30,6 +31,7 @@ class Stream:
         self.source = Source(spec, options, on_state=on_state)
         self.assembler: TimestepAssembler | None = None
         self._on_info = on_info
+        self._on_gap = on_gap  # called once the timesteps before a discontinuity have been yielded
 
     @property
     def stream_id(self) -> str:
@@ -38,12 +40,14 @@ class Stream:
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None
         async for item in self.source:
+            gap: Discontinuity | None = None
             if isinstance(item, VideoFrame):
                 out = assembler.push_video(item) if assembler else []
             elif isinstance(item, AudioChunk):
                 out = assembler.push_audio(item) if assembler else []
             elif isinstance(item, Discontinuity):
                 out = assembler.discontinuity(item.t) if assembler else []
+                gap = item
             else:
                 has_video, has_audio = item.video is not None, item.audio is not None
                 if assembler is None:
@@ -57,6 +61,8 @@ class Stream:
                 out = []
             for timestep in out:
                 yield timestep
+            if gap is not None and self._on_gap is not None:
+                self._on_gap(gap)
         if assembler is not None:
             for timestep in assembler.flush():
                 yield timestep

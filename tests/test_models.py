@@ -261,3 +261,37 @@ def test_audio_that_starts_mid_timestep_does_not_leave_the_floor_too_low() -> No
     signal[: SR // 10 + SR // 100] = 0.0  # nothing in the first timestep, 10 ms of silence in the second
     out = run(model, [timestep(k, None, signal) for k in range(60)], slot)
     assert out["s_a"].max() < 0.05
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_reset_timestep_scores_like_a_fresh_stream(device: str) -> None:
+    """After a reconnect (``Timestep.reset``) the stream starts afresh: its first frame is not differenced against
+    the last one before the outage (another scene), and its baselines re-warm. One call per timestep, or all in
+    one batch with the pre-outage timesteps of the same stream, gives the same scores as a new stream."""
+    from dataclasses import replace
+
+    before_audio = pink_noise(3, -50, seed=1)
+    after_audio = pink_noise(3, -30, seed=2)  # louder after the outage: the old floor would hear it all
+    before = [timestep(k, static_video(20, seed=1)[k], before_audio) for k in range(20)]
+    after_video = static_video(10, seed=2)  # another picture: differencing across the outage would see it all
+    after = [timestep(k, after_video[k], after_audio) for k in range(10)]
+    fresh_model = FusionModel().to(device)
+    fresh = run(fresh_model, after, fresh_model.add_stream())
+    resumed = [replace(after[0], reset=True), *after[1:]]
+    model = FusionModel().to(device)
+    slot = model.add_stream()
+    run(model, before, slot)
+    one_by_one = run(model, resumed, slot)
+    batched_model = FusionModel().to(device)
+    batched_slot = batched_model.add_stream()
+    batched = batched_model.score([*before, *resumed], [batched_slot] * 30)
+    for name in fresh:
+        assert np.allclose(one_by_one[name], fresh[name], atol=1e-6, rtol=0), name
+        assert np.allclose(batched[name][20:], fresh[name], atol=1e-6, rtol=0), name
+    # without the reset, the change of scene and level across the outage scores as activity
+    plain = FusionModel().to(device)
+    plain_slot = plain.add_stream()
+    run(plain, before, plain_slot)
+    stale = run(plain, after, plain_slot)
+    assert max(stale["s_v"][0], stale["s_a"][0]) > 0.9
+    assert max(fresh["s_v"].max(), fresh["s_a"].max()) < 0.5
