@@ -139,13 +139,15 @@ class AudioActivity(SlotStateMixin):
         w, r = warm.unsqueeze(1), ready.unsqueeze(1)
         new_floor = torch.where(w, floor + rate * (level - floor), torch.where(r, level_median, floor))
         new_dev = torch.where(w, dev + rate * ((level - floor).abs() - dev), torch.where(r, level_spread, dev))
-        flux_rate = self.rise * slow.squeeze(1)
+        flux_falling = flux < flux_mu - self.k * flux_dev  # as the floor: falls fast, its spread not growing
+        flux_rate = torch.where(flux_falling, self.fall, self.rise * slow.squeeze(1))
         new_flux_mu = torch.where(
             warm, flux_mu + flux_rate * (flux - flux_mu), torch.where(ready, flux_median, flux_mu)
         )
+        moved_flux_dev = flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev)
         new_flux_dev = torch.where(
             warm,
-            flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev),
+            torch.where(flux_falling, torch.minimum(moved_flux_dev, flux_dev), moved_flux_dev),
             torch.where(ready, flux_spread, flux_dev),
         )
         keep = present.unsqueeze(1)

@@ -69,16 +69,18 @@ class VideoActivity(SlotStateMixin):
         pool: int = 2,
         warmup: float = 0.5,
         capacity: int = 8,
+        fall: float = 1.0,
     ) -> None:
         super().__init__()
-        if not (hop > 0 and tau > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
-            raise ValueError("hop, tau, scale and k must be > 0; min_threshold and margin >= 0")
+        if not (hop > 0 and tau > 0 and fall > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
+            raise ValueError("hop, tau, fall, scale and k must be > 0; min_threshold and margin >= 0")
         if pool < 1 or height // pool < 4 or width // pool < 4:
             raise ValueError(f"pool must be >= 1 and leave at least 4x4 pixels of {width}x{height}")
         self.pool = pool
         height, width = height // pool, width // pool
         self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
         self.rate = min(1.0, hop / tau)
+        self.fall = min(1.0, hop / fall)
         self.warmup_steps = max(1, round(warmup / hop))
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
@@ -165,9 +167,15 @@ class VideoActivity(SlotStateMixin):
         filling = learn & ~warm
         ready = filling & (count + 1 >= self.warmup_steps)
         history, median, spread = warmup_baseline(self.history[slots], count, activity, filling, dev)
-        rate = self.rate * (1.0 - 0.9 * score)
+        # A baseline above what is seen now (the stream was joined, or came back, in the middle of motion) falls
+        # fast, at rate hop/fall, so motion at the start does not blind the stream for the following tau seconds.
+        # Meanwhile its spread does not grow (the gap to the falling baseline is not noise).
+        falling = activity < mu - self.k * dev
+        rate = torch.where(falling, self.fall, self.rate * (1.0 - 0.9 * score))
         new_mu = torch.where(warm, mu + rate * (activity - mu), torch.where(ready, median, mu))
-        new_dev = torch.where(warm, dev + rate * ((activity - mu).abs() - dev), torch.where(ready, spread, dev))
+        moved_dev = dev + rate * ((activity - mu).abs() - dev)
+        moved_dev = torch.where(falling, torch.minimum(moved_dev, dev), moved_dev)
+        new_dev = torch.where(warm, moved_dev, torch.where(ready, spread, dev))
         self.mu[slots] = torch.where(learn, new_mu, mu)
         self.dev[slots] = torch.where(learn, new_dev, dev)
         self.history[slots] = history

@@ -193,12 +193,17 @@ class TimestepAssembler:
         )
 
     def _audio_window(self, a: int, b: int) -> Samples:
+        """Samples ``[a, b)``. Where the window starts before the segment's first sample (a stream joined or
+        reconnected mid-timestep), that head is the following samples mirrored, not silence: a jump from digital
+        silence into the room's sound would read as an onset and teach the baselines a level never heard."""
         lo, hi = max(a, self._buf_start), min(b, self._buf_start + len(self._buf))
         if lo == a and hi == b:
             return self._buf[a - self._buf_start : b - self._buf_start].copy()
         window = np.zeros(b - a, np.float32)
         if hi > lo:
             window[lo - a : hi - a] = self._buf[lo - self._buf_start : hi - self._buf_start]
+            if lo > a:
+                window[: lo - a] = np.resize(window[lo - a : hi - a], lo - a)[::-1]
         return window
 
     def _trim_audio(self, keep_from: int) -> None:

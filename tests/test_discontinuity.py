@@ -48,13 +48,15 @@ async def test_an_event_open_when_the_camera_dies_ends_there_and_the_reconnect_s
         make_burst_clip(clip, events="av@20", duration=40, scene={"seed": "7", "noise_db": "-35"})
         async with asyncio.timeout(30):
             while not [e for e in sub.events("cam") if e["type"] == "end"]:
-                await asyncio.sleep(0.1)
+                sub.arrived.clear()
+                await sub.arrived.wait()
         ended_after = time.monotonic() - killed
         await sub.wait_for("test/cam/status", "reconnecting", within=30)
         server.start()
         async with asyncio.timeout(60):
             while sub.payloads("test/cam/status").count("online") < 2:
-                await asyncio.sleep(0.1)
+                sub.arrived.clear()
+                await sub.arrived.wait()
         await asyncio.sleep(4.0)  # 4 s of the new scene
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
