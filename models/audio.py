@@ -74,6 +74,7 @@ class AudioActivity(SlotStateMixin):
             raise ValueError("hop, tau, fall, scale must be > 0; k, margin and flux_weight >= 0")
         self.n_fft = round(0.025 * sample_rate)
         self.frame_hop = round(0.010 * sample_rate)
+        self.min_window = self.n_fft + self.frame_hop  # samples of audio a timestep's window needs (context + hop)
         self.hop_samples = hop_samples
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
         self.warmup_steps = max(1, round(warmup / hop))
@@ -109,8 +110,8 @@ class AudioActivity(SlotStateMixin):
 
     def _measure(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         """Per row: mean log-mel level ``(B, n_mels)`` dB over the timestep's own frames, spectral flux ``(B,)``."""
-        if audio.shape[1] < self.n_fft + self.frame_hop:
-            raise ValueError(f"audio windows need >= {self.n_fft + self.frame_hop} samples, got {audio.shape[1]}")
+        if audio.shape[1] < self.min_window:
+            raise ValueError(f"audio windows need >= {self.min_window} samples, got {audio.shape[1]}")
         logmel = 10.0 * torch.log10(self.mel(audio) + _EPS_POWER)  # (B, n_mels, T)
         # the frames that end inside the timestep's own samples (and the one before each, for the flux)
         own = max(1, min(logmel.shape[2] - 1, round(self.hop_samples / self.frame_hop)))

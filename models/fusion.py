@@ -91,6 +91,12 @@ class FusionModel(nn.Module):
         self.autocast = autocast
         self.video = video or VideoActivity(height, width, hop=hop, tau=tau, capacity=capacity)
         self.audio = audio or AudioActivity(sample_rate, self.hop_samples, hop=hop, tau=tau, capacity=capacity)
+        needed = getattr(self.audio, "min_window", 0)
+        if self.window < needed:
+            raise ValueError(
+                f"hop + context hold {self.window / sample_rate * 1000:g} ms of audio; the audio model needs at "
+                f"least {needed / sample_rate * 1000:g} ms (one FFT window and one frame hop of the spectrogram)"
+            )
         self.head = head
         self.alpha: Tensor
         self.beta: Tensor

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -443,6 +444,10 @@ def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfi
             threshold=v.pop("threshold", 0.5), min_gap=v.pop("min_gap", 0.3), min_duration=v.pop("min_duration", 0.0)
         )
         alpha, beta = v.pop("alpha", 0.5), v.pop("beta", 0.5)
+        if alpha + beta <= 0:
+            raise ConfigError(
+                f"stream '{spec.stream_id}': alpha and beta: at least one must be > 0 (with both 0, S is always 0)"
+            )
         source = SourceOptions(
             luma_size=model.luma_size,
             sample_rate=model.sample_rate,
@@ -477,8 +482,36 @@ def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str]) -> MqttCo
     v.pop("password", None)
     password_file = v.pop("password_file", None)
     if password is None and password_file is not None:
-        password = Path(password_file).read_text().strip()
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {password_file!r}: {_reason(exc)}") from None
     username = username or environ.get("STREAMER_MQTT_USERNAME") or None
     password = password or environ.get("STREAMER_MQTT_PASSWORD") or None
     bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # credentials live apart, never in the URL
+    check_tls_files(v.get("ca_file"), v.get("cert_file"), v.get("key_file"))
     return MqttConfig(url=bare, username=username, password=password, **v)
+
+
+def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) -> None:
+    """Load the CA bundle and the client certificate and key as the MQTT client will, at start-up: a malformed
+    file is one line naming the setting, not a traceback once the connection is tried."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"mqtt.ca_file: not a PEM CA certificate file: {ca_file!r}: {_reason(exc)}") from None
+    if cert_file is not None:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            setting = "mqtt.cert_file / mqtt.key_file" if key_file else "mqtt.cert_file"
+            raise ConfigError(f"{setting}: not a PEM certificate with its private key: {_reason(exc)}") from None
+    elif key_file is not None:
+        raise ConfigError("mqtt.key_file: given without mqtt.cert_file")
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())

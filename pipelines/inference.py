@@ -78,10 +78,13 @@ class ModelRunner:
                 audio = load_module(c.audio, c.audio_weights) if c.audio else None
             except ValueError as exc:
                 raise ConfigError(f"model: {exc}") from None
-            model = FusionModel(
-                luma_size=c.luma_size, sample_rate=c.sample_rate, hop=hop, context=c.context_ms / 1000, tau=c.tau,
-                video=video, audio=audio, autocast=c.autocast, head=self.head,
-            ).to(self.device)  # fmt: skip
+            try:
+                model = FusionModel(
+                    luma_size=c.luma_size, sample_rate=c.sample_rate, hop=hop, context=c.context_ms / 1000,
+                    tau=c.tau, video=video, audio=audio, autocast=c.autocast, head=self.head,
+                ).to(self.device)  # fmt: skip
+            except ValueError as exc:
+                raise ConfigError(f"hop_ms ({hop * 1000:g}) + context_ms ({c.context_ms:g}): {exc}") from None
             self._check_extraction(hop)
             _warm_up(model, hop)
             self._models[hop] = model

@@ -318,3 +318,30 @@ def test_a_recorded_file_over_http_is_analyzed_like_a_file(http_server: tuple[st
     assert infos[0].live is False and infos[0].duration == pytest.approx(4.0, abs=0.1)
     assert source.dropped_video == 0 and source.state is SourceState.ENDED
     assert sum(isinstance(i, VideoFrame) for i in items) == 120
+
+
+STARTUP_ERRORS = {
+    "alpha_beta_zero": (["--alpha", "0", "--beta", "0", "--mqtt", "none"], None, "alpha and beta: at least one"),
+    "window_too_short": (["--hop-ms", "10", "--context-ms", "0", "--mqtt", "none"], None, "hop_ms (10) + context_ms"),
+    "malformed_ca": ([], 'url = "mqtts://127.0.0.1:8883"\nca_file = "{bad}"\n', "mqtt.ca_file: not a PEM CA"),
+    "malformed_cert": ([], 'url = "mqtts://127.0.0.1:8883"\ncert_file = "{bad}"\n', "mqtt.cert_file: not a PEM"),
+    "unreadable_password_file": ([], 'url = "mqtt://u@127.0.0.1:1883"\npassword_file = "{binary}"\n',
+                                 "mqtt.password_file: cannot read"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(STARTUP_ERRORS))
+def test_bad_settings_are_one_line_at_start_up_with_exit_2(tmp_path: Path, case: str) -> None:
+    """Each of these used to be a traceback from inside the task group (or, for alpha = beta = 0, a silent run)."""
+    flags, mqtt, expected = STARTUP_ERRORS[case]
+    (tmp_path / "bad.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    (tmp_path / "password").write_bytes(b"\xff\xfe\x00")
+    args = [*STREAMER, "run", "synthetic:?duration=1&realtime=0", "-q", *flags]
+    if mqtt is not None:
+        config = tmp_path / "streamer.toml"
+        config.write_text("[mqtt]\n" + mqtt.format(bad=tmp_path / "bad.pem", binary=tmp_path / "password"))
+        args += ["--config", str(config)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamer: error: ") and expected in lines[0], done.stderr
