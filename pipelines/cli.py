@@ -80,6 +80,10 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-wait-ms", type=_number,
                        help="media time one track may lead before the other counts as missing (500)")  # fmt: skip
     group.add_argument("--stall-timeout", type=_positive, help="seconds without data before reconnecting (5)")
+    group.add_argument("--ca-file", metavar="PEM",
+                       help="https/rtsps/rtmps: CA bundle to verify servers with (default: the system's)")  # fmt: skip
+    group.add_argument("--tls-insecure", action="store_true", default=None,
+                       help="https/rtsps/rtmps sources: do not verify the server's certificate")  # fmt: skip
     group.add_argument("--video-track", type=int, metavar="N",
                        help="analyze the Nth video track, from 0 (default: the first decodable; -1: none)")  # fmt: skip
     group.add_argument("--audio-track", type=int, metavar="N",
@@ -100,6 +104,8 @@ def stream_flags(args: argparse.Namespace) -> dict[str, Any]:
         "av_options": dict(args.av_option) if args.av_option else None,
         "sync_wait_ms": args.sync_wait_ms,
         "stall_timeout": args.stall_timeout,
+        "ca_file": args.ca_file,
+        "tls_insecure": args.tls_insecure,
         "video_track": args.video_track,
         "audio_track": args.audio_track,
         "alpha": getattr(args, "alpha", None),

@@ -255,6 +255,8 @@ STREAM_KEYS: dict[str, Check] = {
     "av_options": string_table,
     "stall_timeout": number(0, lo_open=True),
     "sync_wait_ms": number(0),
+    "ca_file": optional_path,
+    "tls_insecure": boolean,
     "video_track": integer(-1, 64),
     "audio_track": integer(-1, 64),
 }

@@ -25,13 +25,22 @@ from dataclasses import replace
 from typing import Any
 
 import av
+import av.logging
 
 from .audio import AudioConverter
-from .errors import DecodeError, SourceError, SourceOpenError, SourceUnsupportedError, UnsupportedCodecError
+from .errors import (
+    DecodeError,
+    SourceCertificateError,
+    SourceError,
+    SourceOpenError,
+    SourceUnsupportedError,
+    UnsupportedCodecError,
+)
 from .luma import luma_from_av
 from .media import AudioChunk, AudioInfo, AvFullFrame, StreamInfo, VideoFrame, VideoInfo
 from .options import SourceOptions
 from .spec import SourceKind, SourceSpec
+from .tls import tls_options, uses_tls
 from .worker import Pacer, WorkerContext
 
 LIVE_DEMUX_OPTIONS = {"fflags": "nobuffer", "probesize": "65536", "analyzeduration": "500000"}
@@ -55,6 +64,7 @@ def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
             opts.update(LIVE_DEMUX_OPTIONS)
         if spec.uri.lower().startswith(("rtsp://", "rtsps://")):
             opts["rtsp_transport"] = options.rtsp_transport
+        opts.update(tls_options(spec, options))
     opts.update(options.av_options)
     return opts
 
@@ -85,16 +95,48 @@ def explain(exc: BaseException, spec: SourceSpec) -> str:
 def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
     target = spec.params.get("path", spec.uri) if spec.kind is SourceKind.FILE else spec.uri
     try:
+        if uses_tls(spec):
+            return _open_tls(spec, options, target)
         return av.open(
             target,
             mode="r",
             options=demux_options(spec, options),
             timeout=(options.open_timeout, options.stall_timeout) if spec.is_live else None,
         )
+    except CertificateError as exc:
+        raise SourceCertificateError(spec.stream_id, f"cannot open {spec.redacted}: {exc}") from exc
     except (av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError) as exc:
         raise SourceUnsupportedError(spec.stream_id, f"cannot open {spec.redacted}: {explain(exc, spec)}") from exc
     except (av.FFmpegError, OSError) as exc:
         raise SourceOpenError(spec.stream_id, f"cannot open {spec.redacted}: {explain(exc, spec)}") from exc
+
+
+class CertificateError(Exception):
+    """The server's TLS certificate failed verification."""
+
+
+def _open_tls(spec: SourceSpec, options: SourceOptions, target: str) -> Any:
+    """Open a TLS source, reading FFmpeg's log of this thread so a failed verification is said as such."""
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            try:
+                return av.open(
+                    target,
+                    mode="r",
+                    options=demux_options(spec, options),
+                    timeout=(options.open_timeout, options.stall_timeout),
+                )
+            except OSError as exc:
+                said = " ".join(str(message).strip() for _, name, message in logs if name == "tls")
+                if "certificate" in said.lower() or "verif" in said.lower():
+                    raise CertificateError(
+                        f"TLS: the server's certificate failed verification ({said}); trust its CA with ca_file "
+                        "(--ca-file) or turn verification off with tls_insecure (--tls-insecure)"
+                    ) from exc
+                raise
+    finally:
+        av.logging.set_level(None)
 
 
 def decodable_tracks(container: Any, spec: SourceSpec, options: SourceOptions | None = None) -> tuple[Any, Any]:

@@ -53,6 +53,10 @@ class SourceUnsupportedError(SourceOpenError):
     """This build of FFmpeg lacks what the source needs (a protocol, a demuxer, a decoder): retrying cannot help."""
 
 
+class SourceCertificateError(SourceOpenError):
+    """A TLS source's certificate failed verification: a setting to change (CA file), not an outage to wait out."""
+
+
 class DecodeError(SourceError):
     """The source opened but its data could not be decoded (corrupt, truncated, unsupported codec)."""
 

@@ -15,6 +15,8 @@ class SourceOptions:
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     low_latency: bool | None = None  # None: on for live sources, off for files
     av_options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # override FFmpeg's
+    ca_file: str | None = None  # https/rtsps/rtmps: CA bundle to verify the server with (default: the system's)
+    tls_insecure: bool = False  # https/rtsps/rtmps: do not verify the server's certificate
     luma_size: tuple[int, int] = (160, 90)  # (width, height) of the analysis image
     sample_rate: int = 16000  # analysis audio: mono float32 at this rate
     keep_full_frames: bool = True  # keep each decoded picture reachable for snapshots (converted on demand)

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from .errors import SourceError, SourceSpecError, SourceUnsupportedError
+from .errors import SourceCertificateError, SourceError, SourceSpecError, SourceUnsupportedError
 from .handoff import DropPolicy, MediaQueue
 from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
 from .options import SourceOptions
@@ -185,8 +185,8 @@ class Source:
             else:
                 error = outcome.error
             self.stats.failures += 1
-            # retrying cannot mend a malformed source, nor give FFmpeg a protocol or codec it lacks
-            permanent = isinstance(error, (SourceSpecError, SourceUnsupportedError))
+            # retrying cannot mend a malformed source or an untrusted certificate, nor give FFmpeg what it lacks
+            permanent = isinstance(error, (SourceSpecError, SourceUnsupportedError, SourceCertificateError))
             if opened_at is not None and time.monotonic() - opened_at >= options.healthy_after:
                 failures = 0  # it worked for a while: back off from the start again
             if permanent or not live or not options.reconnect or (first and options.fail_fast):

@@ -24,7 +24,15 @@ from .errors import SourceSpecError
 
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp"})
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SECRET_QUERY_KEYS = frozenset({"password", "pass", "pwd", "passphrase", "token", "key", "secret", "auth"})
+# query keys whose values are credentials (compared in lower case): passwords, tokens, SRT's passphrase and
+# streamid, signed-URL signatures and credentials (AWS S3/CloudFront, Azure SAS, Google)
+_SECRET_QUERY_KEYS = frozenset({
+    "password", "pass", "pwd", "passwd", "passphrase", "token", "access_token", "refresh_token", "id_token",
+    "auth", "authorization", "key", "apikey", "api_key", "api-key", "secret", "client_secret", "session",
+    "sessionid", "streamid", "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+    "policy", "key-pair-id", "x-goog-signature", "x-goog-credential",
+})  # fmt: skip
+_KEY_IN_PATH_SCHEMES = frozenset({"rtmp", "rtmps"})  # rtmp://host/APP/STREAM_KEY: the key is a credential
 _NOT_IN_NAME = re.compile(r"[:/\\?.]")
 _CAMERA_DEV_RE = re.compile(r"^/dev/video(\d+)$")
 
@@ -79,7 +87,11 @@ def redact(uri: str) -> str:
                     f"{quote(k)}={'***' if k.lower() in _SECRET_QUERY_KEYS else quote(v, safe=':,/@')}"
                     for k, v in pairs
                 )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        path = parts.path
+        if parts.scheme.lower() in _KEY_IN_PATH_SCHEMES:
+            app, _, key = path.lstrip("/").partition("/")
+            path = f"/{app}/***" if key else path
+        return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
     except ValueError:
         # Unparseable: hide everything between "://" and the last "@", if any.
         head, _, rest = uri.partition("://")
@@ -135,7 +147,9 @@ def _classify(uri: str, name: str | None) -> tuple[SourceKind, dict[str, str], s
             raise SourceSpecError(label, f"unsupported scheme {scheme}:// (supported: {allowed}, camera:, synthetic:)")
         parts = urlsplit(uri)
         host = (parts.hostname or "").replace(".", "_")
-        return SourceKind.NETWORK, {}, sanitize_stream_id(f"{host}_{parts.path}")
+        # from the host and the path only (never the query); an RTMP path's stream key (after the app) is left out
+        path = parts.path.lstrip("/").partition("/")[0] if scheme in _KEY_IN_PATH_SCHEMES else parts.path
+        return SourceKind.NETWORK, {}, sanitize_stream_id(f"{host}_{path}")
     return SourceKind.FILE, {"path": uri}, sanitize_stream_id(Path(uri).stem)
 
 

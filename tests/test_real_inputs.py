@@ -7,6 +7,7 @@ import asyncio
 import http.server
 import itertools
 import json
+import ssl
 import subprocess
 import sys
 import threading
@@ -345,3 +346,49 @@ def test_bad_settings_are_one_line_at_start_up_with_exit_2(tmp_path: Path, case:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamer: error: ") and expected in lines[0], done.stderr
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for 127.0.0.1 (``cert.pem``), serving tmp_path."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    make_clip(tmp_path / "rec.mkv", duration=2.0)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/rec.mkv", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_sources_verify_the_servers_certificate(https_server: tuple[str, Path]) -> None:
+    """FFmpeg does not verify certificates unless told to: an untrusted server used to be accepted silently."""
+    url, cert = https_server
+    refused = subprocess.run([*STREAMER, "probe", url], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 3
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "certificate failed verification" in lines[0] and "--ca-file" in lines[0]
+    trusted = subprocess.run([*STREAMER, "probe", url, "--ca-file", str(cert)], capture_output=True, text=True,
+                             timeout=60)  # fmt: skip
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["live"] is False
+    insecure = subprocess.run([*STREAMER, "probe", url, "--tls-insecure"], capture_output=True, text=True, timeout=60)
+    assert insecure.returncode == 0, insecure.stderr

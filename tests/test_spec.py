@@ -71,3 +71,26 @@ def test_missing_camera_is_a_clear_error() -> None:
     spec = parse_source("camera:57")
     with pytest.raises(SourceOpenError, match=r"stream 'camera57': cannot open camera /dev/video57: no such device"):
         open_camera(spec, capture_config(spec))
+
+
+@pytest.mark.parametrize(
+    ("uri", "secrets", "shown"),
+    [
+        ("rtmp://live.example/app/sk_live_SECRET", ["sk_live_SECRET"], "rtmp://live.example/app/***"),
+        ("rtmps://u:pw@live.example:443/app/KEY1?x=1", ["KEY1", "pw"], "rtmps://u:***@live.example:443/app/***?x=1"),
+        ("srt://h:9000?passphrase=SECRETPASS&streamid=SECRETID&latency=200", ["SECRETPASS", "SECRETID"],
+         "srt://h:9000?passphrase=***&streamid=***&latency=200"),
+        ("https://h/v.m3u8?access_token=TOK1&sig=SIG1", ["TOK1", "SIG1"], "https://h/v.m3u8?access_token=***&sig=***"),
+        ("https://b.s3.example/v.mp4?X-Amz-Signature=S1&X-Amz-Credential=C1&X-Amz-Security-Token=T1",
+         ["S1", "C1", "T1"], None),
+        ("https://cdn.example/v.m3u8?Policy=P1&Signature=S2&Key-Pair-Id=K1", ["P1", "S2", "K1"], None),
+    ],
+)  # fmt: skip
+def test_credentials_are_never_in_a_derived_id_or_a_shown_uri(uri: str, secrets: list[str], shown: str | None) -> None:
+    """An RTMP stream key used to become part of the derived stream id (published in topics and stats); SRT's
+    passphrase and streamid and signed-URL keys used to be shown."""
+    spec = parse_source(uri)
+    for secret in secrets:
+        assert secret not in spec.stream_id and secret not in spec.redacted and secret not in repr(spec)
+    if shown is not None:
+        assert spec.redacted == shown
