@@ -216,7 +216,7 @@ class FusionModel(nn.Module):
         A timestep with ``reset`` (the first after a reconnect) resets its stream's state before it is scored;
         when timesteps of that stream from before the reset are in the batch too, the batch is scored in parts.
         """
-        parts = _reset_parts(timesteps, slots)
+        parts = _reset_parts(timesteps, slots) if any(ts.reset for ts in timesteps) else [(0, len(timesteps))]
         if len(parts) == 1:
             return self._score_part(timesteps, slots)
         results = [self._score_part(timesteps[a:b], slots[a:b]) for a, b in parts]

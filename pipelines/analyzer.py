@@ -174,8 +174,7 @@ class Analyzer:
 
         def on_gap(gap: Discontinuity) -> None:
             rt.lost = True
-            if not rt.lane.pending and sc.stream_id not in self._scoring:
-                self._end_lost(rt)
+            self._end_if_lost(rt)
 
         rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info, on_gap=on_gap)
         duration = self.config.duration
@@ -260,10 +259,14 @@ class Analyzer:
         rt.lost = False
         self._emit(rt, rt.detector.flush("source lost"))
 
+    def _end_if_lost(self, rt: StreamRuntime) -> None:
+        """End an open event of a lost source once none of its timesteps is waiting or being scored."""
+        if rt.lost and not rt.lane.pending and rt.config.stream_id not in self._scoring:
+            self._end_lost(rt)
+
     def _flush_finished(self) -> None:
         for rt in self.streams.values():
-            if rt.lost and not rt.lane.pending:
-                self._end_lost(rt)
+            self._end_if_lost(rt)
             if rt.done and not rt.flushed and not rt.lane.pending:
                 rt.flushed = True
                 self._emit(rt, rt.detector.flush())

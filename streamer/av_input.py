@@ -18,9 +18,11 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -62,7 +64,7 @@ def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
     if spec.kind is SourceKind.NETWORK:
         if low_latency:
             opts.update(LIVE_DEMUX_OPTIONS)
-        if spec.uri.lower().startswith(("rtsp://", "rtsps://")):
+        if spec.scheme in ("rtsp", "rtsps"):
             opts["rtsp_transport"] = options.rtsp_transport
         opts.update(tls_options(spec, options))
     opts.update(options.av_options)
@@ -72,8 +74,7 @@ def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
 def explain(exc: BaseException, spec: SourceSpec) -> str:
     """A one-line cause for a PyAV/OS error, without the (secret-bearing) URI FFmpeg likes to append."""
     if isinstance(exc, av.error.ProtocolNotFoundError):
-        scheme = spec.uri.split(":", 1)[0].lower()
-        return f"this build of FFmpeg (PyAV's) has no '{scheme}' protocol"
+        return f"this build of FFmpeg (PyAV's) has no '{spec.scheme}' protocol"
     if isinstance(exc, av.error.DemuxerNotFoundError):
         return "this build of FFmpeg (PyAV's) has no demuxer for it"
     if isinstance(exc, FileNotFoundError):
@@ -95,14 +96,13 @@ def explain(exc: BaseException, spec: SourceSpec) -> str:
 def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
     target = spec.params.get("path", spec.uri) if spec.kind is SourceKind.FILE else spec.uri
     try:
-        if uses_tls(spec):
-            return _open_tls(spec, options, target)
-        return av.open(
-            target,
-            mode="r",
-            options=demux_options(spec, options),
-            timeout=(options.open_timeout, options.stall_timeout) if spec.is_live else None,
-        )
+        with _certificate_failures_said() if uses_tls(spec) else contextlib.nullcontext():
+            return av.open(
+                target,
+                mode="r",
+                options=demux_options(spec, options),
+                timeout=(options.open_timeout, options.stall_timeout) if spec.is_live else None,
+            )
     except CertificateError as exc:
         raise SourceCertificateError(spec.stream_id, f"cannot open {spec.redacted}: {exc}") from exc
     except (av.error.ProtocolNotFoundError, av.error.DemuxerNotFoundError) as exc:
@@ -115,18 +115,15 @@ class CertificateError(Exception):
     """The server's TLS certificate failed verification."""
 
 
-def _open_tls(spec: SourceSpec, options: SourceOptions, target: str) -> Any:
-    """Open a TLS source, reading FFmpeg's log of this thread so a failed verification is said as such."""
+@contextlib.contextmanager
+def _certificate_failures_said() -> Iterator[None]:
+    """Around opening a TLS source: read FFmpeg's log of this thread, so that a failed certificate verification
+    (to FFmpeg, an I/O error) is said as such."""
     av.logging.set_level(av.logging.ERROR)
     try:
         with av.logging.Capture(local=True) as logs:
             try:
-                return av.open(
-                    target,
-                    mode="r",
-                    options=demux_options(spec, options),
-                    timeout=(options.open_timeout, options.stall_timeout),
-                )
+                yield
             except OSError as exc:
                 said = " ".join(str(message).strip() for _, name, message in logs if name == "tls")
                 if "certificate" in said.lower() or "verif" in said.lower():
@@ -205,8 +202,7 @@ def describe(container: Any, spec: SourceSpec, video: Any, audio: Any) -> Stream
 
 def is_recorded(container: Any, spec: SourceSpec) -> bool:
     """Recorded media fetched over HTTP(S): an mp4 or an HLS VOD playlist, whose demuxer knows its duration."""
-    scheme = spec.uri.split(":", 1)[0].lower()
-    return spec.kind is SourceKind.NETWORK and scheme in ("http", "https") and bool(container.duration)
+    return spec.kind is SourceKind.NETWORK and spec.scheme in ("http", "https") and bool(container.duration)
 
 
 def stamped_on_arrival(container: Any, spec: SourceSpec) -> bool:
@@ -430,23 +426,20 @@ class _Decoder:
         ctx.timeline.start_segment(ctx.timeline.end)
 
     def _send_audio(self, chunk: AudioChunk | None) -> None:
-        _send_audio(self.ctx, chunk, self.pacer, self.announcer)
-
-
-def _send_audio(ctx: WorkerContext, chunk: AudioChunk | None, pacer: Pacer | None, out: _Announcer) -> None:
-    if chunk is None:
-        return
-    sr = ctx.options.sample_rate
-    start = ctx.timeline.segment_start
-    if chunk.t < start - 1e-9:  # trim what lies before the stream's start
-        skip = math.ceil((start - chunk.t) * sr - 1e-6)
-        if skip >= len(chunk.samples):
+        ctx, pacer = self.ctx, self.pacer
+        if chunk is None:
             return
-        chunk = AudioChunk(t=chunk.t + skip / sr, samples=chunk.samples[skip:], wall_time=chunk.wall_time)
-    if pacer is not None:
-        pacer.wait(chunk.t)
-    out.send(chunk)
-    ctx.timeline.reached(chunk.end(sr))
+        sr = ctx.options.sample_rate
+        start = ctx.timeline.segment_start
+        if chunk.t < start - 1e-9:  # trim what lies before the stream's start
+            skip = math.ceil((start - chunk.t) * sr - 1e-6)
+            if skip >= len(chunk.samples):
+                return
+            chunk = AudioChunk(t=chunk.t + skip / sr, samples=chunk.samples[skip:], wall_time=chunk.wall_time)
+        if pacer is not None:
+            pacer.wait(chunk.t)
+        self.announcer.send(chunk)
+        ctx.timeline.reached(chunk.end(sr))
 
 
 def _check_complete(ctx: WorkerContext, info: StreamInfo) -> None:

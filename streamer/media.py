@@ -158,7 +158,7 @@ class Timestep:
     video_missing: bool = False
     audio_missing: bool = False
     wall_time: float = 0.0
-    reset: bool = False  # the timeline restarted just before this timestep (reconnect, timestamp jump)
+    reset: bool = False  # the first timestep after a discontinuity (a reconnect): the stream starts afresh
 
     @property
     def audio(self) -> Samples:

@@ -133,11 +133,10 @@ class Source:
             )
             thread.start()
             outcome: Ended | Failed | None = None
-            opened_at: float | None = None
+            opened_at: float | None = None  # monotonic time this connection opened
             try:
-                opened = False
                 while outcome is None:
-                    timeout = (options.stall_timeout if opened else options.open_timeout) + 1.0
+                    timeout = (options.stall_timeout if opened_at is not None else options.open_timeout) + 1.0
                     try:
                         async with asyncio.timeout(timeout if live else None):
                             batch = await queue.get_batch()
@@ -148,7 +147,6 @@ class Source:
                         if isinstance(item, (VideoFrame, AudioChunk)):
                             yield item
                         elif isinstance(item, Opened):
-                            opened = True
                             opened_at = time.monotonic()
                             self.stats.connects += 1
                             self.info = item.info

@@ -58,6 +58,12 @@ class SourceSpec:
         return redact(self.uri)
 
     @property
+    def scheme(self) -> str:
+        """The URI's scheme in lower case (``rtsp``, ``https``...); empty for a plain file path or a camera."""
+        head, sep, _ = self.uri.partition("://")
+        return head.lower() if sep else ""
+
+    @property
     def is_live(self) -> bool:
         """Live sources run in real time: they drop rather than block, and reconnect on failure."""
         if self.kind is SourceKind.SYNTHETIC:

@@ -25,7 +25,7 @@ _WELL_KNOWN_BUNDLES = (
 
 
 def uses_tls(spec: SourceSpec) -> bool:
-    return spec.uri.split(":", 1)[0].lower() in TLS_SCHEMES
+    return spec.scheme in TLS_SCHEMES
 
 
 def system_ca_bundle() -> str | None:

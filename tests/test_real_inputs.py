@@ -4,6 +4,8 @@ HTTP, and sources that open and die at once (each of these once crashed, hung or
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import http.server
 import itertools
 import json
@@ -208,34 +210,41 @@ class _SlowClockTsHandler(http.server.BaseHTTPRequestHandler):
             return
 
 
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A threaded HTTP server on 127.0.0.1: ``/cam.mjpg`` is a live MJPEG camera, other paths files of tmp_path."""
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """``/cam.mjpg``: a live MJPEG camera; ``/fast.ts``: live MPEG-TS on a wrong clock; else the server's files."""
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
+    def do_GET(self) -> None:
+        if self.path.startswith("/cam.mjpg"):
+            _MjpegHandler.do_GET(self)  # type: ignore[arg-type]
+        elif self.path.startswith("/fast.ts"):
+            _SlowClockTsHandler.do_GET(self)  # type: ignore[arg-type]
+        else:
+            super().do_GET()
 
-        def do_GET(self) -> None:
-            if self.path.startswith("/cam.mjpg"):
-                _MjpegHandler.do_GET(self)  # type: ignore[arg-type]
-            elif self.path.startswith("/fast.ts"):
-                _SlowClockTsHandler.do_GET(self)  # type: ignore[arg-type]
-            else:
-                super().do_GET()
+    def log_message(self, format: str, *args: object) -> None:
+        return
 
-        def log_message(self, format: str, *args: object) -> None:
-            return
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+@contextlib.contextmanager
+def _serving(directory: Path, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A threaded HTTP(S) server on 127.0.0.1 for ``directory`` (and the live paths of :class:`_Handler`); its
+    port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with _serving(tmp_path) as port:
+        yield f"http://127.0.0.1:{port}", tmp_path
 
 
 def test_mjpeg_over_http_is_stamped_on_arrival_at_its_real_rate(http_server: tuple[str, Path]) -> None:
@@ -358,25 +367,10 @@ def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     make_clip(tmp_path / "rec.mkv", duration=2.0)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/rec.mkv", cert
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(tmp_path, context) as port:
+        yield f"https://127.0.0.1:{port}/rec.mkv", cert
 
 
 def test_https_sources_verify_the_servers_certificate(https_server: tuple[str, Path]) -> None:
