@@ -1,25 +1,37 @@
-"""S_a: audio activity from log-mel energy and spectral flux, against a per-stream, per-band noise floor.
+"""S_a: audio activity from log-mel band levels and spectral flux, against each stream's recent background.
 
 Each timestep's audio window (look-back context + the timestep's samples) goes through torchaudio's
-``MelSpectrogram`` (25 ms windows, 10 ms hop, 40 bands); the frames that fall in the timestep itself are used:
+``MelSpectrogram`` (25 ms windows, 10 ms hop, 40 bands from ``f_min`` = 150 Hz up, grouped by averaging their dB
+into ``bands`` wider bands: a real sound covers several mel bands, and fewer, wider bands fluctuate less); the
+frames that fall in the timestep itself are used. Below 150 Hz is left out: rumble (traffic, wind, an exercise
+bike's thumps, HVAC) lives there, while the sounds people listen for (voices, barks, knocks, alarms, glass) have
+their energy above it; on real recordings the thumps of a bike's hum alone made 19 false events in 2 minutes.
 
-* ``level`` (dB, per band): mean log-mel power over the timestep. The stream's noise floor is, per band, a running
-  mean ``floor`` and mean absolute deviation ``dev`` of the level (time constant ``tau`` seconds; within ``fall``
-  seconds when the level drops more than ``k * dev`` below it), so steady noise (a fan, rain) becomes floor
-  and a burst hardly moves it (it rises ten times slower while the score is high);
-* ``excess = max over bands of (level - floor - k * dev)`` (dB): how far the loudest band stands out;
-* ``flux``: spectral flux, the mean over frames of the summed positive band-to-band increase (dB), which marks
-  onsets; ``flux_excess`` is its excess over its own running mean and deviation, the same way;
-* ``S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)``.
-  With ``k`` 3, ``margin`` 4 dB and ``scale`` 4 dB a sound 20 dB over a steady floor (band deviation ~1.5 dB)
-  gives about 0.94, 30 dB 0.999; the max over 40 noisy bands of steady noise stays under ``k * dev + margin``.
+* **Digital silence** (a spectrogram frame with no power at all: a muted or not yet started track, a dropout,
+  a digitally silent AAC track as CCTV exports carry) is not sound: those frames are left out of the level and the
+  flux, and a timestep that is mostly silence counts as the modality being *absent* (``present`` False: S_a is
+  ``null`` in scores and events). It never teaches the background either.
+* ``level`` (dB, per band): mean log level over the timestep's frames. ``flux``: spectral flux, the mean over
+  frames of the summed positive band-to-band increase (dB), which marks onsets.
+* **The background** is the recent past, ``window`` seconds (8) of the stream's heard timesteps, described by
+  robust statistics, so that sounds (unless they fill half the window) do not count as background, while a change
+  of the background itself (a level step, the end of a fade-in, a fan switched on) is the background within half
+  the window: per band, with ``q25`` and ``q50`` the 25th percentile and the median of the window,
 
-Warm-up: the first ``warmup`` seconds of a stream's audio (5 timesteps at 100 ms) only teach the floor (S_a = 0):
-per band, the floor starts at the median of their levels and ``dev`` at their robust spread
-(:func:`models.slots.warmup_baseline`), and the flux's baseline likewise. So neither a first timestep that is
-partly digital silence (audio starting mid-timestep, a live stream joined mid-packet), which would leave the
-floor far below the real noise, nor a bang as the stream starts (a live stream joined during a sound), which
-would inflate ``dev`` by tens of dB and leave the stream deaf for many seconds, sets the floor.
+      floor = q50,  sigma = max(min_dev, (q50 - q25) / 0.674)
+
+  (for steady noise ``floor`` is its mean and ``sigma`` its deviation; the lower half's spread, as sounds widen
+  the upper half). A busy background (a street, traffic) spreads its levels and so raises its own bar.
+* ``excess = max over bands of (level - floor - k * sigma)`` (dB), ``flux_excess`` likewise for the flux, and
+
+      S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)
+
+  With ``k`` 3, ``margin`` 3 dB and ``scale`` 4 dB, a sound 12 dB over a steady background (sigma 1 dB) gives
+  about 0.82, 20 dB 0.97.
+
+Warm-up: a stream's first ``warmup`` seconds of heard audio (5 timesteps at 100 ms) only fill the window
+(S_a = 0). Being robust statistics of the lower part, neither a first timestep that is partly silence nor a bang as
+the stream is joined sets the background.
 """
 
 from __future__ import annotations
@@ -30,28 +42,25 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from .slots import SlotStateMixin, warmup_baseline
+from .slots import SlotStateMixin
 
 _EPS_POWER = 1e-10  # -100 dB: what digital silence reads as
+_SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digital silence (zeros)
 
 
 class AudioActivity(SlotStateMixin):
     """Input ``audio (B, N)`` float (context + hop samples), ``present (B,)`` bool, ``slots (B,)`` long (distinct).
 
     ``hop_samples`` is the length of the timestep's own part at the end of each window. Returns ``score (B,)``
-    and raw features ``excess`` (dB), ``level`` (dB, mean over bands), ``flux`` (dB), each ``(B,)``.
+    and the features ``excess`` (dB), ``level`` (dB, mean over bands), ``flux`` (dB) and ``present`` (bool: the
+    row had audio that was not digital silence), each ``(B,)``.
     """
 
-    _slot_buffers = ("floor", "dev", "flux_mu", "flux_dev", "count", "level_history", "flux_history")
-    # prior spreads (dB); steady noise measured 0.74 dB (band levels) and 2.4-2.7 dB (flux) mean deviation
-    _slot_defaults: ClassVar[dict[str, float]] = {"dev": 2.0, "flux_dev": 3.0}
-    floor: Tensor  # (capacity, n_mels) dB
-    dev: Tensor  # (capacity, n_mels) dB
-    flux_mu: Tensor  # (capacity,) dB
-    flux_dev: Tensor  # (capacity,) dB
-    count: Tensor  # (capacity,) float: timesteps with audio learned so far
-    level_history: Tensor  # (capacity, warm-up steps, n_mels) dB: the warm-up's levels
-    flux_history: Tensor  # (capacity, warm-up steps) dB: the warm-up's fluxes
+    _slot_buffers = ("levels", "fluxes", "count")
+    _slot_defaults: ClassVar[dict[str, float]] = {"levels": float("nan"), "fluxes": float("nan")}
+    levels: Tensor  # (capacity, window steps, bands) dB: the recent heard timesteps' levels, a ring
+    fluxes: Tensor  # (capacity, window steps) dB
+    count: Tensor  # (capacity,) float: heard timesteps so far
 
     def __init__(
         self,
@@ -59,104 +68,118 @@ class AudioActivity(SlotStateMixin):
         hop_samples: int = 1600,
         *,
         n_mels: int = 40,
+        bands: int = 10,
+        f_min: float = 150.0,
         hop: float = 0.1,
-        tau: float = 10.0,
-        fall: float = 1.0,
+        window: float = 8.0,
         k: float = 3.0,
-        margin: float = 4.0,
+        margin: float = 3.0,
         scale: float = 4.0,
         flux_weight: float = 0.5,
+        min_dev: float = 1.0,
+        min_flux_dev: float = 2.0,
         warmup: float = 0.5,
         capacity: int = 8,
     ) -> None:
         super().__init__()
-        if not (hop > 0 and tau > 0 and fall > 0 and scale > 0 and k >= 0 and margin >= 0 and flux_weight >= 0):
-            raise ValueError("hop, tau, fall, scale must be > 0; k, margin and flux_weight >= 0")
+        if not (hop > 0 and window > 0 and scale > 0 and k >= 0 and margin >= 0 and flux_weight >= 0):
+            raise ValueError("hop, window, scale must be > 0; k, margin and flux_weight >= 0")
+        if bands < 1 or n_mels % bands:
+            raise ValueError(f"bands must divide n_mels ({n_mels}), got {bands}")
         self.n_fft = round(0.025 * sample_rate)
         self.frame_hop = round(0.010 * sample_rate)
         self.min_window = self.n_fft + self.frame_hop  # samples of audio a timestep's window needs (context + hop)
         self.hop_samples = hop_samples
+        self.bands = bands
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
+        self.min_dev, self.min_flux_dev = min_dev, min_flux_dev
         self.warmup_steps = max(1, round(warmup / hop))
-        self.rise = min(1.0, hop / tau)
-        self.fall = min(1.0, hop / fall)
+        steps = max(self.warmup_steps, round(window / hop))
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=self.n_fft, hop_length=self.frame_hop, n_mels=n_mels, center=False
+            sample_rate=sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.frame_hop,
+            n_mels=n_mels,
+            center=False,
+            f_min=f_min,
         )
-        self.register_buffer("floor", torch.zeros(capacity, n_mels))
-        self.register_buffer("dev", torch.full((capacity, n_mels), 2.0))
-        self.register_buffer("flux_mu", torch.zeros(capacity))
-        self.register_buffer("flux_dev", torch.full((capacity,), self._slot_defaults["flux_dev"]))
+        self.register_buffer("levels", torch.full((capacity, steps, bands), float("nan")))
+        self.register_buffer("fluxes", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
-        self.register_buffer("level_history", torch.zeros(capacity, self.warmup_steps, n_mels))
-        self.register_buffer("flux_history", torch.zeros(capacity, self.warmup_steps))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        level, flux = self._measure(audio)
-        return self._decide(level, flux, present, slots)
+        level, flux, heard = self._measure(audio)
+        return self._decide(level, flux, present & heard, slots)
 
     def forward_rounds(
         self, audio: Tensor, present: Tensor, slots: Tensor, rounds: list[Tensor]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Like :meth:`forward`, but slots may repeat: ``rounds[r]`` indexes each slot's ``r``-th timestep.
-        The log-mel spectrogram runs once over the whole batch; only the noise floor goes round by round."""
-        level, flux = self._measure(audio)
+        The log-mel spectrogram runs once over the whole batch; only the background goes round by round."""
+        level, flux, heard = self._measure(audio)
+        present = present & heard
         score = torch.zeros(slots.shape[0], device=slots.device)
         excess = torch.zeros_like(score)
         for index in rounds:
             score[index], features = self._decide(level[index], flux[index], present[index], slots[index])
             excess[index] = features["excess"]
-        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux}
+        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}
 
-    def _measure(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """Per row: mean log-mel level ``(B, n_mels)`` dB over the timestep's own frames, spectral flux ``(B,)``."""
+    def _measure(self, audio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per row: band levels ``(B, bands)`` dB and flux ``(B,)`` over the timestep's own sounding frames, and
+        whether it has sound at all ``(B,)`` (not mostly digital silence)."""
         if audio.shape[1] < self.min_window:
             raise ValueError(f"audio windows need >= {self.min_window} samples, got {audio.shape[1]}")
-        logmel = 10.0 * torch.log10(self.mel(audio) + _EPS_POWER)  # (B, n_mels, T)
+        power = self.mel(audio)  # (B, n_mels, T)
+        sounding = power.sum(dim=1) > _SILENT_POWER  # (B, T)
+        logmel = 10.0 * torch.log10(power + _EPS_POWER)
+        batch, n_mels, frames = logmel.shape
+        grouped = logmel.view(batch, self.bands, n_mels // self.bands, frames).mean(dim=2)  # (B, bands, T)
         # the frames that end inside the timestep's own samples (and the one before each, for the flux)
-        own = max(1, min(logmel.shape[2] - 1, round(self.hop_samples / self.frame_hop)))
-        level = logmel[:, :, -own:].mean(dim=2)  # (B, n_mels)
-        flux = torch.relu(logmel[:, :, -own:] - logmel[:, :, -own - 1 : -1]).sum(dim=1).mean(dim=1)  # (B,)
-        return level, flux
+        own = max(1, min(frames - 3, round(self.hop_samples / self.frame_hop)))
+        here = sounding[:, -own:].float()
+        n_here = here.sum(dim=1)
+        level = (grouped[:, :, -own:] * here.unsqueeze(1)).sum(dim=2) / n_here.clamp(min=1).unsqueeze(1)
+        rise = torch.relu(grouped[:, :, -own:] - grouped[:, :, -own - 1 : -1]).sum(dim=1)  # (B, own)
+        # no flux out of silence: the frame before and the two before it (which the 25 ms window overlaps) sound
+        settled = sounding[:, 2:-1] & sounding[:, 1:-2] & sounding[:, :-3]  # (B, T - 3): for frames 3..T-1
+        pair = here * settled[:, -own:].float()
+        flux = (rise * pair).sum(dim=1) / pair.sum(dim=1).clamp(min=1)
+        heard = n_here * 2 > own
+        return level, flux, heard
+
+    def background(self, slots: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Each slot's background: band ``floor`` and ``sigma`` ``(B, bands)``, flux ``floor`` and ``sigma``
+        ``(B,)``, from the lower part of its window (see the module's docstring)."""
+        levels, fluxes = self.levels[slots], self.fluxes[slots]
+        q = torch.tensor([0.25, 0.5], device=levels.device, dtype=levels.dtype)
+        lq = torch.nanquantile(levels, q, dim=1)  # (2, B, bands)
+        fq = torch.nanquantile(fluxes, q, dim=1)  # (2, B)
+        sigma = torch.clamp((lq[1] - lq[0]) / 0.674, min=self.min_dev)
+        flux_sigma = torch.clamp((fq[1] - fq[0]) / 0.674, min=self.min_flux_dev)
+        return lq[1], sigma, fq[1], flux_sigma
 
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against the stream's noise floor and learn (``slots`` distinct)."""
-        floor, dev, count = self.floor[slots], self.dev[slots], self.count[slots]
+        """Score against the stream's background and add the timestep to it (``slots`` distinct)."""
+        count = self.count[slots]
         warm = count >= self.warmup_steps
-        flux_mu, flux_dev = self.flux_mu[slots], self.flux_dev[slots]
-        excess = (level - floor - self.k * dev).amax(dim=1)
-        flux_excess = flux - flux_mu - self.k * flux_dev
+        floor, sigma, flux_floor, flux_sigma = self.background(slots)
+        excess = torch.nan_to_num((level - floor - self.k * sigma).amax(dim=1), nan=0.0)
+        flux_excess = torch.nan_to_num(flux - flux_floor - self.k * flux_sigma, nan=0.0)
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
         score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
 
-        # Learn. Warm-up: remember the levels; with the last, their medians are the floor. Then running means,
-        # falling fast when the noise drops and rising ten times slower while the stream is active.
-        filling = present & ~warm
-        ready = filling & (count + 1 >= self.warmup_steps)
-        levels, level_median, level_spread = warmup_baseline(self.level_history[slots], count, level, filling, dev)
-        fluxes, flux_median, flux_spread = warmup_baseline(self.flux_history[slots], count, flux, filling, flux_dev)
-        slow = (1.0 - 0.9 * score).unsqueeze(1)
-        rate = torch.where(level < floor - self.k * dev, self.fall, self.rise * slow)
-        w, r = warm.unsqueeze(1), ready.unsqueeze(1)
-        new_floor = torch.where(w, floor + rate * (level - floor), torch.where(r, level_median, floor))
-        new_dev = torch.where(w, dev + rate * ((level - floor).abs() - dev), torch.where(r, level_spread, dev))
-        flux_falling = flux < flux_mu - self.k * flux_dev  # as the floor: falls fast, its spread not growing
-        flux_rate = torch.where(flux_falling, self.fall, self.rise * slow.squeeze(1))
-        new_flux_mu = torch.where(
-            warm, flux_mu + flux_rate * (flux - flux_mu), torch.where(ready, flux_median, flux_mu)
+        # Every heard timestep goes into the window (its lower part is the background): one ring slot each.
+        at = (count.long() % self.levels.shape[1]).to(slots.device)
+        rows = self.levels[slots]
+        rows[torch.arange(rows.shape[0], device=rows.device), at] = torch.where(
+            present.unsqueeze(1), level, rows[torch.arange(rows.shape[0], device=rows.device), at]
         )
-        moved_flux_dev = flux_dev + flux_rate * ((flux - flux_mu).abs() - flux_dev)
-        new_flux_dev = torch.where(
-            warm,
-            torch.where(flux_falling, torch.minimum(moved_flux_dev, flux_dev), moved_flux_dev),
-            torch.where(ready, flux_spread, flux_dev),
+        self.levels[slots] = rows
+        ring = self.fluxes[slots]
+        ring[torch.arange(ring.shape[0], device=ring.device), at] = torch.where(
+            present, flux, ring[torch.arange(ring.shape[0], device=ring.device), at]
         )
-        keep = present.unsqueeze(1)
-        self.floor[slots] = torch.where(keep, new_floor, floor)
-        self.dev[slots] = torch.where(keep, new_dev, dev)
-        self.flux_mu[slots] = torch.where(present, new_flux_mu, flux_mu)
-        self.flux_dev[slots] = torch.where(present, new_flux_dev, flux_dev)
-        self.level_history[slots] = levels
-        self.flux_history[slots] = fluxes
+        self.fluxes[slots] = ring
         self.count[slots] = count + present.to(count.dtype)
-        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux}
+        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}

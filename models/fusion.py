@@ -1,12 +1,14 @@
 """The fusion model: S(t) = alpha * S_v(t) + beta * S_a(t) for a batch of timesteps across streams.
 
-Missing modality rule: the weights of the modalities present are scaled up so they add to ``alpha + beta``::
+An absent modality (no video, no audio track, or digital silence) contributes nothing: ``S = alpha * m_v * S_v +
+beta * m_a * S_a`` with ``m_v``, ``m_a`` = 1 when the modality is present at t, else 0, so a stream's threshold
+means the same whatever it carries. With the defaults (alpha = beta = 0.5, threshold 0.3) a clear sound alone or
+clear motion alone (S_a or S_v over 0.6) makes an event, both together a stronger one.
 
-    S = (alpha * m_v * S_v + beta * m_a * S_a) * (alpha + beta) / (alpha * m_v + beta * m_a)
-
-with ``m_v``, ``m_a`` = 1 when the modality is present at t, else 0; S = 0 when no weighted modality is present.
-So with the defaults (0.5, 0.5) an audio-only stream scores S = S_a, while ``alpha=1, beta=0`` on a stream whose
-video stalled scores 0 rather than listening to audio it was told to ignore.
+**Alignment** (:class:`models.align.Alignment`): evidence of one modality within the last ``av_window`` seconds
+(0.2: a hop or two, and the A/V offset of real cameras) counts for the other while that one is active, so a sound
+and a movement that start together score as co-occurring whatever their phase against the timestep grid. The S_v
+and S_a that S is computed from (and that are published) are the aligned ones.
 
 Streams get a *slot* (:meth:`FusionModel.add_stream`), which indexes their adaptive state and their weights on
 the device; slots are released and reused while running. One call scores a whole batch: no loop over streams.
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 
 from streamer.media import Timestep
 
+from .align import Alignment
 from .audio import AudioActivity
 from .batch import ModelInput, pack
 from .slots import SlotStateMixin
@@ -32,11 +35,7 @@ from .video import VideoActivity
 
 def fuse(s_v: Tensor, s_a: Tensor, has_v: Tensor, has_a: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
     """The fusion rule above; every argument ``(B,)``."""
-    w_v = alpha * has_v.to(alpha.dtype)
-    w_a = beta * has_a.to(beta.dtype)
-    present = w_v + w_a
-    fused = (w_v * s_v + w_a * s_a) * (alpha + beta) / present.clamp(min=1e-12)
-    return torch.where(present > 0, fused, torch.zeros_like(fused))
+    return alpha * has_v.to(alpha.dtype) * s_v + beta * has_a.to(beta.dtype) * s_a
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,8 @@ class FusionModel(nn.Module):
     """Video and audio activity and their fusion, batched across streams, on any device.
 
     ``video`` / ``audio``: encoders replacing :class:`VideoActivity` / :class:`AudioActivity` (see
-    :mod:`models.plugins`). ``tau``: the adaptive baselines' time constant in seconds. ``head``: a learned
+    :mod:`models.plugins`). ``tau``: the memory of the adaptive baselines in seconds (the video's usual
+    activity is its last ``2 tau`` seconds, the audio background its last ``0.8 tau``). ``head``: a learned
     fusion head (:mod:`models.heads`) that computes S from the modalities' scores and features instead of the
     weighted sum (the streams' alpha and beta then play no part).
     """
@@ -75,6 +75,7 @@ class FusionModel(nn.Module):
         hop: float = 0.1,
         context: float = 0.1,
         tau: float = 10.0,
+        av_window: float = 0.2,
         video: nn.Module | None = None,
         audio: nn.Module | None = None,
         max_frames: int = 8,
@@ -89,8 +90,11 @@ class FusionModel(nn.Module):
         self.window = round(context * sample_rate) + self.hop_samples
         self.max_frames = max_frames
         self.autocast = autocast
-        self.video = video or VideoActivity(height, width, hop=hop, tau=tau, capacity=capacity)
-        self.audio = audio or AudioActivity(sample_rate, self.hop_samples, hop=hop, tau=tau, capacity=capacity)
+        self.video = video or VideoActivity(height, width, hop=hop, window=2 * tau, capacity=capacity)
+        self.audio = audio or AudioActivity(sample_rate, self.hop_samples, hop=hop, window=0.8 * tau, capacity=capacity)
+        if av_window < 0:
+            raise ValueError(f"av_window must be >= 0 seconds, got {av_window}")
+        self.align = Alignment(round(av_window / hop + 1e-9), capacity)
         needed = getattr(self.audio, "min_window", 0)
         if self.window < needed:
             raise ValueError(
@@ -141,7 +145,7 @@ class FusionModel(nn.Module):
         self.beta[slot] = beta
 
     def _stateful(self) -> list[SlotStateMixin]:
-        return [m for m in (self.video, self.audio) if isinstance(m, SlotStateMixin)]
+        return [m for m in (self.video, self.audio, self.align) if isinstance(m, SlotStateMixin)]
 
     def _grow(self, capacity: int) -> None:
         for module in self._stateful():
@@ -181,7 +185,7 @@ class FusionModel(nn.Module):
             s_a, f_a = _as_score(
                 cast(Any, self.audio).forward_rounds(batch.audio, batch.audio_present, batch.slots, rounds)
             )
-        return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, batch.slots)
+        return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, batch.slots, rounds)
 
     def _score(self, frames: Tensor, valid: Tensor, audio: Tensor, present: Tensor, slots: Tensor) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
@@ -191,17 +195,25 @@ class FusionModel(nn.Module):
 
     def _output(
         self, s_v: Tensor, f_v: dict[str, Tensor], s_a: Tensor, f_a: dict[str, Tensor], valid: Tensor,
-        present: Tensor, slots: Tensor,
+        present: Tensor, slots: Tensor, rounds: list[Tensor] | None = None,
     ) -> ModelOutput:  # fmt: skip
+        # an encoder may say a modality is absent although data came (digital silence): its "present" feature
+        has_v = valid.any(dim=1) & f_v.pop("present", torch.ones_like(present)).bool()
+        has_a = present & f_a.pop("present", torch.ones_like(present)).bool()
         s_v, s_a = s_v.float(), s_a.float()
-        has_v = valid.any(dim=1)
+        if rounds is None:
+            s_v, s_a = self.align(s_v, s_a, has_v, has_a, slots)
+        else:  # several timesteps of a stream: in order
+            s_v, s_a = s_v.clone(), s_a.clone()
+            for index in rounds:
+                s_v[index], s_a[index] = self.align(s_v[index], s_a[index], has_v[index], has_a[index], slots[index])
         features = {f"video_{k}": v.float() for k, v in f_v.items()} | {f"audio_{k}": v.float() for k, v in f_a.items()}
         if self.head is not None:
-            columns = {"s_v": s_v, "s_a": s_a, "has_v": has_v, "has_a": present, **features}
+            columns = {"s_v": s_v, "s_a": s_a, "has_v": has_v, "has_a": has_a, **features}
             s = cast(Any, self.head).score_columns(columns).float()
         else:
-            s = fuse(s_v, s_a, has_v, present, self.alpha[slots], self.beta[slots])
-        return ModelOutput(s=s, s_v=s_v, s_a=s_a, has_v=has_v, has_a=present, features=features)
+            s = fuse(s_v, s_a, has_v, has_a, self.alpha[slots], self.beta[slots])
+        return ModelOutput(s=s, s_v=s_v, s_a=s_a, has_v=has_v, has_a=has_a, features=features)
 
     def pack(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> ModelInput:
         return pack(

@@ -42,27 +42,3 @@ class SlotStateMixin(nn.Module):
 
     def _device_of_state(self) -> torch.device:
         return torch.device(getattr(self, self._slot_buffers[0]).device) if self._slot_buffers else torch.device("cpu")
-
-
-def warmup_baseline(
-    history: Tensor, count: Tensor, value: Tensor, filling: Tensor, prior: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The warm-up of an adaptive baseline, robust to odd measurements (a flash, a bang as a stream starts).
-
-    ``history (B, W, ...)`` holds each row's first ``W`` measurements, ``count (B,)`` how many it has, ``value
-    (B, ...)`` the new one, stored where ``filling (B,)``. Returns the new history, its median over the ``W``
-    measurements and their spread, each ``(B, ...)``: the baseline to start from. The spread is the mean
-    absolute deviation from the median, each deviation clipped at 3 robust sigmas (1.4826 x the median absolute
-    deviation, at least ``prior``), and at least ``prior``: near the plain mean deviation for steady noise,
-    while an odd measurement adds at most the clip. With W = 5, two odd measurements move neither.
-    """
-    rows = torch.arange(history.shape[0], device=history.device)
-    at = count.clamp(max=history.shape[1] - 1).long()
-    mask = filling.view(-1, *([1] * (value.dim() - 1)))
-    history = history.clone()
-    history[rows, at] = torch.where(mask, value, history[rows, at])
-    median = history.median(dim=1).values
-    deviation = (history - median.unsqueeze(1)).abs()
-    sigma = torch.maximum(1.4826 * deviation.median(dim=1).values, prior)
-    spread = torch.minimum(deviation, 3.0 * sigma.unsqueeze(1)).mean(dim=1)
-    return history, median, torch.maximum(spread, prior)

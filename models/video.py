@@ -11,18 +11,18 @@ timestep, or the last frame of the stream's previous timestep):
 * ``changed`` (raw feature) is the largest changed fraction over the timestep's frame pairs, ``span`` the changed
   fraction between the timestep's last frame and the previous timestep's last frame (motion over one hop),
   ``energy`` the largest mean ``|diff|`` (0-255);
-* the activity ``a = max(changed, span)`` is compared with the stream's adaptive baseline (mean ``mu`` and mean
-  absolute deviation ``dev``, exponential averages with time constant ``tau`` seconds):
+* the activity ``a = max(changed, span)`` is compared with the stream's recent activity: the last ``window``
+  seconds (20) of measurements, their median ``m`` and robust spread ``d`` (1.4826 x their median absolute
+  deviation, at least ``min_dev``, 0.2% of the picture):
 
-      S_v = 1 - exp(-relu(a - mu - margin * dev) / scale)
+      S_v = 1 - exp(-relu(a - m - margin * d) / scale)
 
-  ``scale`` 0.01: 1% of the picture changing beyond the baseline gives 0.63, 2.3% gives 0.9. The baseline
-  learns ten times slower while the score is high, so an event does not teach it to ignore the event.
+  ``scale`` 0.01: 1% of the picture changing beyond the usual gives 0.63, 2.3% gives 0.9. A steady busy scene
+  (traffic, a crowd, trees in the wind) is its own usual within half the window (less at a stream's start, when
+  the window fills), while a person walking through (a few seconds of the 20) does not move the median.
 
-Warm-up: the first ``warmup`` seconds of measurements (5 timesteps at 100 ms) only teach the baseline (S_v = 0):
-``mu`` starts at their median and ``dev`` at their robust spread (:func:`models.slots.warmup_baseline`). So a
-moment of motion as a stream starts (a live stream joined mid-action) cannot become the baseline: taken alone, it
-would blind the stream for many seconds.
+Warm-up: the first ``warmup`` seconds of measurements (5 timesteps at 100 ms) only fill the window (S_v = 0). Being
+a median, a moment of motion as a stream starts (a live stream joined mid-action) does not become the usual.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .slots import SlotStateMixin, warmup_baseline
+from .slots import SlotStateMixin
 
 
 class VideoActivity(SlotStateMixin):
@@ -42,18 +42,16 @@ class VideoActivity(SlotStateMixin):
     without any valid frame get score 0 and leave the state untouched.
     """
 
-    _slot_buffers = ("prev", "has_prev", "mu", "dev", "count", "history")
-    _slot_defaults: ClassVar[dict[str, float]] = {"dev": 0.002}  # prior spread: 0.2% of the picture
+    _slot_buffers = ("prev", "has_prev", "recent", "count")
+    _slot_defaults: ClassVar[dict[str, float]] = {"recent": float("nan")}
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
     # took 16 ms on 2 cores, the model's largest cost).
     NOISE_STRIDE: ClassVar[int] = 11
     prev: Tensor  # (capacity, H, W) the stream's last frame
     has_prev: Tensor  # (capacity,) bool
-    mu: Tensor  # (capacity,) baseline activity
-    dev: Tensor  # (capacity,) its mean absolute deviation
-    count: Tensor  # (capacity,) float: measurements learned so far
-    history: Tensor  # (capacity, warmup steps): the warm-up's measurements
+    recent: Tensor  # (capacity, window steps): the last measurements of activity, a ring (NaN: none yet)
+    count: Tensor  # (capacity,) float: measurements so far
 
     def __init__(
         self,
@@ -61,7 +59,7 @@ class VideoActivity(SlotStateMixin):
         width: int = 160,
         *,
         hop: float = 0.1,
-        tau: float = 10.0,
+        window: float = 20.0,
         k: float = 4.0,
         min_threshold: float = 6.0,
         margin: float = 3.0,
@@ -69,25 +67,23 @@ class VideoActivity(SlotStateMixin):
         pool: int = 2,
         warmup: float = 0.5,
         capacity: int = 8,
-        fall: float = 1.0,
+        min_dev: float = 0.002,
     ) -> None:
         super().__init__()
-        if not (hop > 0 and tau > 0 and fall > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
-            raise ValueError("hop, tau, fall, scale and k must be > 0; min_threshold and margin >= 0")
+        if not (hop > 0 and window > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
+            raise ValueError("hop, window, scale and k must be > 0; min_threshold and margin >= 0")
         if pool < 1 or height // pool < 4 or width // pool < 4:
             raise ValueError(f"pool must be >= 1 and leave at least 4x4 pixels of {width}x{height}")
         self.pool = pool
         height, width = height // pool, width // pool
         self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
-        self.rate = min(1.0, hop / tau)
-        self.fall = min(1.0, hop / fall)
+        self.min_dev = min_dev
         self.warmup_steps = max(1, round(warmup / hop))
+        steps = max(self.warmup_steps, round(window / hop))
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
-        self.register_buffer("mu", torch.zeros(capacity))
-        self.register_buffer("dev", torch.full((capacity,), self._slot_defaults["dev"]))
+        self.register_buffer("recent", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
-        self.register_buffer("history", torch.zeros(capacity, self.warmup_steps))
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         filled, last, present = self._prepare(frames, valid)
@@ -153,32 +149,23 @@ class VideoActivity(SlotStateMixin):
     def _decide(
         self, measured: dict[str, Tensor], last: Tensor, present: Tensor, has_prev: Tensor, slots: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against the baseline and learn (``slots`` distinct)."""
+        """Score against the stream's recent activity and add the measurement to it (``slots`` distinct)."""
         activity = measured["activity"]
-        mu, dev, count = self.mu[slots], self.dev[slots], self.count[slots]
+        count = self.count[slots]
         warm = count >= self.warmup_steps
-        excess = torch.relu(activity - mu - self.margin * dev)
+        window = self.recent[slots]
+        median = torch.nanmedian(window, dim=1).values
+        spread = 1.4826 * torch.nanmedian((window - median.unsqueeze(1)).abs(), dim=1).values
+        spread = torch.nan_to_num(spread, nan=self.min_dev).clamp(min=self.min_dev)
+        median = torch.nan_to_num(median, nan=0.0)
+        excess = torch.relu(activity - median - self.margin * spread)
         score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
 
-        # Learn. Warm-up: remember the measurement; with the last one, the median of them all is the baseline.
-        # Then move it at rate hop/tau, ten times slower while the stream is active, so an event does not teach
-        # the baseline to ignore it.
         learn = present & has_prev
-        filling = learn & ~warm
-        ready = filling & (count + 1 >= self.warmup_steps)
-        history, median, spread = warmup_baseline(self.history[slots], count, activity, filling, dev)
-        # A baseline above what is seen now (the stream was joined, or came back, in the middle of motion) falls
-        # fast, at rate hop/fall, so motion at the start does not blind the stream for the following tau seconds.
-        # Meanwhile its spread does not grow (the gap to the falling baseline is not noise).
-        falling = activity < mu - self.k * dev
-        rate = torch.where(falling, self.fall, self.rate * (1.0 - 0.9 * score))
-        new_mu = torch.where(warm, mu + rate * (activity - mu), torch.where(ready, median, mu))
-        moved_dev = dev + rate * ((activity - mu).abs() - dev)
-        moved_dev = torch.where(falling, torch.minimum(moved_dev, dev), moved_dev)
-        new_dev = torch.where(warm, moved_dev, torch.where(ready, spread, dev))
-        self.mu[slots] = torch.where(learn, new_mu, mu)
-        self.dev[slots] = torch.where(learn, new_dev, dev)
-        self.history[slots] = history
+        rows = torch.arange(window.shape[0], device=window.device)
+        at = (count.long() % window.shape[1]).to(window.device)
+        window[rows, at] = torch.where(learn, activity, window[rows, at])
+        self.recent[slots] = window
         self.count[slots] = count + learn.to(count.dtype)
         self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
         self.has_prev[slots] = has_prev | present

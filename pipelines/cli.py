@@ -39,7 +39,6 @@ SOURCE_HELP = (
     "camera:N or /dev/videoN (?audio=alsa:hw:1,0), or synthetic:?events=av@4,a@9,v@14&duration=20"
 )
 DEMO_SOURCE = "synthetic:?events=av@4,a@9,v@14&duration=20"
-DEMO_THRESHOLD = 0.4  # below the S of about 0.5 that one modality alone gives with alpha = beta = 0.5
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -211,7 +210,7 @@ def add_learn_parsers(commands: Any) -> list[argparse.ArgumentParser]:
     evaluate.add_argument("--model", type=Path, metavar="FILE", help="a checkpoint made by `streamer train`")
     evaluate.add_argument("--alpha", type=_number, help="weight of S_v (default 0.5)")
     evaluate.add_argument("--beta", type=_number, help="weight of S_a (default 0.5)")
-    evaluate.add_argument("--threshold", type=_number, help="event threshold on S (default 0.5, or the model's)")
+    evaluate.add_argument("--threshold", type=_number, help="event threshold on S (default 0.3, or the model's)")
     evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="precision-recall curves (PNG)")
     return [calibrate, train, evaluate]
 
@@ -273,7 +272,7 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prefix", help="topic prefix (default streamer)")
     group.add_argument("--alpha", type=_number, help="weight of video activity S_v (default 0.5)")
     group.add_argument("--beta", type=_number, help="weight of audio activity S_a (default 0.5)")
-    group.add_argument("--threshold", type=_number, help="an event starts when S >= this (default 0.5)")
+    group.add_argument("--threshold", type=_number, help="an event starts when S >= this (default 0.3)")
     group.add_argument("--min-gap", type=_number, help="seconds below the threshold that end an event (0.3)")
     group.add_argument("--min-duration", type=_number, help="shortest event reported, seconds (0)")
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
@@ -336,8 +335,6 @@ async def _run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    if args.threshold is None:
-        args.threshold = DEMO_THRESHOLD
     config = analyzer_config(args, [args.source])
     if args.mqtt is None and config.mqtt.url is not None:
         config = replace(config, mqtt=replace(config.mqtt, url=DEFAULT_MQTT_URL))

@@ -56,9 +56,16 @@ MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 class EventOptions:
     """When S(t) makes an event (see :mod:`pipelines.events`)."""
 
-    threshold: float = 0.5  # an event starts when S >= threshold
-    min_gap: float = 0.3  # seconds S must stay below the threshold for the event to end (hysteresis)
+    # an event starts when S >= threshold: 0.3 lies between nothing (S ~ 0) and one modality alone (S = 0.5 S_v or
+    # 0.5 S_a with the default weights, ~0.45-0.5 for a clear sound or movement), both making ~0.9-1
+    threshold: float = 0.3
+    # seconds S must stay below the threshold for the event to end: the pauses within a sentence, a bark series, a
+    # person walking through are shorter (so each is one event), two separate sounds' apart longer
+    min_gap: float = 0.5
     min_duration: float = 0.0  # seconds an event must last to be reported; its start waits until then
+
+
+EVENT_DEFAULTS = EventOptions()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +129,7 @@ class ModelConfig:
     autocast: bool = False
     max_batch: int = 64  # timesteps per model call, across streams
     max_wait_ms: float = 5.0  # how long the batcher waits for more timesteps once it has one
-    tau: float = 10.0  # seconds: time constant of the adaptive baselines
+    tau: float = 10.0  # seconds: memory of the adaptive baselines (video: the last 2 tau s, audio: 0.8 tau s)
     luma_size: tuple[int, int] = (160, 90)
     sample_rate: int = 16000
     context_ms: float = 100.0
@@ -443,7 +450,9 @@ def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfi
             sample_rate=model.sample_rate,
         )
         events = EventOptions(
-            threshold=v.pop("threshold", 0.5), min_gap=v.pop("min_gap", 0.3), min_duration=v.pop("min_duration", 0.0)
+            threshold=v.pop("threshold", EVENT_DEFAULTS.threshold),
+            min_gap=v.pop("min_gap", EVENT_DEFAULTS.min_gap),
+            min_duration=v.pop("min_duration", EVENT_DEFAULTS.min_duration),
         )
         alpha, beta = v.pop("alpha", 0.5), v.pop("beta", 0.5)
         if alpha + beta <= 0:

@@ -11,11 +11,15 @@ def format_event(event: dict[str, Any], stream_width: int = 12) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(float(event.get("wall_time", time.time()))))
     kind = str(event.get("type", "?")).upper()
     stream = str(event.get("stream", "?"))
-    score, s_v, s_a = (float(event.get(name, 0)) for name in ("score", "s_v", "s_a"))
     line = f"{clock}  {stream:<{stream_width}} {kind:<5}  t={float(event.get('t', 0)):7.2f} s  "
-    line += f"S={score:.2f}  S_v={s_v:.2f}  S_a={s_a:.2f}"
+    line += f"S={_value(event.get('score', 0))}  S_v={_value(event.get('s_v'))}  S_a={_value(event.get('s_a'))}"
     if event.get("type") == "end":
         peak = event.get("peak") or {}
         line += f"  lasted {float(event.get('duration', 0)):.2f} s, peak S={float(peak.get('score', 0)):.2f}"
         line += f" at {float(peak.get('t', 0)):.2f} s"
     return line
+
+
+def _value(x: Any) -> str:
+    """A score with two decimals; ``-`` for an absent modality (null)."""
+    return "   -" if x is None else f"{float(x):.2f}"

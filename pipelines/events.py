@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -45,16 +45,26 @@ class Scores:
     has_v: bool = True
     has_a: bool = True
 
+    @property
+    def shown_v(self) -> float | None:
+        """S_v as published: None (JSON null) when the stream had no video at t."""
+        return self.s_v if self.has_v else None
+
+    @property
+    def shown_a(self) -> float | None:
+        """S_a as published: None when the stream had no audio at t (no track, a stall, digital silence)."""
+        return self.s_a if self.has_a else None
+
     def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 4), "score": _r(self.score), "s_v": _r(self.s_v), "s_a": _r(self.s_a)}
+        return {"t": round(self.t, 4), "score": _r(self.score), "s_v": _r(self.shown_v), "s_a": _r(self.shown_a)}
 
 
 @dataclass(frozen=True, slots=True)
 class Peak:
     t: float
     score: float
-    s_v: float
-    s_a: float
+    s_v: float | None  # None: the modality was absent
+    s_a: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +77,8 @@ class Event:
     t: float
     wall_time: float
     score: float
-    s_v: float
-    s_a: float
+    s_v: float | None  # None: the modality was absent
+    s_a: float | None
     alpha: float | None  # None when a learned fusion head computes S
     beta: float | None
     start_t: float | None = None  # end only
@@ -102,8 +112,12 @@ class Event:
         return out
 
 
-def _r(x: float) -> float:
-    return round(float(x), 4)
+@overload
+def _r(x: float) -> float: ...
+@overload
+def _r(x: float | None) -> float | None: ...
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
 
 
 @dataclass
@@ -186,8 +200,8 @@ class EventDetector:
         n = max(o.n, 1)
         event = Event(
             type="end", id=o.id, stream=self.stream_id, t=end_t, wall_time=time.time(), score=o.peak.score,
-            s_v=o.peak.s_v, s_a=o.peak.s_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
-            duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.s_v, o.peak.s_a),
+            s_v=o.peak.shown_v, s_a=o.peak.shown_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
+            duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.shown_v, o.peak.shown_a),
             contributions=None if self.alpha is None or self.beta is None else (
                 self.alpha * o.sum_v / n, self.beta * o.sum_a / n), reason=reason,
         )  # fmt: skip
@@ -196,8 +210,8 @@ class EventDetector:
     def _start(self, o: _Open) -> Event:
         s = o.start
         return Event(
-            type="start", id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.s_v,
-            s_a=s.s_a, alpha=self.alpha, beta=self.beta,
+            type="start", id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.shown_v,
+            s_a=s.shown_a, alpha=self.alpha, beta=self.beta,
         )  # fmt: skip
 
 

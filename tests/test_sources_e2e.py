@@ -67,9 +67,6 @@ HLS_START = 1.8
 # Streams whose first 0.5 s of measurements (their baselines' warm-up) hold a burst, by what a client gets from the
 # start: 1 s bursts from 0 s (it joins in one), or the 0.15 s bursts starting 0.8 s in, 0.3 s into the warm-up.
 WARMUP_CASES = {"joined_in_burst": ("av@0,av@5,av@10,av@15", {}), "burst_in_warmup": ("av@0.8,av@5.8,av@10.8", SHORT)}
-# Joined inside a 1 s burst, the whole warm-up sees the burst: the video baseline's spread comes out so wide that
-# later bursts stay under it for longer than the run. A start-up hazard of the detection-quality issue (13).
-KNOWN_BLIND = {"joined_in_burst"}
 RUN_SECONDS = 12.0  # --duration of the live run: at least two whole bursts wherever a stream was joined
 MJPEG_FPS = 10.0
 
@@ -466,15 +463,7 @@ def test_run_finds_the_bursts_on_the_right_clock(name: str, live_servers: dict[s
     assert 0.8 <= rate <= 1.25, f"{name}: media time ran at {rate:.2f}x the wall clock"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="issue 13: start-up hazards"))
-        if name in KNOWN_BLIND
-        else name
-        for name in WARMUP_CASES
-    ],
-)
+@pytest.mark.parametrize("name", list(WARMUP_CASES))
 def test_a_burst_as_a_live_stream_is_joined_does_not_blind_it(name: str, duration_run: Run) -> None:
     """README: "neither audio that starts mid-timestep nor a sound, flash or motion as a live stream is joined can
     set a baseline that blinds the stream for seconds". Here a burst of motion and sound falls in the stream's

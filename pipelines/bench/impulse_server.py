@@ -8,8 +8,9 @@ imports nothing but the standard library and gi::
         [--tone-ms 100] [--flash-frames 1]
 
 It serves one shared live media on 127.0.0.1 (every client sees the same stream, as from a camera): H.264 video
-(pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of digital
-silence. Impulse ``k`` (0, 1, 2...) is due ``2 + k * interval + u_k`` seconds after the media's first buffer,
+(pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of a faint
+tone (-66 dBFS, a microphone's floor: digital silence is no audio to the analyzer). Impulse ``k`` (0, 1, 2...)
+is due ``2 + k * interval + u_k`` seconds after the media's first buffer,
 ``u_k = jitter * frac(u_0 + k * 0.618...)`` (a golden-ratio sequence from a start ``u_0`` drawn with
 ``--seed``): impulses fall evenly anywhere relative to any analysis grid, even over a few dozen of them. Random
 draws would not: video impulses come on frame times, a 100 ms timestep holds 3 of them, and a median over 30
@@ -60,6 +61,9 @@ AUDIO_RATE = 48000
 AUDIO_BUFFER_MS = 10  # one audiotestsrc buffer = one Opus frame
 TONE_HZ = 1000.0
 TONE_VOLUME = 0.5  # sine peak: -6 dBFS
+# Between impulses the tone is 60 dB lower, as a real microphone's noise floor: never digital silence, which the
+# analyzer rightly treats as "no audio" (a muted track), not as a background to hear the impulses against.
+QUIET_VOLUME = 0.0005
 PATTERN_BLACK, PATTERN_WHITE = 2, 3  # videotestsrc's pattern enum
 WHITE_LUMA = 128  # I420 Y: black is 16, white 235
 LOUD_SAMPLE = 1000  # |S16| above this: the buffer holds tone (peak at volume 0.5 is 16383)
@@ -72,7 +76,8 @@ def launch_line(width: int, height: int, fps: int) -> str:
         f"( videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},"
         f"height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=-1  "
-        f"audiotestsrc name=asrc is-live=true wave=sine freq={TONE_HZ} volume=0 samplesperbuffer={samples} "
+        f"audiotestsrc name=asrc is-live=true wave=sine freq={TONE_HZ} volume={QUIET_VOLUME} "
+        f"samplesperbuffer={samples} "
         f"! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! opusenc frame-size={AUDIO_BUFFER_MS} "
         "! rtpopuspay name=pay1 pt=97 )"
     )
@@ -251,7 +256,7 @@ def attach(media: Any, schedule: Schedule, tone_buffers: int, flash_frames: int)
     bin_ = media.get_element()
     video, audio = bin_.get_by_name("vsrc"), bin_.get_by_name("asrc")
     _watch(video, Track("video", video, "pattern", PATTERN_BLACK, PATTERN_WHITE, flash_frames, impulses), _is_white)
-    _watch(audio, Track("audio", audio, "volume", 0.0, TONE_VOLUME, tone_buffers, impulses), _is_tone)
+    _watch(audio, Track("audio", audio, "volume", QUIET_VOLUME, TONE_VOLUME, tone_buffers, impulses), _is_tone)
 
 
 def _watch(source: Any, track: Track, is_loud: Callable[[Any], bool]) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
 
 from ..config import (
+    EVENT_DEFAULTS,
     EventOptions,
     ModelConfig,
     analysis_settings,
@@ -54,9 +55,9 @@ class Prepared:
         self.values = merged_stream_values(model, learned, defaults, flags, where="settings")
         self.explicit = defaults | flags  # what the user set (not the model's)
         self.events = EventOptions(
-            threshold=self.values.get("threshold", 0.5),
-            min_gap=self.values.get("min_gap", 0.3),
-            min_duration=self.values.get("min_duration", 0.0),
+            threshold=self.values.get("threshold", EVENT_DEFAULTS.threshold),
+            min_gap=self.values.get("min_gap", EVENT_DEFAULTS.min_gap),
+            min_duration=self.values.get("min_duration", EVENT_DEFAULTS.min_duration),
         )
         dataset = load_dataset(args.data)
         self.dataset: Dataset = dataset.only(args.label) if args.label else dataset

@@ -1,0 +1,119 @@
+"""Detection quality on real recordings: event precision, recall and F1 per scenario, with default settings.
+
+    .venv/bin/python benchmarks/realworld.py [../shared/realworld/labels.csv] [--json realworld.json]
+        [--device cpu]
+
+Scores every clip of the labeled set with the model ``streamer run`` uses (``streamer evaluate``'s extraction),
+finds events with the default detector (alpha, beta, threshold, min_gap: no calibration) and reports, per
+scenario of ``labels_detail.csv`` and overall: precision, recall, F1 (IoU >= 0.3 matching, as ``evaluate``),
+events per labeled event, and false events per minute on the clips where nothing happens. Then the same after
+``streamer calibrate`` on half of the clips (every other clip in file order), evaluated on the other half, and the
+other way round. Deterministic on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import EventOptions, ModelConfig
+from pipelines.learn.calibrate import calibrate
+from pipelines.learn.evaluate import detect, fused_scores
+from pipelines.learn.extract import RecordingScores, extract
+from pipelines.learn.labels import load_dataset
+from pipelines.learn.metrics import EventCounts
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "realworld" / "labels.csv"
+QUIET = ("D4_bike_bed", "D4_tap_bed", "D4_static_room")  # room tone, appliance hum: nothing happens
+BUSY = ("D4_wind_bed",)
+
+
+def scenarios(labels: Path) -> dict[str, str]:
+    """stream id (file stem) -> scenario, from labels_detail.csv next to the labels (else one scenario)."""
+    detail = labels.with_name("labels_detail.csv")
+    if not detail.exists():
+        return {}
+    return {Path(row["file"]).stem: row["scenario"] for row in csv.DictReader(detail.open())}
+
+
+def counts_of(recs: list[RecordingScores], alpha: float, beta: float, options: EventOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for rec in recs:
+        found = detect(rec, fused_scores(rec, alpha, beta), options)
+        out[rec.recording.stream_id] = (EventCounts.of(found, rec.recording.intervals), rec.t[-1] + rec.hop)
+    return out
+
+
+def row(c: EventCounts) -> dict[str, Any]:
+    per_label = c.detected / c.labeled if c.labeled else None
+    return {"precision": round(c.precision, 3), "recall": round(c.recall, 3), "f1": round(c.f1, 3),
+            "detected": c.detected, "labeled": c.labeled, "matched": c.matched,
+            "events_per_label": None if per_label is None else round(per_label, 2)}  # fmt: skip
+
+
+def summary(per_clip: dict[str, Any], scenario_of: dict[str, str]) -> dict[str, Any]:
+    by: dict[str, EventCounts] = defaultdict(EventCounts)
+    total = EventCounts()
+    for name, (c, _) in per_clip.items():
+        by[scenario_of.get(name, "all")] += c
+        total += c
+    false_per_min = {}
+    for group, names in (("quiet", QUIET), ("busy", BUSY)):
+        clips = [per_clip[n] for n in names if n in per_clip]
+        minutes = sum(seconds for _, seconds in clips) / 60
+        if minutes:
+            false_per_min[group] = round(sum(c.detected - c.matched for c, _ in clips) / minutes, 3)
+    return {"overall": row(total), "scenarios": {s: row(c) for s, c in sorted(by.items())},
+            "false_events_per_minute": false_per_min}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("labels", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    dataset = load_dataset(args.labels)
+    scenario_of = scenarios(args.labels)
+    recs, failed = asyncio.run(extract(dataset, ModelConfig(device=args.device), {}))
+    for error in failed:
+        print(f"failed: {error}", file=sys.stderr)
+    defaults = EventOptions()
+    per_clip = counts_of(recs, 0.5, 0.5, defaults)
+    report: dict[str, Any] = {"defaults": summary(per_clip, scenario_of), "failed": [str(e) for e in failed]}
+    report["defaults"]["clips"] = {n: row(c) for n, (c, _) in per_clip.items()}
+
+    halves = [recs[0::2], recs[1::2]]
+    cross = EventCounts()
+    settings = []
+    for fit, test in (halves, halves[::-1]):
+        cal = calibrate(fit, defaults)
+        options = replace(defaults, threshold=cal.threshold)
+        settings.append({"alpha": cal.alpha, "beta": cal.beta, "threshold": cal.threshold})
+        for c, _ in counts_of(test, cal.alpha, cal.beta, options).values():
+            cross += c
+    report["calibrated_on_half"] = {"overall": row(cross), "settings": settings}
+
+    print(f"{'scenario':<10} {'P':>5} {'R':>5} {'F1':>5} {'det':>4} {'lab':>4} {'ev/lab':>6}")
+    for name, r in [*report["defaults"]["scenarios"].items(), ("overall", report["defaults"]["overall"])]:
+        per = "-" if r["events_per_label"] is None else f"{r['events_per_label']:.2f}"
+        print(f"{name:<10} {r['precision']:5.2f} {r['recall']:5.2f} {r['f1']:5.2f} {r['detected']:4d} "
+              f"{r['labeled']:4d} {per:>6}")  # fmt: skip
+    print(f"false events per minute (nothing happens): {report['defaults']['false_events_per_minute']}")
+    c = report["calibrated_on_half"]["overall"]
+    print(f"calibrated on one half, tested on the other: P {c['precision']:.2f} R {c['recall']:.2f} F1 {c['f1']:.2f}"
+          f" ({settings})")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
