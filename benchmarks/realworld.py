@@ -69,7 +69,7 @@ def summary(per_clip: dict[str, Any], scenario_of: dict[str, str]) -> dict[str, 
         clips = [per_clip[n] for n in names if n in per_clip]
         minutes = sum(seconds for _, seconds in clips) / 60
         if minutes:
-            false_per_min[group] = round(sum(c.detected - c.matched for c, _ in clips) / minutes, 3)
+            false_per_min[group] = round(float(sum(c.detected - c.matched for c, _ in clips) / minutes), 3)
     return {"overall": row(total), "scenarios": {s: row(c) for s, c in sorted(by.items())},
             "false_events_per_minute": false_per_min}  # fmt: skip
 

@@ -39,10 +39,11 @@ def test_matching_impulses_to_decodes_and_events() -> None:
 
 @pytest.mark.timeout(240)
 def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server: Any, mqtt_broker: Any) -> None:
-    """Real processes (the fixtures only make sure the Debian packages are there): 4 impulses, 1 s apart."""
+    """Real processes (the fixtures only make sure the Debian packages are there): 4 impulses, 1.5 s apart (with the
+    0.5 s jitter, at least 1 s: more than the default min_gap, so each impulse is its own event)."""
     out, plot = tmp_path / "latency.json", tmp_path / "latency.png"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "bench", "latency", "--impulses", "4", "--interval", "1",
+        [sys.executable, "-m", "pipelines.cli", "bench", "latency", "--impulses", "4", "--interval", "1.5",
          "--device", "cpu", "--json", str(out), "--plot", str(plot), "--workdir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=200,
     )  # fmt: skip
