@@ -9,7 +9,7 @@ imports nothing but the standard library and gi::
 
 It serves one shared live media on 127.0.0.1 (every client sees the same stream, as from a camera): H.264 video
 (pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of a faint
-tone (-66 dBFS, a microphone's floor: digital silence is no audio to the analyzer). Impulse ``k`` (0, 1, 2...)
+tone (-46 dBFS, a microphone's floor: digital silence is no audio to the analyzer). Impulse ``k`` (0, 1, 2...)
 is due ``2 + k * interval + u_k`` seconds after the media's first buffer,
 ``u_k = jitter * frac(u_0 + k * 0.618...)`` (a golden-ratio sequence from a start ``u_0`` drawn with
 ``--seed``): impulses fall evenly anywhere relative to any analysis grid, even over a few dozen of them. Random
@@ -61,9 +61,9 @@ AUDIO_RATE = 48000
 AUDIO_BUFFER_MS = 10  # one audiotestsrc buffer = one Opus frame
 TONE_HZ = 1000.0
 TONE_VOLUME = 0.5  # sine peak: -6 dBFS
-# Between impulses the tone is 60 dB lower, as a real microphone's noise floor: never digital silence, which the
+# Between impulses the tone is 40 dB lower, as a real microphone's noise floor: never digital silence, which the
 # analyzer rightly treats as "no audio" (a muted track), not as a background to hear the impulses against.
-QUIET_VOLUME = 0.0005
+QUIET_VOLUME = 0.005
 PATTERN_BLACK, PATTERN_WHITE = 2, 3  # videotestsrc's pattern enum
 WHITE_LUMA = 128  # I420 Y: black is 16, white 235
 LOUD_SAMPLE = 1000  # |S16| above this: the buffer holds tone (peak at volume 0.5 is 16383)
