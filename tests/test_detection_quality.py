@@ -126,8 +126,8 @@ def test_a_steady_busy_scene_settles_and_a_new_object_still_fires() -> None:
             for j in range(6):  # six small movers, about 1% of the picture each
                 x = (7 * j * 10 + 3 * (3 * k + i)) % 150
                 image[10 + 12 * j : 18 + 12 * j, x : x + 10] = 250.0
-            if big:
-                image[20:80, 40:110] = 0.0
+            if big:  # 14% of the picture
+                image[25:65, 50:100] = 0.0
             frames.append(image)
         return frames
 
@@ -138,3 +138,37 @@ def test_a_steady_busy_scene_settles_and_a_new_object_still_fires() -> None:
     found = events(out)
     # nothing from 5 s on but the object's arrival (and its departure 2 s later: frame differencing)
     assert [round(a, 1) for a, _ in found if a >= 5.0] == [25.0, 27.0], found
+
+
+def test_a_light_switched_on_in_part_of_the_room_is_no_event() -> None:
+    """A lamp lights 40% of the picture (+60 luma, at once): frame differencing sees 40% of the pixels change,
+    which no one walking in does within one frame."""
+    model = FusionModel()
+    slot = model.add_stream()
+    rng = np.random.default_rng(3)
+    base = scene(4)
+    lit = base.copy()
+    lit[:, : int(0.4 * base.shape[1])] += 60.0
+    video = [[noisy(base if k < 40 else lit, rng) for _ in range(3)] for k in range(60)]
+    out = run(model, [timestep(k, video[k], pink_noise(6, -50)) for k in range(60)], slot)
+    assert events(out) == [], (events(out), out["s_v"][38:44])
+
+
+def test_a_slow_mover_is_seen() -> None:
+    """A square of 10% of the picture creeping at 1 pixel a frame (a person far away, a car parking): each
+    frame pair changes a thin edge only, but against the picture of a second ago it has moved a lot."""
+    model = FusionModel()
+    slot = model.add_stream()
+    rng = np.random.default_rng(4)
+    base = scene(0)
+    frames = []
+    for i in range(180):
+        image = base.copy()
+        if i >= 60:
+            x = 10 + (i - 60)  # 1 px per frame at 160 px width
+            image[25:65, x : x + 36] = 200.0
+        frames.append(noisy(image, rng))
+    video = [frames[3 * k : 3 * k + 3] for k in range(60)]
+    out = run(model, [timestep(k, video[k], pink_noise(6, -50)) for k in range(60)], slot)
+    assert out["video_changed"][25:].max() < 0.02  # what frame differencing alone sees: under the noise bar
+    assert [round(a, 1) for a, _ in events(out)][:1] == [2.0], (events(out), out["s_v"][18:40])
