@@ -11,16 +11,13 @@ timestep, or the last frame of the stream's previous timestep):
 * ``changed`` (raw feature) is the largest changed fraction over the timestep's frame pairs, ``span`` the changed
   fraction between the timestep's last frame and the previous timestep's last frame (motion over one hop),
   ``energy`` the largest mean ``|diff|`` (0-255);
-* ``drift``: the changed fraction of the timestep's last frame against the stream's *reference picture*, which
-  follows the frames with time constant ``reference`` seconds (1): a background model with a short memory. A
-  slow mover, or a thing that arrives and stays, shows there while frame differencing sees only thin edges;
 * a change over more than ``lighting`` (30%) of the picture at once is the light (switched, auto-exposure, an IR
-  switch, a cloud), not motion: it counts as no change, and the reference is reset to the new picture;
-* the motion ``a = max(changed, span)`` and the drift are each compared with their own recent values: the last
-  ``window`` seconds (20) of measurements, their median ``m`` and robust spread ``d`` (1.4826 x their median
-  absolute deviation, at least ``min_dev``, 0.2% of the picture):
+  switch, a cloud), not motion: it counts as no change;
+* the activity ``a = max(changed, span)`` is compared with the stream's recent activity: the last ``window``
+  seconds (20) of measurements, their median ``m`` and robust spread ``d`` (1.4826 x their median absolute
+  deviation, at least ``min_dev``, 0.2% of the picture):
 
-      S_v = 1 - exp(-max over the two of relu(x - m - margin * d) / scale)
+      S_v = 1 - exp(-relu(a - m - margin * d) / scale)
 
   ``scale`` 0.01: 1% of the picture changing beyond the usual gives 0.63, 2.3% gives 0.9. A steady busy scene
   (traffic, a crowd, trees in the wind) is its own usual within half the window (less at a stream's start, when
@@ -47,7 +44,7 @@ class VideoActivity(SlotStateMixin):
     without any valid frame get score 0 and leave the state untouched.
     """
 
-    _slot_buffers = ("prev", "has_prev", "reference", "has_reference", "recent", "count")
+    _slot_buffers = ("prev", "has_prev", "recent", "count")
     _slot_defaults: ClassVar[dict[str, float]] = {"recent": float("nan")}
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
@@ -55,9 +52,7 @@ class VideoActivity(SlotStateMixin):
     NOISE_STRIDE: ClassVar[int] = 11
     prev: Tensor  # (capacity, H, W) the stream's last frame
     has_prev: Tensor  # (capacity,) bool
-    reference: Tensor  # (capacity, H, W) the slowly adapting picture (time constant ``reference`` s)
-    has_reference: Tensor  # (capacity,) bool
-    recent: Tensor  # (capacity, window steps, 2): the last measurements of activity, a ring (NaN: none yet)
+    recent: Tensor  # (capacity, window steps): the last measurements of activity, a ring (NaN: none yet)
     count: Tensor  # (capacity,) float: measurements so far
 
     def __init__(
@@ -76,7 +71,6 @@ class VideoActivity(SlotStateMixin):
         capacity: int = 8,
         min_dev: float = 0.002,
         lighting: float = 0.3,
-        reference: float = 1.0,
     ) -> None:
         super().__init__()
         if not (hop > 0 and window > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
@@ -88,14 +82,11 @@ class VideoActivity(SlotStateMixin):
         self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
         self.min_dev = min_dev
         self.lighting = lighting
-        self.reference_rate = min(1.0, hop / reference)
         self.warmup_steps = max(1, round(warmup / hop))
         steps = max(self.warmup_steps, round(window / hop))
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
-        self.register_buffer("reference", torch.zeros(capacity, height, width))
-        self.register_buffer("has_reference", torch.zeros(capacity, dtype=torch.bool))
-        self.register_buffer("recent", torch.full((capacity, steps, 2), float("nan")))
+        self.register_buffer("recent", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -122,13 +113,10 @@ class VideoActivity(SlotStateMixin):
             running_has[s] = running_has[s] | here
         measured = self._measure(filled, valid, last, prev, has_prev)
         score = torch.zeros(slots.shape[0], device=slots.device)
-        drift = torch.zeros_like(score)
         for index in rounds:
             part = {name: value[index] for name, value in measured.items()}
-            score[index], features = self._decide(part, last[index], present[index], has_prev[index], slots[index])
-            drift[index] = features["drift"]
-        return score, {"changed": measured["changed"], "span": measured["span"], "drift": drift,
-                       "energy": measured["energy"]}  # fmt: skip
+            score[index] = self._decide(part, last[index], present[index], has_prev[index], slots[index])[0]
+        return score, {name: measured[name] for name in ("changed", "span", "energy")}
 
     def _prepare(self, frames: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Pooled frames with padding filled, each row's last valid frame, and whether it has any."""
@@ -168,47 +156,26 @@ class VideoActivity(SlotStateMixin):
         self, measured: dict[str, Tensor], last: Tensor, present: Tensor, has_prev: Tensor, slots: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against the stream's recent activity and add the measurement to it (``slots`` distinct)."""
-        drift, reference, has_reference = self._drift(last, present, slots)
+        activity = measured["activity"]
         count = self.count[slots]
         warm = count >= self.warmup_steps
-        # each measure against its own usual: motion (frame differencing) and drift (against the reference)
         window = self.recent[slots]
-        measures = torch.stack([measured["activity"], drift], dim=1)  # (B, 2)
-        median = torch.nanmedian(window, dim=1).values  # (B, 2)
+        median = torch.nanmedian(window, dim=1).values
         spread = 1.4826 * torch.nanmedian((window - median.unsqueeze(1)).abs(), dim=1).values
         spread = torch.nan_to_num(spread, nan=self.min_dev).clamp(min=self.min_dev)
         median = torch.nan_to_num(median, nan=0.0)
-        excess = torch.relu(measures - median - self.margin * spread).amax(dim=1)
+        excess = torch.relu(activity - median - self.margin * spread)
         score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
 
         learn = present & has_prev
         rows = torch.arange(window.shape[0], device=window.device)
         at = (count.long() % window.shape[1]).to(window.device)
-        window[rows, at] = torch.where(learn.unsqueeze(1), measures, window[rows, at])
+        window[rows, at] = torch.where(learn, activity, window[rows, at])
         self.recent[slots] = window
         self.count[slots] = count + learn.to(count.dtype)
         self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
         self.has_prev[slots] = has_prev | present
-        self.reference[slots] = reference
-        self.has_reference[slots] = has_reference
-        return score, {"changed": measured["changed"], "span": measured["span"], "drift": drift,
-                       "energy": measured["energy"]}  # fmt: skip
-
-    def _drift(self, last: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The changed fraction of the last frame against the stream's reference picture (what a slow mover or
-        a thing that arrived and stays shows, while frame differencing sees little), and the updated reference:
-        it follows the frames with time constant ``reference`` seconds, and is reset to the frame after a
-        lighting change."""
-        reference, has = self.reference[slots], self.has_reference[slots]
-        diff = (last - reference).abs().flatten(1)
-        sigma = 1.4826 * diff[:, :: self.NOISE_STRIDE].median(dim=1).values
-        threshold = torch.clamp(self.k * sigma, min=self.min_threshold).unsqueeze(1)
-        fraction = (diff > threshold).sum(dim=1, dtype=torch.float32) / diff.shape[1]
-        steady = has & (fraction <= self.lighting)
-        drift = torch.where(present & steady, fraction, 0.0)
-        moved = torch.where(steady.view(-1, 1, 1), reference + self.reference_rate * (last - reference), last)
-        keep = present.view(-1, 1, 1)
-        return drift, torch.where(keep, moved, reference), has | present
+        return score, {name: measured[name] for name in ("changed", "span", "energy")}
 
     def _not_lighting(self, fraction: Tensor) -> Tensor:
         """A change over more than ``lighting`` of the picture at once is the light (switched, auto-exposure, an
