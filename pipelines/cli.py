@@ -246,6 +246,14 @@ def add_bench_parsers(commands: Any) -> None:
     latency.add_argument("--max-wait-ms", type=_number, help="the batcher's max wait (default: the analyzer's)")
     latency.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     latency.add_argument("--interval", type=_positive, default=2.0, help="seconds between impulses (2, +jitter)")
+    latency.add_argument(
+        "--impulse",
+        choices=("flash", "box"),
+        default="flash",
+        help="flash: a white frame and a tone (heard only: a whole-picture flash is lighting); "
+        "box: a white box over a quarter of the picture with the tone (seen and heard)",
+    )
+    latency.add_argument("--threshold", type=_number, help="the analyzer's event threshold (default: its own)")
     latency.add_argument("--json", type=Path, metavar="FILE", help="write the report (p50, p95, p99, max) here")
     latency.add_argument("--plot", type=Path, metavar="FILE.png", help="latency CDF and stage breakdown (PNG)")
     latency.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
@@ -357,7 +365,8 @@ async def _bench(args: argparse.Namespace) -> int:
         from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
 
         options = LatencyOptions(streams=args.streams, impulses=args.impulses, hop_ms=args.hop_ms,
-                                 max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval)  # fmt: skip
+                                 max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval,
+                                 impulse=args.impulse, threshold=args.threshold)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
             workdir = args.workdir or Path(tmp)
             report = await run_latency(options, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))

@@ -56,3 +56,22 @@ def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server
     assert report["event_latency_ms"]["p50"] > 0
     assert {"sync", "batch", "model", "publish"} <= set(report["stages_ms"])
     assert "glass to event" in result.stdout and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(240)
+def test_av_box_impulses_at_a_high_threshold_are_each_one_event(tmp_path: Path, rtsp_server: Any,
+                                                                 mqtt_broker: Any) -> None:  # fmt: skip
+    """Issue 13: a white box over a quarter of the picture with a tone, at alpha = beta = 0.5 and threshold 0.6:
+    S reaches it only when motion and sound count together, whatever the impulse's phase against the timestep
+    grid (the jitter spreads them over it)."""
+    out = tmp_path / "latency.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "bench", "latency", "--impulses", "4", "--interval", "1.5",
+         "--impulse", "box", "--threshold", "0.6", "--device", "cpu", "--json", str(out), "--workdir",
+         str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["options"]["impulse"] == "box" and report["counts"]["impulses"] == 4
+    assert report["counts"]["events"] >= 3 and report["counts"]["spurious"] == 0, report["counts"]

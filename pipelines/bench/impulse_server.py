@@ -5,7 +5,7 @@ imports nothing but the standard library and gi::
 
     /usr/bin/python3 pipelines/bench/impulse_server.py --port 8554 [--path /impulse]
         [--width 640 --height 360 --fps 30] [--interval 2.0] [--jitter 0.5] [--seed 0]
-        [--tone-ms 100] [--flash-frames 1]
+        [--tone-ms 100] [--flash-frames 1] [--box]
 
 It serves one shared live media on 127.0.0.1 (every client sees the same stream, as from a camera): H.264 video
 (pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of a faint
@@ -69,11 +69,26 @@ WHITE_LUMA = 128  # I420 Y: black is 16, white 235
 LOUD_SAMPLE = 1000  # |S16| above this: the buffer holds tone (peak at volume 0.5 is 16383)
 
 
-def launch_line(width: int, height: int, fps: int) -> str:
-    """The factory's pipeline: the sources are named for the probes, the payloaders pay0/pay1 for the server."""
+def launch_line(width: int, height: int, fps: int, box: bool = False) -> str:
+    """The factory's pipeline: the sources are named for the probes, the payloaders pay0/pay1 for the server.
+
+    ``box``: the video source draws only the middle quarter of the picture (half the width and height), which
+    ``videobox`` frames with black, in the same streaming thread: an impulse is then a white box over a quarter
+    of the picture, a local change (a movement to a motion detector), not a whole-picture flash (lighting).
+    """
     samples = AUDIO_RATE * AUDIO_BUFFER_MS // 1000
+    source = f"videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},"
+    if box:
+        inner_w, inner_h = width // 4 * 2, height // 4 * 2
+        left, top = (width - inner_w) // 4 * 2, (height - inner_h) // 4 * 2
+        right, bottom = width - inner_w - left, height - inner_h - top
+        source = (
+            f"videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width={inner_w},"
+            f"height={inner_h},framerate={fps}/1 ! videobox left=-{left} right=-{right} top=-{top} "
+            f"bottom=-{bottom} fill=black ! video/x-raw,width={width},"
+        )
     return (
-        f"( videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},"
+        f"( {source}"
         f"height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=-1  "
         f"audiotestsrc name=asrc is-live=true wave=sine freq={TONE_HZ} volume={QUIET_VOLUME} "
@@ -302,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tone-ms", type=int, default=100, help="tone length, rounded to 10 ms")
     parser.add_argument("--flash-frames", type=int, default=1, help="white frames per impulse")
+    parser.add_argument("--box", action="store_true", help="the impulse is a white box over the middle quarter")
     args = parser.parse_args(argv)
     if args.fps < 1 or args.width < 16 or args.height < 16:
         parser.error("--fps must be >= 1 and --width, --height >= 16")
@@ -318,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     Gst.init(None)
     schedule = Schedule(args.interval, args.jitter, args.seed)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args.width, args.height, args.fps))
+    factory.set_launch(launch_line(args.width, args.height, args.fps, args.box))
     factory.set_shared(True)
     factory.connect("media-configure", lambda _, media: attach(media, schedule, tone_buffers, args.flash_frames))
     return serve(factory, args.port, path)

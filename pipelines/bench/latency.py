@@ -56,6 +56,10 @@ class LatencyOptions:
     width: int = 640
     height: int = 360
     fps: int = 30
+    # "flash": a white frame (lighting to the motion detector: impulses are heard only); "box": a white box over
+    # the middle quarter with the tone, an A+V impulse seen and heard
+    impulse: str = "flash"
+    threshold: float | None = None  # the analyzer's event threshold (None: its default)
 
 
 @dataclass
@@ -127,7 +131,7 @@ async def run_latency(
         server = await asyncio.create_subprocess_exec(
             SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width",
             str(options.width), "--height", str(options.height), "--fps", str(options.fps), "--interval",
-            str(options.interval), "--jitter", str(options.jitter),
+            str(options.interval), "--jitter", str(options.jitter), *(["--box"] if options.impulse == "box" else []),
             stdout=asyncio.subprocess.PIPE, stderr=(workdir / "server.log").open("w"),
         )  # fmt: skip
         procs.append(server)
@@ -166,6 +170,8 @@ async def run_latency(
                      options.device, "--stats-interval", "2", "-q"]  # fmt: skip
         if options.max_wait_ms is not None:
             run_args += ["--max-wait-ms", str(options.max_wait_ms)]
+        if options.threshold is not None:
+            run_args += ["--threshold", str(options.threshold)]
         analyzer = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pipelines.cli", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
             stderr=(workdir / "analyzer.log").open("w"),
