@@ -5,8 +5,9 @@
 Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
 luma, resample; no sync, no model) and prints one JSON line per impulse and modality as soon as it is decoded:
 ``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time the frame left the decoder;
-``t``: media time). A video impulse is a frame whose mean luma rises above ``FLASH_LUMA``; an audio impulse an
-audio chunk whose RMS rises above ``TONE_DBFS`` (each counted once per rise).
+``t``: media time). A video impulse is a frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
+whole-picture flash or the box of ``--impulse box``); an audio impulse an audio chunk whose RMS rises above
+``TONE_DBFS`` (each counted once per rise).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ async def watch(url: str, seconds: float | None) -> None:
 
     async for item in source:
         if isinstance(item, VideoFrame):
-            bright = float(item.luma.mean()) > FLASH_LUMA
+            h, w = item.luma.shape
+            bright = float(item.luma[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].mean()) > FLASH_LUMA
             if bright and not flashing:
                 emit("video", item.wall_time, item.t)
             flashing = bright

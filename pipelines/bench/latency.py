@@ -9,7 +9,9 @@
    each impulse leaves its decoder: glass-to-decode, the floor set by encoding, network and decoding.
 
 Per impulse and stream: event latency = receipt - glass; floor = the later modality's glass-to-decode (a
-timestep is complete only when both modalities passed its end); analyzer-added = event latency - floor. The
+timestep is complete only when both modalities passed its end); analyzer-added = event latency - floor. With
+``--impulse box`` (seen and heard) the floor is when both the impulse's picture and its sound were decoded,
+from its first glass time: the server switches the two on up to a frame apart. The
 per-stage breakdown comes from the analyzer's own stats (sync wait, batch wait, model, publish).
 """
 
@@ -254,7 +256,12 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
         if audio is not None:
             audio_ms.append(1000 * (audio - imp.audio_wall))
         if video is not None and audio is not None:
-            floor = 1000 * max(video - imp.video_wall, audio - imp.audio_wall)
+            if options.impulse == "box":
+                # seen and heard: no detector can have the impulse before both its picture and its sound are
+                # decoded, and the server switches the two on up to a frame apart
+                floor = 1000 * (max(video, audio) - imp.glass)
+            else:
+                floor = 1000 * max(video - imp.video_wall, audio - imp.audio_wall)
             floor_ms.append(floor)
         for stream in streams:
             receipt = next((r for s, r in starts if s == stream and imp.glass <= r < window_end), None)
