@@ -49,7 +49,7 @@ from .burst_clip import make_burst_clip
 from .conftest import RtspServer, _gst_rtsp_problem
 from .media_servers import MediaServer, frames_of, free_udp_port, serve_files, udp_bound
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.live_heavy]
 
 STREAMER = [sys.executable, "-m", "pipelines.cli"]
 BURSTS = "av@2,av@7,av@12,av@17"  # seen and heard (S near 1)

@@ -294,7 +294,16 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             s: v.get("dropped_timesteps", 0) + v.get("dropped_frames", 0) for s, v in stats.get("streams", {}).items()
         },
         "targets": targets(options),
-        "samples": {"event_ms": event_ms, "added_ms": added_ms, "video_ms": video_ms, "audio_ms": audio_ms},
+        "samples": {
+            "event_ms": event_ms,
+            "added_ms": added_ms,
+            "video_ms": video_ms,
+            "audio_ms": audio_ms,
+            # what was matched, for a look at a miss: each impulse's glass time, each event start's
+            # stream, receipt and media time
+            "impulse_glass": [i.glass for i in impulses],
+            "event_starts": [(s, r, e.get("t")) for s, r, e in obs.events if e.get("type") == "start"],
+        },
     }
 
 
