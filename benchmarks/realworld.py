@@ -25,7 +25,7 @@ from typing import Any
 
 from pipelines.config import EventOptions, ModelConfig
 from pipelines.learn.calibrate import calibrate
-from pipelines.learn.evaluate import detect, fused_scores
+from pipelines.learn.evaluate import Evaluation, counts_dict, evaluate, fused_scores
 from pipelines.learn.extract import RecordingScores, extract
 from pipelines.learn.labels import load_dataset
 from pipelines.learn.metrics import EventCounts
@@ -43,19 +43,20 @@ def scenarios(labels: Path) -> dict[str, str]:
     return {Path(row["file"]).stem: row["scenario"] for row in csv.DictReader(detail.open())}
 
 
+def evaluated(recs: list[RecordingScores], alpha: float, beta: float, options: EventOptions) -> Evaluation:
+    """``streamer evaluate``'s metrics of S = alpha S_v + beta S_a with these event options."""
+    return evaluate(recs, [fused_scores(r, alpha, beta) for r in recs], options)
+
+
 def counts_of(recs: list[RecordingScores], alpha: float, beta: float, options: EventOptions) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for rec in recs:
-        found = detect(rec, fused_scores(rec, alpha, beta), options)
-        out[rec.recording.stream_id] = (EventCounts.of(found, rec.recording.intervals), rec.t[-1] + rec.hop)
-    return out
+    """stream id -> (its event counts, its length in seconds)."""
+    results = evaluated(recs, alpha, beta, options).recordings
+    return {r.stream_id: (r.counts, rec.t[-1] + rec.hop) for r, rec in zip(results, recs, strict=True)}
 
 
 def row(c: EventCounts) -> dict[str, Any]:
-    per_label = c.detected / c.labeled if c.labeled else None
-    return {"precision": round(c.precision, 3), "recall": round(c.recall, 3), "f1": round(c.f1, 3),
-            "detected": c.detected, "labeled": c.labeled, "matched": c.matched,
-            "events_per_label": None if per_label is None else round(per_label, 2)}  # fmt: skip
+    per_label = round(c.detected / c.labeled, 2) if c.labeled else None
+    return counts_dict(c) | {"events_per_label": per_label}
 
 
 def summary(per_clip: dict[str, Any], scenario_of: dict[str, str]) -> dict[str, Any]:
@@ -97,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cal = calibrate(fit, defaults)
         options = replace(defaults, threshold=cal.threshold)
         settings.append({"alpha": cal.alpha, "beta": cal.beta, "threshold": cal.threshold})
-        for c, _ in counts_of(test, cal.alpha, cal.beta, options).values():
-            cross += c
+        cross += evaluated(test, cal.alpha, cal.beta, options).counts
     report["calibrated_on_half"] = {"overall": row(cross), "settings": settings}
 
     print(f"{'scenario':<10} {'P':>5} {'R':>5} {'F1':>5} {'det':>4} {'lab':>4} {'ev/lab':>6}")

@@ -30,7 +30,7 @@ their energy above it; on real recordings the thumps of a bike's hum alone made 
   about 0.82, 20 dB 0.97.
 
 Warm-up: a stream's first ``warmup`` seconds of heard audio (5 timesteps at 100 ms) only fill the window
-(S_a = 0). Being robust statistics of the lower part, neither a first timestep that is partly silence nor a bang as
+(S_a = 0). Being a median and a lower-half spread, neither a first timestep that is partly silence nor a bang as
 the stream is joined sets the background.
 """
 
@@ -42,7 +42,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from .slots import SlotStateMixin
+from .slots import SlotStateMixin, push_ring
 
 _EPS_POWER = 1e-10  # -100 dB: what digital silence reads as
 _SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digital silence (zeros)
@@ -61,6 +61,7 @@ class AudioActivity(SlotStateMixin):
     levels: Tensor  # (capacity, window steps, bands) dB: the recent heard timesteps' levels, a ring
     fluxes: Tensor  # (capacity, window steps) dB
     count: Tensor  # (capacity,) float: heard timesteps so far
+    quartiles: Tensor  # (2,) the quantiles the background is read from: 0.25, 0.5
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class AudioActivity(SlotStateMixin):
         self.register_buffer("levels", torch.full((capacity, steps, bands), float("nan")))
         self.register_buffer("fluxes", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
+        self.register_buffer("quartiles", torch.tensor([0.25, 0.5]), persistent=False)  # q25, q50
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         level, flux, heard = self._measure(audio)
@@ -150,11 +152,10 @@ class AudioActivity(SlotStateMixin):
 
     def background(self, slots: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Each slot's background: band ``floor`` and ``sigma`` ``(B, bands)``, flux ``floor`` and ``sigma``
-        ``(B,)``, from the lower part of its window (see the module's docstring)."""
+        ``(B,)``: the window's median and the spread of its lower half (see the module's docstring)."""
         levels, fluxes = self.levels[slots], self.fluxes[slots]
-        q = torch.tensor([0.25, 0.5], device=levels.device, dtype=levels.dtype)
-        lq = torch.nanquantile(levels, q, dim=1)  # (2, B, bands)
-        fq = torch.nanquantile(fluxes, q, dim=1)  # (2, B)
+        lq = torch.nanquantile(levels, self.quartiles, dim=1)  # (2, B, bands)
+        fq = torch.nanquantile(fluxes, self.quartiles, dim=1)  # (2, B)
         sigma = torch.clamp((lq[1] - lq[0]) / 0.674, min=self.min_dev)
         flux_sigma = torch.clamp((fq[1] - fq[0]) / 0.674, min=self.min_flux_dev)
         return lq[1], sigma, fq[1], flux_sigma
@@ -169,17 +170,8 @@ class AudioActivity(SlotStateMixin):
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
         score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
 
-        # Every heard timestep goes into the window (its lower part is the background): one ring slot each.
-        at = (count.long() % self.levels.shape[1]).to(slots.device)
-        rows = self.levels[slots]
-        rows[torch.arange(rows.shape[0], device=rows.device), at] = torch.where(
-            present.unsqueeze(1), level, rows[torch.arange(rows.shape[0], device=rows.device), at]
-        )
-        self.levels[slots] = rows
-        ring = self.fluxes[slots]
-        ring[torch.arange(ring.shape[0], device=ring.device), at] = torch.where(
-            present, flux, ring[torch.arange(ring.shape[0], device=ring.device), at]
-        )
-        self.fluxes[slots] = ring
+        # Every heard timestep goes into the window: one ring slot each.
+        self.levels[slots] = push_ring(self.levels[slots], count, level, present)
+        self.fluxes[slots] = push_ring(self.fluxes[slots], count, flux, present)
         self.count[slots] = count + present.to(count.dtype)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}

@@ -42,3 +42,13 @@ class SlotStateMixin(nn.Module):
 
     def _device_of_state(self) -> torch.device:
         return torch.device(getattr(self, self._slot_buffers[0]).device) if self._slot_buffers else torch.device("cpu")
+
+
+def push_ring(ring: Tensor, count: Tensor, value: Tensor, keep: Tensor) -> Tensor:
+    """A copy of the rings ``ring (B, W, ...)`` with ``value (B, ...)`` written at slot ``count % W`` of each row
+    where ``keep (B,)``: the newest of a row's last ``W`` measurements replaces its oldest."""
+    rows = torch.arange(ring.shape[0], device=ring.device)
+    at = (count.long() % ring.shape[1]).to(ring.device)
+    out = ring.clone()
+    out[rows, at] = torch.where(keep.view(-1, *([1] * (value.dim() - 1))), value, ring[rows, at])
+    return out

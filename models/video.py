@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .slots import SlotStateMixin
+from .slots import SlotStateMixin, push_ring
 
 
 class VideoActivity(SlotStateMixin):
@@ -168,10 +168,7 @@ class VideoActivity(SlotStateMixin):
         score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
 
         learn = present & has_prev
-        rows = torch.arange(window.shape[0], device=window.device)
-        at = (count.long() % window.shape[1]).to(window.device)
-        window[rows, at] = torch.where(learn, activity, window[rows, at])
-        self.recent[slots] = window
+        self.recent[slots] = push_ring(window, count, activity, learn)
         self.count[slots] = count + learn.to(count.dtype)
         self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
         self.has_prev[slots] = has_prev | present

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import EventOptions, ModelConfig
-from pipelines.learn.evaluate import detect, fused_scores
+from pipelines.learn.evaluate import evaluate, fused_scores
 from pipelines.learn.extract import extract
 from pipelines.learn.labels import Dataset, load_dataset
-from pipelines.learn.metrics import EventCounts
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "realworld" / "labels.csv"
 # one clip per kind of trouble: a busy road with loud sounds, start-up hazards (a fade-in), audio alone over a
@@ -35,13 +34,8 @@ def dataset() -> Dataset:
 def test_default_settings_find_the_labeled_events_of_real_recordings(dataset: Dataset) -> None:
     recs, failed = asyncio.run(extract(dataset, ModelConfig(device="cpu"), {}))
     assert not failed and len(recs) == len(CLIPS)
-    options = EventOptions()
-    total = EventCounts()
-    per_clip = {}
-    for rec in recs:
-        counts = EventCounts.of(detect(rec, fused_scores(rec, 0.5, 0.5), options), rec.recording.intervals)
-        per_clip[rec.recording.stream_id] = (counts.matched, counts.detected, counts.labeled)
-        total += counts
-    assert total.f1 >= 0.85, per_clip
+    result = evaluate(recs, [fused_scores(rec, 0.5, 0.5) for rec in recs], EventOptions())
+    per_clip = {r.stream_id: (r.counts.matched, r.counts.detected, r.counts.labeled) for r in result.recordings}
+    assert result.counts.f1 >= 0.85, per_clip
     assert per_clip["D4_static_room"][1] == 0, per_clip  # nothing happens: no event
     assert per_clip["D5_fadein1s"][0] >= 10, per_clip  # of 11: the fade-in does not deafen the stream

@@ -48,7 +48,7 @@ def detect(rec: RecordingScores, s: Scores, options: EventOptions) -> list[Inter
     return event_intervals(rec.t, s, rec.hop, options)
 
 
-def event_counts(recs: Sequence[RecordingScores], scores: Sequence[Scores], options: EventOptions) -> EventCounts:
+def eventcounts_dict(recs: Sequence[RecordingScores], scores: Sequence[Scores], options: EventOptions) -> EventCounts:
     total = EventCounts()
     for rec, s in zip(recs, scores, strict=True):
         total += EventCounts.of(detect(rec, s, options), rec.recording.intervals)
@@ -58,7 +58,7 @@ def event_counts(recs: Sequence[RecordingScores], scores: Sequence[Scores], opti
 def sweep(
     recs: Sequence[RecordingScores], scores: Sequence[Scores], options: EventOptions, thresholds: Sequence[float]
 ) -> list[EventCounts]:
-    return [event_counts(recs, scores, replace(options, threshold=float(t))) for t in thresholds]
+    return [eventcounts_dict(recs, scores, replace(options, threshold=float(t))) for t in thresholds]
 
 
 @dataclass(frozen=True)
@@ -116,12 +116,12 @@ class Evaluation:
             "threshold": self.options.threshold,
             "min_gap": self.options.min_gap,
             "min_duration": self.options.min_duration,
-            "events": _counts(c),
+            "events": counts_dict(c),
             "timesteps": {"count": self.timesteps, "accuracy": _r(self.accuracy), "roc_auc": _r(self.roc_auc)},
             "labels": {k or "(none)": {"found": f, "labeled": n} for k, (f, n) in self.label_recall.items()},
             "recordings": {
                 r.stream_id: {
-                    **_counts(r.counts),
+                    **counts_dict(r.counts),
                     "accuracy": _r(r.accuracy),
                     "roc_auc": _r(r.roc_auc),
                     "detected": [[round(a, 3), round(b, 3)] for a, b in r.detected],
@@ -136,7 +136,8 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-def _counts(c: EventCounts) -> dict[str, Any]:
+def counts_dict(c: EventCounts) -> dict[str, Any]:
+    """Event counts as a report shows them: precision, recall, F1, the counts and the mean IoU."""
     return {"precision": _r(c.precision), "recall": _r(c.recall), "f1": _r(c.f1), "matched": c.matched,
             "detected": c.detected, "labeled": c.labeled, "mean_iou": _r(c.mean_iou)}  # fmt: skip
 
