@@ -11,6 +11,11 @@ their energy above it; on real recordings the thumps of a bike's hum alone made 
   a digitally silent AAC track as CCTV exports carry) is not sound: those frames are left out of the level and the
   flux, and a timestep that is mostly silence counts as the modality being *absent* (``present`` False: S_a is
   ``null`` in scores and events). It never teaches the background either.
+* **Audibility floor**: every mel band's power has the power white noise at ``quiet_dbfs`` (-90 dBFS, the
+  self-noise of the quietest microphones and below it the quantization noise of 16-bit audio) added before the
+  logarithm. Without it an empty band (a test tone's, a codec's) reads -100 dB one moment and -90 the next as
+  a codec switches its quantization, and such a 9 dB "step" scored as a sound; now what lies far below the
+  floor reads as the floor, and what lies above it is measured as before.
 * ``level`` (dB, per band): mean log level over the timestep's frames. ``flux``: spectral flux, the mean over
   frames of the summed positive band-to-band increase (dB), which marks onsets.
 * **The background** is the recent past, ``window`` seconds (8) of the stream's heard timesteps, described by
@@ -44,7 +49,6 @@ from torch import Tensor
 
 from .slots import SlotStateMixin, push_ring
 
-_EPS_POWER = 1e-10  # -100 dB: what digital silence reads as
 _SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digital silence (zeros)
 
 
@@ -62,6 +66,7 @@ class AudioActivity(SlotStateMixin):
     fluxes: Tensor  # (capacity, window steps) dB
     count: Tensor  # (capacity,) float: heard timesteps so far
     quartiles: Tensor  # (2,) the quantiles the background is read from: 0.25, 0.5
+    quiet_power: Tensor  # (n_mels, 1) each mel band's power of white noise at quiet_dbfs
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class AudioActivity(SlotStateMixin):
         flux_weight: float = 0.5,
         min_dev: float = 1.0,
         min_flux_dev: float = 2.0,
+        quiet_dbfs: float = -90.0,
         warmup: float = 0.5,
         capacity: int = 8,
     ) -> None:
@@ -104,6 +110,11 @@ class AudioActivity(SlotStateMixin):
             center=False,
             f_min=f_min,
         )
+        # The expected mel power of white noise at quiet_dbfs: variance * sum(window^2) per FFT bin, times each
+        # filter's weights (n_mels, 1).
+        noise_power = 10.0 ** (quiet_dbfs / 10.0) * self.mel.spectrogram.window.pow(2).sum()
+        self.register_buffer("quiet_power", (noise_power * self.mel.mel_scale.fb.sum(dim=0)).unsqueeze(1),
+                             persistent=False)  # fmt: skip
         self.register_buffer("levels", torch.full((capacity, steps, bands), float("nan")))
         self.register_buffer("fluxes", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
@@ -134,7 +145,7 @@ class AudioActivity(SlotStateMixin):
             raise ValueError(f"audio windows need >= {self.min_window} samples, got {audio.shape[1]}")
         power = self.mel(audio)  # (B, n_mels, T)
         sounding = power.sum(dim=1) > _SILENT_POWER  # (B, T)
-        logmel = 10.0 * torch.log10(power + _EPS_POWER)
+        logmel = 10.0 * torch.log10(power + self.quiet_power)
         batch, n_mels, frames = logmel.shape
         grouped = logmel.view(batch, self.bands, n_mels // self.bands, frames).mean(dim=2)  # (B, bands, T)
         # the frames that end inside the timestep's own samples (and the one before each, for the flux)

@@ -54,10 +54,11 @@ def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["counts"]["impulses"] == 4
-    # The report's shape is what this checks. Detection itself: in about 1 of 4 runs since issue 13 the analyzer
-    # heard the first impulses of this flash run and then none (0-2 of 4; not reproduced by hand, no timestep
-    # dropped; the report's samples keep the impulse and event times for a look). An open bug, in the stop note.
-    assert report["counts"]["events"] >= 1, report["samples"]
+    # Every impulse is its own event (one miss allowed for a starved machine). With a faint pure tone between
+    # impulses, about 1 run in 4 caught 0-2: Opus switched the noise in the tone's empty bands on and off, heard
+    # as sounds, and one such event swallowed impulses (the server now sends pink noise; the model's audibility
+    # floor, tests/test_detection_quality.py, keeps such codec noise from being heard).
+    assert report["counts"]["events"] >= 3 and report["counts"]["spurious"] == 0, report["samples"]
     for key in ("event_latency_ms", "decode_video_ms", "decode_audio_ms", "floor_ms", "analyzer_added_ms"):
         assert set(report[key]) == {"n", "p50", "p95", "p99", "max"}, key
     assert report["event_latency_ms"]["p50"] > 0

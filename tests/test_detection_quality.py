@@ -172,3 +172,26 @@ def test_a_slow_mover_is_seen() -> None:
     out = run(model, [timestep(k, video[k], pink_noise(6, -50)) for k in range(60)], slot)
     assert out["video_changed"][25:].max() < 0.02  # what frame differencing alone sees: under the noise bar
     assert [round(a, 1) for a, _ in events(out)][:1] == [2.0], (events(out), out["s_v"][18:40])
+
+
+def test_codec_noise_far_below_hearing_in_the_empty_bands_of_a_tone_is_no_sound() -> None:
+    """A steady -46 dBFS tone (a test signal, a hum) whose empty bands a codec fills with noise at -100 dBFS now and
+    then (seen from Opus in the latency bench: empty bands read -99 dB, then -90 for seconds): no event. The same
+    noise at -60 dBFS, which a quiet room would let one hear, is a sound."""
+
+    def signal(noise_dbfs: float) -> np.ndarray:
+        audio = np.round(tone(12, -46) * 32767) / 32767  # 16-bit, like a decoded stream
+        rng = np.random.default_rng(1)
+        on = (np.arange(len(audio)) // (SR * 3 // 2)) % 2 == 1  # 1.5 s on, 1.5 s off
+        on[: 4 * SR] = False
+        audio += on * rng.normal(0, 10 ** (noise_dbfs / 20), len(audio))
+        return audio.astype(np.float32)
+
+    model = FusionModel()
+    slot = model.add_stream()
+    out = run(model, [timestep(k, None, signal(-100)) for k in range(120)], slot)
+    assert events(out) == [], (events(out), out["s_a"].max())
+    model = FusionModel()
+    slot = model.add_stream()
+    out = run(model, [timestep(k, None, signal(-60)) for k in range(120)], slot)
+    assert [round(a, 1) for a, _ in events(out)][:1] == [4.5], events(out)

@@ -8,8 +8,10 @@ imports nothing but the standard library and gi::
         [--tone-ms 100] [--flash-frames 1] [--box]
 
 It serves one shared live media on 127.0.0.1 (every client sees the same stream, as from a camera): H.264 video
-(pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of a faint
-tone (-46 dBFS, a microphone's floor: digital silence is no audio to the analyzer). Impulse ``k`` (0, 1, 2...)
+(pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of faint pink
+noise (-50 dBFS, a quiet room's microphone: digital silence is no audio to the analyzer, and a faint pure tone
+is not what a microphone hears either: Opus switched the noise in its empty bands on and off for seconds at a
+time, which the analyzer then heard as a sound). Impulse ``k`` (0, 1, 2...)
 is due ``2 + k * interval + u_k`` seconds after the media's first buffer,
 ``u_k = jitter * frac(u_0 + k * 0.618...)`` (a golden-ratio sequence from a start ``u_0`` drawn with
 ``--seed``): impulses fall evenly anywhere relative to any analysis grid, even over a few dozen of them. Random
@@ -60,11 +62,11 @@ _GOLDEN = (5**0.5 - 1) / 2  # the golden ratio's fraction: the most evenly sprea
 AUDIO_RATE = 48000
 AUDIO_BUFFER_MS = 10  # one audiotestsrc buffer = one Opus frame
 TONE_HZ = 1000.0
-TONE_VOLUME = 0.5  # sine peak: -6 dBFS
-# Between impulses the tone is 40 dB lower, as a real microphone's noise floor: never digital silence, which the
-# analyzer rightly treats as "no audio" (a muted track), not as a background to hear the impulses against.
-QUIET_VOLUME = 0.005
-PATTERN_BLACK, PATTERN_WHITE = 2, 3  # videotestsrc's pattern enum
+TONE = {"wave": "sine", "volume": "0.5"}  # sine peak: -6 dBFS
+# Between impulses pink noise at -50 dBFS (max |S16| about 400), as a quiet room's microphone: never digital
+# silence, which the analyzer rightly treats as "no audio" (a muted track), not as a background.
+QUIET = {"wave": "pink-noise", "volume": "0.02"}
+BLACK, WHITE = {"pattern": "black"}, {"pattern": "white"}
 WHITE_LUMA = 128  # I420 Y: black is 16, white 235
 LOUD_SAMPLE = 1000  # |S16| above this: the buffer holds tone (peak at volume 0.5 is 16383)
 
@@ -91,7 +93,7 @@ def launch_line(width: int, height: int, fps: int, box: bool = False) -> str:
         f"( {source}"
         f"height={height},framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=-1  "
-        f"audiotestsrc name=asrc is-live=true wave=sine freq={TONE_HZ} volume={QUIET_VOLUME} "
+        f"audiotestsrc name=asrc is-live=true wave={QUIET['wave']} freq={TONE_HZ} volume={QUIET['volume']} "
         f"samplesperbuffer={samples} "
         f"! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! opusenc frame-size={AUDIO_BUFFER_MS} "
         "! rtpopuspay name=pay1 pt=97 )"
@@ -219,14 +221,15 @@ class Track:
     Per buffer: if it is loud (read from its data) it belongs to the current impulse, whose glass time is that
     of its first loud buffer; after ``length`` loud buffers the source is switched back to quiet. If it is
     quiet and the next impulse is due, the source is switched to loud: the next buffer is the impulse's first.
+    ``quiet`` and ``loud`` are the source's properties in each state, as gst-launch writes them.
     """
 
     def __init__(
-        self, modality: str, source: Any, prop: str, quiet: Any, loud: Any, length: int, media: MediaImpulses
-    ) -> None:
+        self, modality: str, source: Any, quiet: dict[str, str], loud: dict[str, str], length: int,
+        media: MediaImpulses,
+    ) -> None:  # fmt: skip
         self.modality = modality
         self._source = source
-        self._prop = prop
         self._quiet = quiet
         self._loud = loud
         self._length = length
@@ -241,7 +244,7 @@ class Track:
                 self._media.glass(self._number, self.modality, now)
             self._loud_count += 1
             if self._loud_count == self._length:
-                self._source.set_property(self._prop, self._quiet)
+                self._switch(self._quiet)
             return
         if self._loud_count:  # the impulse is over
             self._loud_count = 0
@@ -249,7 +252,11 @@ class Track:
         if self._number is None and now >= self._media.due(self._index, now):
             self._number = self._media.number(self._index)
             self._index += 1
-            self._source.set_property(self._prop, self._loud)
+            self._switch(self._loud)
+
+    def _switch(self, properties: dict[str, str]) -> None:
+        for name, value in properties.items():
+            Gst.util_set_object_arg(self._source, name, value)
 
 
 def _is_white(buffer: Any) -> bool:
@@ -270,8 +277,8 @@ def attach(media: Any, schedule: Schedule, tone_buffers: int, flash_frames: int)
     impulses = MediaImpulses(schedule)
     bin_ = media.get_element()
     video, audio = bin_.get_by_name("vsrc"), bin_.get_by_name("asrc")
-    _watch(video, Track("video", video, "pattern", PATTERN_BLACK, PATTERN_WHITE, flash_frames, impulses), _is_white)
-    _watch(audio, Track("audio", audio, "volume", QUIET_VOLUME, TONE_VOLUME, tone_buffers, impulses), _is_tone)
+    _watch(video, Track("video", video, BLACK, WHITE, flash_frames, impulses), _is_white)
+    _watch(audio, Track("audio", audio, QUIET, TONE, tone_buffers, impulses), _is_tone)
 
 
 def _watch(source: Any, track: Track, is_loud: Callable[[Any], bool]) -> None:
