@@ -29,7 +29,9 @@ from typing import IO, Any
 import numpy as np
 
 from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
+from streamer.ingest import IngestHub, IngestStream, KeptFrame, RemoteStream
 from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
+from streamer.snapshot import encode_jpeg
 from streamer.stream import Stream
 
 from .batcher import Batcher, Lane
@@ -38,7 +40,6 @@ from .events import Ended, Event, EventDetector, Scores
 from .inference import ModelRunner
 from .mqtt import Publisher
 from .outbox import Message, Outbox
-from .snapshot import encode_jpeg
 from .stats import PipelineStats, Stamps
 from .topics import Topics
 
@@ -59,7 +60,7 @@ class StreamRuntime:
     config: StreamConfig
     lane: Lane[Job]
     detector: EventDetector
-    stream: Stream | None = None
+    stream: Stream | RemoteStream | None = None
     info: StreamInfo | None = None
     done: bool = False  # the source task ended
     lost: bool = False  # the source was lost: an open event ends once the timesteps before the loss are scored
@@ -112,6 +113,9 @@ class Analyzer:
         self._events_out: IO[str] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._scoring: set[str] = set()  # streams with timesteps in the batch being scored
+        self._hub: IngestHub | None = None
+        if config.ingest == "process":
+            self._hub = IngestHub([IngestStream(sc.spec, sc.source, sc.sync) for sc in config.streams])
 
     # -- control ------------------------------------------------------------------------------------------
 
@@ -128,6 +132,8 @@ class Analyzer:
         if self.config.events_out is not None:
             self._events_out = self.config.events_out.open("a", encoding="utf-8")
         try:
+            if self._hub is not None:
+                await self._hub.start()
             async with asyncio.TaskGroup() as tg:
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
                 stats_task = tg.create_task(self._stats_loop(), name="stats")
@@ -151,6 +157,8 @@ class Analyzer:
                         undelivered, self.outbox.pending_events, self.config.mqtt.display_url,
                     )  # fmt: skip
         finally:
+            if self._hub is not None:
+                await self._hub.close()
             self.runner.close()
             if self._events_out is not None:
                 self._events_out.close()
@@ -176,7 +184,11 @@ class Analyzer:
             rt.lost = True
             self._end_if_lost(rt)
 
-        rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info, on_gap=on_gap)
+        if self._hub is not None:
+            remote = rt.stream = self._hub.remotes[sc.stream_id]
+            remote.on_state, remote.on_info, remote.on_gap = self._on_state, on_info, on_gap
+        else:
+            rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info, on_gap=on_gap)
         duration = self.config.duration
         try:
             async with contextlib.aclosing(rt.stream.__aiter__()) as timesteps:  # type: ignore[type-var]
@@ -227,9 +239,15 @@ class Analyzer:
                 self._scoring = set()
             inferred = time.time()
             self.stats.batch_sizes.append(len(batch))
+            scored: dict[str, int] = {}
             for i, (_, job) in enumerate(batch):
                 job.stamps.batched, job.stamps.inferred = batched, inferred
                 self._handle(job, result, i)
+                scored[job.ts.stream_id] = job.ts.k
+            for stream_id, k in scored.items():
+                stream = self.streams[stream_id].stream
+                if isinstance(stream, RemoteStream):
+                    stream.scored(k)  # the ingest process may let go of those timesteps' full frames
             self._flush_finished()
             if self.hooks.on_progress is not None:
                 self.hooks.on_progress({sid: c.media_t for sid, c in self.stats.streams.items()})
@@ -248,7 +266,12 @@ class Analyzer:
         counters.timesteps += 1
         counters.media_t = ts.end
         frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
+        peak = rt.detector.peak_frame
         self._emit(rt, rt.detector.update(scores, frame))
+        new_peak = rt.detector.peak_frame
+        if new_peak is not None and new_peak is not peak and isinstance(new_peak.full, KeptFrame):
+            assert isinstance(rt.stream, RemoteStream)
+            rt.stream.pin(new_peak.full.k)  # an open event's peak: its ingest process keeps the picture
         if self.config.mqtt.scores and self.publisher is not None:
             self._queue(self.topics.scores(ts.stream_id), _json(scores.as_dict()), "score", qos=0, retain=False)
         job.stamps.published = time.time()
@@ -287,8 +310,12 @@ class Analyzer:
                 self.hooks.on_event(event)
 
     async def _snapshot(self, stream_id: str, frame: VideoFrame) -> None:
+        stream = self.streams[stream_id].stream
         try:
-            jpeg = await asyncio.to_thread(encode_jpeg, frame)
+            if isinstance(frame.full, KeptFrame) and isinstance(stream, RemoteStream):
+                jpeg = await stream.snapshot(frame.full.k)
+            else:
+                jpeg = await asyncio.to_thread(encode_jpeg, frame)
         except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
             log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
             return
@@ -315,7 +342,7 @@ class Analyzer:
     def _publish_stats(self) -> None:
         drops = {
             sid: {
-                "dropped_frames": rt.stream.source.dropped_video if rt.stream is not None else 0,
+                "dropped_frames": rt.stream.dropped_video if rt.stream is not None else 0,
                 "dropped_timesteps": rt.lane.dropped,
             }
             for sid, rt in self.streams.items()

@@ -155,6 +155,11 @@ class EventDetector:
     def active(self) -> bool:
         return self._open is not None and self._open.started
 
+    @property
+    def peak_frame(self) -> VideoFrame | None:
+        """The open event's peak frame so far (None when no event is open)."""
+        return self._open.peak_frame if self._open is not None else None
+
     def update(self, s: Scores, frame: VideoFrame | None = None) -> list[Event | Ended]:
         """Feed one timestep (in order); returns the start/end messages it causes."""
         out: list[Event | Ended] = []

@@ -37,6 +37,11 @@ class Stream:
     def stream_id(self) -> str:
         return self.source.spec.stream_id
 
+    @property
+    def dropped_video(self) -> int:
+        """Video frames the source dropped so far (a live source whose consumer lagged)."""
+        return self.source.dropped_video
+
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None
         async for item in self.source:

@@ -1,0 +1,433 @@
+"""Capture in ingest processes: demux, decode, resampling and timestep assembly out of the analyzer's process.
+
+Why: in one process, every capture thread's per-packet Python work (a 10 ms Opus packet is decoded, resampled
+and handed over on its own) and the model's many small torch calls all queue for one interpreter lock. Past
+about a dozen live streams on 2 cores the threads spent more time passing the lock than holding it, and the model
+starved (see ``../shared/PERF.md``). Here each live stream runs in a process of its own (files share a few,
+one per core, since they wait for the model anyway), and the analyzer's process only scores, detects and
+publishes.
+
+* :class:`IngestHub` (in the analyzer) listens on a Unix socket in a private temporary directory, starts
+  ``python -m streamer.ingest`` children (job on stdin: no credential on a command line), and gives each stream
+  a :class:`RemoteStream`: ``async for ts in remote`` like :class:`~streamer.stream.Stream`, with the same
+  ``on_state`` / ``on_info`` / ``on_gap`` callbacks and :class:`~streamer.errors.SourceError` at the end.
+* A child runs each of its streams' :class:`~streamer.stream.Stream` (one capture thread each, as in-process)
+  and sends every timestep over its stream's own connection (a length-prefixed pickle; one connection per stream
+  so a waiting file never holds up another). Luma frames and audio travel; the full-resolution picture of a
+  timestep's middle frame (the one a snapshot would show) stays in the child as :class:`KeptFrame` until the
+  analyzer says that timestep is scored (``scored``), or *pins* it as an open event's peak (``pin``): then it
+  is kept until the next pin and encoded as JPEG on request (``snapshot``). Memory per stream is flat: the frames
+  of timesteps in flight plus one.
+* Flow: a file's timesteps wait when the analyzer's lane is full (the connection stops being read, the child's
+  ``drain`` waits, its decode thread waits: nothing is lost); a live stream's lane drops its oldest instead, so its
+  connection is always read. Children run at a lower priority (``nice``): when the cores are short, capture falls
+  behind and drops (counted), the model does not starve.
+* A child ends when the analyzer closes the connections or goes away (end of file on the socket); the
+  terminal's Ctrl-C does not reach it (its own process group): the analyzer stops it. It stays in the analyzer's
+  session: with the kernel's autogroup scheduling each session shares the CPU equally whatever its nice value,
+  so children in sessions of their own starved the analyzer (16 streams: its threads waited on the run queue
+  about 90% of the time). A child that dies ends its streams with a
+  one-line :class:`~streamer.errors.SourceError`; the other streams go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copyreg
+import logging
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from . import errors
+from .errors import SourceError
+from .media import Discontinuity, FullFrame, StateChange, StreamInfo, Timestep
+from .options import SourceOptions
+from .spec import SourceSpec
+from .sync import SyncOptions
+
+log = logging.getLogger(__name__)
+
+_HEADER = 4  # bytes of big-endian length before each pickled message
+INBOX = 4  # messages a RemoteStream holds before it stops reading its connection (backpressure)
+SNAPSHOT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class IngestStream:
+    """What a child needs to run one stream."""
+
+    spec: SourceSpec
+    options: SourceOptions
+    sync: SyncOptions
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    address: str  # the analyzer's Unix socket
+    streams: tuple[IngestStream, ...]
+    log_level: int = logging.WARNING
+    nice: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFrame:
+    """Stands in a timestep's frame for its full-resolution picture, kept in the ingest process: timestep ``k``'s."""
+
+    k: int
+
+    def to_bgr(self) -> Any:
+        raise RuntimeError("the full frame is kept in the ingest process: ask its RemoteStream for a snapshot")
+
+
+def plan_processes(streams: Sequence[IngestStream], cores: int | None = None) -> list[list[IngestStream]]:
+    """Group streams into ingest processes: each live stream alone; the others (files, synthetic) dealt round-robin
+    over at most one process per core."""
+    live = [[s] for s in streams if s.spec.is_live]
+    rest = [s for s in streams if not s.spec.is_live]
+    n = min(len(rest), max(1, cores or os.cpu_count() or 1))
+    return live + [rest[i::n] for i in range(n)]
+
+
+# -- wire --------------------------------------------------------------------------------------------------------
+
+
+# Specs and options hold read-only mappings (MappingProxyType), which pickle cannot take as they are.
+def _mapping_proxy(items: dict[str, Any]) -> MappingProxyType[str, Any]:
+    return MappingProxyType(items)
+
+
+copyreg.pickle(MappingProxyType, lambda m: (_mapping_proxy, (dict(m),)))
+
+
+def _write(writer: asyncio.StreamWriter, message: tuple[Any, ...]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    writer.write(len(data).to_bytes(_HEADER, "big") + data)
+
+
+async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+    size = int.from_bytes(await reader.readexactly(_HEADER), "big")
+    message: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
+    return message
+
+
+def _error_message(exc: SourceError) -> tuple[Any, ...]:
+    # SourceError's constructor takes (stream_id, cause): sent as fields, rebuilt as the same class
+    return ("error", type(exc).__name__, exc.stream_id, exc.cause)
+
+
+def _rebuild_error(name: str, stream_id: str, cause: str) -> SourceError:
+    cls = getattr(errors, name, SourceError)
+    if not (isinstance(cls, type) and issubclass(cls, SourceError)):
+        cls = SourceError
+    return cls(stream_id, cause)
+
+
+# -- the analyzer's side ---------------------------------------------------------------------------------------
+
+
+class RemoteStream:
+    """One stream captured in an ingest process: ``async for ts in remote`` yields its timesteps in order."""
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self.on_state: Callable[[StateChange], None] | None = None
+        self.on_info: Callable[[StreamInfo], None] | None = None
+        self.on_gap: Callable[[Discontinuity], None] | None = None
+        self.dropped_video = 0
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(INBOX)
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._replies: dict[int, asyncio.Future[bytes | None]] = {}
+        self._next_request = 0
+        self._finished = False  # the stream's end (or failure) has been delivered
+
+    def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._reader_task = asyncio.get_running_loop().create_task(self._pump(reader), name=f"ingest-{self.stream_id}")
+
+    def fail(self, cause: str) -> None:
+        """The child is gone: end the stream with ``cause`` unless it already ended."""
+        if not self._finished:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._inbox.put_nowait(("lost", cause))
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                message = await _read(reader)
+                kind = message[0]
+                if kind == "jpeg":
+                    future = self._replies.pop(message[1], None)
+                    if future is not None and not future.done():
+                        future.set_result(message[2])
+                elif kind == "state":
+                    if self.on_state is not None:
+                        self.on_state(message[1])
+                else:
+                    await self._inbox.put(message)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            await self._inbox.put(("lost", "the ingest process ended unexpectedly"))
+        except Exception as exc:  # a message this side cannot read: a bug, but only this stream's
+            log.exception("stream '%s': bad message from the ingest process", self.stream_id)
+            await self._inbox.put(("lost", f"bad message from the ingest process: {type(exc).__name__}: {exc}"))
+        finally:
+            for future in self._replies.values():
+                if not future.done():
+                    future.set_result(None)
+
+    async def __aiter__(self) -> AsyncIterator[Timestep]:
+        try:
+            while True:
+                message = await self._inbox.get()
+                kind = message[0]
+                if kind == "ts":
+                    self.dropped_video = message[2]
+                    yield message[1]
+                elif kind == "info":
+                    if self.on_info is not None:
+                        self.on_info(message[1])
+                elif kind == "gap":
+                    if self.on_gap is not None:
+                        self.on_gap(message[1])
+                elif kind == "end":
+                    self._finished = True
+                    return
+                elif kind == "error":
+                    self._finished = True
+                    raise _rebuild_error(*message[1:])
+                else:  # "lost"
+                    self._finished = True
+                    raise SourceError(self.stream_id, message[1])
+        finally:
+            if not self._finished:
+                self._send(("stop",))  # the consumer stopped first (--duration, shutdown)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            _write(self._writer, message)
+
+    def scored(self, k: int) -> None:
+        """Timesteps up to ``k`` are scored: their full frames may go (but a pinned one)."""
+        self._send(("scored", k))
+
+    def pin(self, k: int) -> None:
+        """Keep timestep ``k``'s full frame (an open event's new peak) until the next pin."""
+        self._send(("pin", k))
+
+    async def snapshot(self, k: int) -> bytes | None:
+        """Timestep ``k``'s full frame as JPEG, if the child still has it."""
+        if self._writer is None or self._writer.is_closing():
+            return None
+        self._next_request += 1
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._replies[self._next_request] = future
+        self._send(("snapshot", self._next_request, k))
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            self._replies.pop(self._next_request, None)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+
+
+class IngestHub:
+    """The analyzer's end: starts the ingest processes for ``streams`` and holds their :class:`RemoteStream`."""
+
+    def __init__(self, streams: Sequence[IngestStream], *, nice: int = 10, cores: int | None = None) -> None:
+        self._streams = list(streams)
+        self._nice = nice
+        self._cores = cores
+        self.remotes = {s.spec.stream_id: RemoteStream(s.spec.stream_id) for s in streams}
+        self._dir: str | None = None
+        self._server: asyncio.Server | None = None
+        self._procs: list[asyncio.subprocess.Process] = []
+        self._watchers: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="streamer-ingest-")  # mode 0700: only this user connects
+        address = os.path.join(self._dir, "ingest.sock")
+        self._server = await asyncio.start_unix_server(self._connected, address)
+        level = logging.getLogger("streamer").getEffectiveLevel()
+        for group in plan_processes(self._streams, self._cores):
+            job = IngestJob(address, tuple(group), level, self._nice)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "streamer.ingest", stdin=asyncio.subprocess.PIPE, process_group=0
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(pickle.dumps(job))
+            with contextlib.suppress(ConnectionError):
+                await proc.stdin.drain()
+            proc.stdin.close()
+            self._procs.append(proc)
+            ids = [s.spec.stream_id for s in group]
+            self._watchers.append(asyncio.get_running_loop().create_task(self._watch(proc, ids), name="ingest-watch"))
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await _read(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        remote = self.remotes.get(hello[1]) if hello[0] == "hello" else None
+        if remote is None:
+            writer.close()
+            return
+        remote.attach(reader, writer)
+
+    async def _watch(self, proc: asyncio.subprocess.Process, stream_ids: list[str]) -> None:
+        code = await proc.wait()
+        if self._closing:
+            return
+        if code != 0:
+            log.warning("the ingest process of %s exited with code %s", ", ".join(stream_ids), code)
+        for sid in stream_ids:
+            self.remotes[sid].fail(f"the ingest process exited with code {code}")
+
+    async def close(self) -> None:
+        """Close every connection (the children end their streams and exit), then reap the children."""
+        self._closing = True
+        for remote in self.remotes.values():
+            await remote.close()
+        if self._server is not None:
+            self._server.close()
+        for proc in self._procs:
+            if proc.returncode is None:
+                try:
+                    async with asyncio.timeout(5):
+                        await proc.wait()
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        for task in self._watchers:
+            task.cancel()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# -- the child's side ------------------------------------------------------------------------------------------
+
+
+def _strip(ts: Timestep, kept: dict[int, FullFrame]) -> Timestep:
+    """The timestep without full frames: its middle frame's (the snapshot's) stays in ``kept`` under ``ts.k``."""
+    if not any(f.full is not None for f in ts.frames):
+        return ts
+    middle = len(ts.frames) // 2
+    frames = []
+    for i, frame in enumerate(ts.frames):
+        full: FullFrame | None = None
+        if i == middle and frame.full is not None:
+            kept[ts.k] = frame.full
+            full = KeptFrame(ts.k)
+        frames.append(replace(frame, full=full))
+    return replace(ts, frames=tuple(frames))
+
+
+async def _serve(address: str, item: IngestStream) -> None:
+    from .snapshot import encode_full
+    from .stream import Stream
+
+    reader, writer = await asyncio.open_unix_connection(address)
+    stream_id = item.spec.stream_id
+    _write(writer, ("hello", stream_id))
+    kept: dict[int, FullFrame] = {}
+    pinned: tuple[int, FullFrame] | None = None
+
+    def send(message: tuple[Any, ...]) -> None:
+        if not writer.is_closing():
+            _write(writer, message)
+
+    async def produce() -> None:
+        try:
+            stream = Stream(
+                item.spec, item.options, item.sync, on_state=lambda c: send(("state", c)),
+                on_info=lambda i: send(("info", i)), on_gap=lambda g: send(("gap", g)),
+            )  # fmt: skip
+            async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
+                async for ts in timesteps:
+                    send(("ts", _strip(ts, kept), stream.dropped_video))
+                    await writer.drain()
+        except SourceError as exc:
+            send(_error_message(exc))
+        except ConnectionError:
+            return
+        else:
+            send(("end",))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+
+    producer = asyncio.get_running_loop().create_task(produce(), name=f"stream-{stream_id}")
+    try:
+        while True:
+            try:
+                message = await _read(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break  # the analyzer closed the connection, or is gone
+            kind = message[0]
+            if kind == "scored":
+                for k in [k for k in kept if k <= message[1]]:
+                    del kept[k]
+            elif kind == "pin":
+                frame = kept.get(message[1])
+                if frame is not None:
+                    pinned = (message[1], frame)
+            elif kind == "snapshot":
+                _, request, k = message
+                full = pinned[1] if pinned is not None and pinned[0] == k else kept.get(k)
+                jpeg = None
+                if full is not None:
+                    try:
+                        jpeg = await asyncio.to_thread(encode_full, full)
+                    except Exception as exc:  # a snapshot is a nicety: never let it take the stream down
+                        log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
+                send(("jpeg", request, jpeg))
+            elif kind == "stop":
+                producer.cancel()
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+        writer.close()
+
+
+async def _run(job: IngestJob) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for item in job.streams:
+            tg.create_task(_serve(job.address, item), name=f"ingest-{item.spec.stream_id}")
+
+
+def main() -> int:
+    job: IngestJob = pickle.loads(sys.stdin.buffer.read())
+    logging.basicConfig(level=job.log_level, format="streamer: %(message)s", stream=sys.stderr)
+    if job.nice:
+        with contextlib.suppress(OSError):
+            os.nice(job.nice)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(job))
+    return 0
+
+
+if __name__ == "__main__":
+    # run the module's own copy (streamer.ingest, not __main__) so what it pickles names streamer.ingest's classes
+    from streamer.ingest import main as ingest_main
+
+    sys.exit(ingest_main())
