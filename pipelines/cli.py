@@ -28,6 +28,7 @@ from .config import (
     ModelConfig,
     build_config,
     load_toml,
+    size,
     stream_config,
     take,
 )
@@ -60,6 +61,13 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return size("--size", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -254,6 +262,10 @@ def add_bench_parsers(commands: Any) -> None:
         "box: a white box over a quarter of the picture with the tone (seen and heard)",
     )
     latency.add_argument("--threshold", type=_number, help="the analyzer's event threshold (default: its own)")
+    latency.add_argument("--size", type=_size, default=(640, 360), metavar="WxH", help="picture size (640x360)")
+    latency.add_argument("--fps", type=int, default=30, help="frame rate (30)")
+    latency.add_argument("--audio-frame-ms", type=int, default=10, choices=(10, 20, 40, 60),
+                         help="Opus frame (packet) length (10)")  # fmt: skip
     latency.add_argument("--json", type=Path, metavar="FILE", help="write the report (p50, p95, p99, max) here")
     latency.add_argument("--plot", type=Path, metavar="FILE.png", help="latency CDF and stage breakdown (PNG)")
     latency.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
@@ -366,7 +378,8 @@ async def _bench(args: argparse.Namespace) -> int:
 
         options = LatencyOptions(streams=args.streams, impulses=args.impulses, hop_ms=args.hop_ms,
                                  max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval,
-                                 impulse=args.impulse, threshold=args.threshold)  # fmt: skip
+                                 impulse=args.impulse, threshold=args.threshold, width=args.size[0],
+                                 height=args.size[1], fps=args.fps, audio_frame_ms=args.audio_frame_ms)  # fmt: skip
         with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
             workdir = args.workdir or Path(tmp)
             report = await run_latency(options, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))

@@ -5,7 +5,7 @@ imports nothing but the standard library and gi::
 
     /usr/bin/python3 pipelines/bench/impulse_server.py --port 8554 [--path /impulse]
         [--width 640 --height 360 --fps 30] [--interval 2.0] [--jitter 0.5] [--seed 0]
-        [--tone-ms 100] [--flash-frames 1] [--box]
+        [--tone-ms 100] [--flash-frames 1] [--box] [--audio-frame-ms 10]
 
 It serves one shared live media on 127.0.0.1 (every client sees the same stream, as from a camera): H.264 video
 (pt 96, x264 zerolatency) of a black frame and Opus audio (pt 97, 10 ms frames, 48 kHz mono) of faint pink
@@ -60,7 +60,7 @@ from gi.repository import GLib, Gst, GstRtspServer  # type: ignore[import-not-fo
 START_DELAY = 2.0  # seconds from the media's first buffer to the first impulse's earliest due time
 _GOLDEN = (5**0.5 - 1) / 2  # the golden ratio's fraction: the most evenly spread sequence k * g mod 1
 AUDIO_RATE = 48000
-AUDIO_BUFFER_MS = 10  # one audiotestsrc buffer = one Opus frame
+AUDIO_FRAME_MS = 10  # default: one audiotestsrc buffer = one Opus frame (--audio-frame-ms: 10, 20, 40, 60)
 TONE_HZ = 1000.0
 TONE = {"wave": "sine", "volume": "0.5"}  # sine peak: -6 dBFS
 # Between impulses pink noise at -50 dBFS (max |S16| about 400), as a quiet room's microphone: never digital
@@ -71,14 +71,14 @@ WHITE_LUMA = 128  # I420 Y: black is 16, white 235
 LOUD_SAMPLE = 1000  # |S16| above this: the buffer holds tone (peak at volume 0.5 is 16383)
 
 
-def launch_line(width: int, height: int, fps: int, box: bool = False) -> str:
+def launch_line(width: int, height: int, fps: int, box: bool = False, frame_ms: int = AUDIO_FRAME_MS) -> str:
     """The factory's pipeline: the sources are named for the probes, the payloaders pay0/pay1 for the server.
 
     ``box``: the video source draws only the middle quarter of the picture (half the width and height), which
     ``videobox`` frames with black, in the same streaming thread: an impulse is then a white box over a quarter
     of the picture, a local change (a movement to a motion detector), not a whole-picture flash (lighting).
     """
-    samples = AUDIO_RATE * AUDIO_BUFFER_MS // 1000
+    samples = AUDIO_RATE * frame_ms // 1000
     source = f"videotestsrc name=vsrc is-live=true pattern=black ! video/x-raw,format=I420,width={width},"
     if box:
         inner_w, inner_h = width // 4 * 2, height // 4 * 2
@@ -95,7 +95,7 @@ def launch_line(width: int, height: int, fps: int, box: bool = False) -> str:
         "threads=1 ! rtph264pay name=pay0 pt=96 config-interval=-1  "
         f"audiotestsrc name=asrc is-live=true wave={QUIET['wave']} freq={TONE_HZ} volume={QUIET['volume']} "
         f"samplesperbuffer={samples} "
-        f"! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! opusenc frame-size={AUDIO_BUFFER_MS} "
+        f"! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! opusenc frame-size={frame_ms} "
         "! rtpopuspay name=pay1 pt=97 )"
     )
 
@@ -322,18 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between impulses (before jitter)")
     parser.add_argument("--jitter", type=float, default=0.5, help="extra delay in [0, jitter) s, spread evenly")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tone-ms", type=int, default=100, help="tone length, rounded to 10 ms")
+    parser.add_argument("--tone-ms", type=int, default=100, help="tone length, rounded to whole audio frames")
     parser.add_argument("--flash-frames", type=int, default=1, help="white frames per impulse")
     parser.add_argument("--box", action="store_true", help="the impulse is a white box over the middle quarter")
+    parser.add_argument("--audio-frame-ms", type=int, default=AUDIO_FRAME_MS, choices=(10, 20, 40, 60),
+                        help="Opus frame length (one packet each)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.fps < 1 or args.width < 16 or args.height < 16:
         parser.error("--fps must be >= 1 and --width, --height >= 16")
-    tone_buffers = max(1, round(args.tone_ms / AUDIO_BUFFER_MS))
+    tone_buffers = max(1, round(args.tone_ms / args.audio_frame_ms))
     if args.flash_frames < 1 or args.tone_ms < 1:
         parser.error("--flash-frames and --tone-ms must be >= 1")
     if args.jitter < 0 or args.interval <= 0:
         parser.error("--interval must be > 0 and --jitter >= 0")
-    longest = max(args.flash_frames / args.fps, tone_buffers * AUDIO_BUFFER_MS / 1000)
+    longest = max(args.flash_frames / args.fps, tone_buffers * args.audio_frame_ms / 1000)
     if args.interval - args.jitter <= longest + 0.1:
         parser.error("--interval must exceed --jitter by more than the flash/tone length + 0.1 s")
     path = args.path if args.path.startswith("/") else "/" + args.path
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     Gst.init(None)
     schedule = Schedule(args.interval, args.jitter, args.seed)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args.width, args.height, args.fps, args.box))
+    factory.set_launch(launch_line(args.width, args.height, args.fps, args.box, args.audio_frame_ms))
     factory.set_shared(True)
     factory.connect("media-configure", lambda _, media: attach(media, schedule, tone_buffers, args.flash_frames))
     return serve(factory, args.port, path)
