@@ -239,7 +239,7 @@ def stream_counts(text: str) -> list[int]:
 
 
 def add_bench_parsers(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="latency and throughput benchmarks (see benchmarks/README.md)")
+    bench = commands.add_parser("bench", help="latency, capacity and throughput benchmarks (see benchmarks/README.md)")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     latency = kinds.add_parser(
         "latency", help="glass-to-event latency against a live RTSP server with impulses, over a real mosquitto",
@@ -280,6 +280,24 @@ def add_bench_parsers(commands: Any) -> None:
     throughput.add_argument("--seconds", type=_positive, default=20.0, help="length of the generated clip (20)")
     throughput.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     throughput.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
+    capacity = kinds.add_parser(
+        "capacity", help="the most live streams analyzed within the latency budget, against decode-only",
+        description="Live capacity: the largest N of RTSP streams the analyzer keeps up with (every impulse "
+        "detected, added p99 <= hop + 80 ms) next to the largest N of decode-only clients that keep real time, "
+        "measured in the same run with the latency benchmark's real processes; their ratio.",
+    )  # fmt: skip
+    capacity.add_argument("--size", type=_size, default=(640, 360), metavar="WxH", help="picture size (640x360)")
+    capacity.add_argument("--fps", type=int, default=30, help="frame rate (30)")
+    capacity.add_argument("--audio-frame-ms", type=int, default=10, choices=(10, 20, 40, 60),
+                          help="Opus frame (packet) length (10)")  # fmt: skip
+    capacity.add_argument("--impulses", type=int, default=8, help="impulses per probe (8)")
+    capacity.add_argument("--start", type=int, default=8, help="first N tried (8); doubles, then bisects")
+    capacity.add_argument("--limit", type=int, default=128, help="largest N tried (128)")
+    capacity.add_argument("--step", type=int, default=4, help="resolution of the search in streams (4)")
+    capacity.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    capacity.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
+    capacity.add_argument("--plot", type=Path, metavar="FILE.png", help="p99 against N per mode (PNG)")
+    capacity.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
 
 
 def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -373,6 +391,20 @@ async def _bench(args: argparse.Namespace) -> int:
             seconds=args.seconds,
         )  # fmt: skip
         print(format_table(report))
+    elif args.bench == "capacity":
+        from .bench.capacity import CapacityOptions, format_capacity, plot_capacity, run_capacity
+
+        if min(args.start, args.limit, args.step, args.impulses, args.fps) < 1:
+            raise ConfigError("bench capacity: --start, --limit, --step, --impulses and --fps must be >= 1")
+        cap = CapacityOptions(width=args.size[0], height=args.size[1], fps=args.fps,
+                              audio_frame_ms=args.audio_frame_ms, impulses=args.impulses, start=args.start,
+                              limit=args.limit, step=args.step, device=args.device)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            report = await run_capacity(cap, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))
+        print(format_capacity(report))
+        if args.plot is not None:
+            plot_capacity(report, args.plot)
     else:
         from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
 

@@ -148,14 +148,19 @@ class RemoteStream:
         self._replies: dict[int, asyncio.Future[bytes | None]] = {}
         self._next_request = 0
         self._finished = False  # the stream's end (or failure) has been delivered
+        self._exit: asyncio.Future[str] | None = None  # the child's exit, once its connection is up
 
     def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._exit = asyncio.get_running_loop().create_future()
         self._reader_task = asyncio.get_running_loop().create_task(self._pump(reader), name=f"ingest-{self.stream_id}")
 
     def fail(self, cause: str) -> None:
         """The child is gone: end the stream with ``cause`` unless it already ended."""
-        if not self._finished:
+        if self._exit is not None:  # connected: the reader reports it when the connection ends
+            if not self._exit.done():
+                self._exit.set_result(cause)
+        elif not self._finished:
             with contextlib.suppress(asyncio.QueueFull):
                 self._inbox.put_nowait(("lost", cause))
 
@@ -174,7 +179,11 @@ class RemoteStream:
                 else:
                     await self._inbox.put(message)
         except (asyncio.IncompleteReadError, ConnectionError):
-            await self._inbox.put(("lost", "the ingest process ended unexpectedly"))
+            cause = "the ingest process closed the connection"
+            if self._exit is not None:  # name the child's exit code: it follows the closed connection closely
+                with contextlib.suppress(TimeoutError):
+                    cause = await asyncio.wait_for(asyncio.shield(self._exit), 3.0)
+            await self._inbox.put(("lost", cause))
         except Exception as exc:  # a message this side cannot read: a bug, but only this stream's
             log.exception("stream '%s': bad message from the ingest process", self.stream_id)
             await self._inbox.put(("lost", f"bad message from the ingest process: {type(exc).__name__}: {exc}"))

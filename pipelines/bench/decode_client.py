@@ -5,7 +5,8 @@
 Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
 luma, resample; no sync, no model) and prints one JSON line per impulse and modality as soon as it is decoded:
 ``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time the frame left the decoder;
-``t``: media time). A video impulse is a frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
+``t``: media time); first, once media flows, one line with ``"modality": "online"``. A video impulse is a
+frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
 whole-picture flash or the box of ``--impulse box``); an audio impulse an audio chunk whose RMS rises above
 ``TONE_DBFS`` (each counted once per rise).
 """
@@ -40,7 +41,11 @@ async def watch(url: str, seconds: float | None) -> None:
         sys.stdout.write(json.dumps({"modality": modality, "wall": wall, "t": round(t, 4)}) + "\n")
         sys.stdout.flush()
 
+    online = False
     async for item in source:
+        if not online and isinstance(item, VideoFrame | AudioChunk):
+            online = True  # media flows: the bench counts impulses from a grace period after every client's
+            emit("online", item.wall_time, item.t)
         if isinstance(item, VideoFrame):
             h, w = item.luma.shape
             bright = float(item.luma[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].mean()) > FLASH_LUMA

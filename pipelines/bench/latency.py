@@ -63,6 +63,8 @@ class LatencyOptions:
     impulse: str = "flash"
     threshold: float | None = None  # the analyzer's event threshold (None: its default)
     audio_frame_ms: int = 10  # the Opus frame (packet) length: 10 ms is the most per-packet work, 20 ms is common
+    # decode-only clients (the floor; ``streams`` of them with ``decode_only``, when no analyzer runs)
+    decode_only: bool = False
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Observations:
     events: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)  # (stream, receipt, payload)
     decoded: list[tuple[str, float]] = field(default_factory=list)  # (modality, wall)
     online: dict[str, float] = field(default_factory=dict)  # stream -> first "online" receipt
+    decoded_by: dict[int, list[tuple[str, float]]] = field(default_factory=dict)  # every decode client's decodes
+    decoders_online: dict[int, float] = field(default_factory=dict)
     stats: dict[str, Any] | None = None
 
 
@@ -156,18 +160,26 @@ async def run_latency(
         await client.subscribe(f"{PREFIX}/#", qos=1)
         tasks.append(asyncio.create_task(_subscriber(client, obs)))
 
-        decoder = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.bench.decode_client", url, stdout=asyncio.subprocess.PIPE,
-            stderr=(workdir / "decode_client.log").open("w"),
-        )  # fmt: skip
-        procs.append(decoder)
-        assert decoder.stdout is not None
-
-        def on_decoded(line: str) -> None:
-            item = json.loads(line)
-            obs.decoded.append((str(item["modality"]), float(item["wall"])))
-
-        tasks.append(asyncio.create_task(_lines(decoder.stdout, on_decoded)))
+        decoders = options.streams if options.decode_only else 1
+        for index in range(decoders):
+            decoder = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pipelines.bench.decode_client", url, stdout=asyncio.subprocess.PIPE,
+                stderr=(workdir / f"decode_client{index}.log").open("w"),
+            )  # fmt: skip
+            procs.append(decoder)
+            assert decoder.stdout is not None
+            obs.decoded_by[index] = []
+            tasks.append(asyncio.create_task(_lines(decoder.stdout, _on_decoded(obs, index))))
+        if options.decode_only:
+            async with asyncio.timeout(60 + decoders):
+                while len(obs.decoders_online) < decoders:
+                    if all(p.returncode is not None for p in procs[1:]):
+                        raise ConfigError(f"the decode clients exited: see {workdir}/decode_client0.log")
+                    await asyncio.sleep(0.1)
+            start = max(obs.decoders_online.values()) + CONNECT_GRACE
+            await _measure(options, obs, start, say)
+            await client.__aexit__(None, None, None)
+            return analyze(options, obs, start)
 
         run_args = [f"s{i}={url}" for i in range(options.streams)]
         run_args += ["--mqtt", broker.url, "--prefix", PREFIX, "--hop-ms", str(options.hop_ms), "--device",
@@ -190,16 +202,7 @@ async def run_latency(
                     raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
                 await asyncio.sleep(0.1)
         start = max(obs.online.values()) + CONNECT_GRACE
-        say(f"online; measuring {options.impulses} impulses (about {options.impulses * options.interval:.0f} s)")
-        last_said = 0
-        budget = 30 + options.impulses * (options.interval + options.jitter) * 1.5
-        async with asyncio.timeout(budget):
-            while len(counted := [i for i in obs.impulses if i.glass >= start]) < options.impulses:
-                if len(counted) // 10 > last_said:
-                    last_said = len(counted) // 10
-                    say(f"{len(counted)} impulses")
-                await asyncio.sleep(0.2)
-        await asyncio.sleep(min(options.interval, 1.5))  # the last impulse's event and decode arrive
+        await _measure(options, obs, start, say)
         analyzer.terminate()
         async with asyncio.timeout(10):
             await analyzer.wait()
@@ -218,6 +221,33 @@ async def run_latency(
                     proc.kill()
         broker.stop()
     return analyze(options, obs, start)
+
+
+def _on_decoded(obs: Observations, index: int) -> Callable[[str], None]:
+    def handle(line: str) -> None:
+        item = json.loads(line)
+        if item["modality"] == "online":
+            obs.decoders_online.setdefault(index, float(item["wall"]))
+            return
+        obs.decoded_by[index].append((str(item["modality"]), float(item["wall"])))
+        if index == 0:
+            obs.decoded.append((str(item["modality"]), float(item["wall"])))
+
+    return handle
+
+
+async def _measure(options: LatencyOptions, obs: Observations, start: float, say: Callable[[str], None]) -> None:
+    """Wait for ``options.impulses`` impulses from ``start`` on, then for the last one's events and decodes."""
+    say(f"online; measuring {options.impulses} impulses (about {options.impulses * options.interval:.0f} s)")
+    last_said = 0
+    budget = 30 + options.impulses * (options.interval + options.jitter) * 1.5
+    async with asyncio.timeout(budget):
+        while len(counted := [i for i in obs.impulses if i.glass >= start]) < options.impulses:
+            if len(counted) // 10 > last_said:
+                last_said = len(counted) // 10
+                say(f"{len(counted)} impulses")
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(min(options.interval, 1.5))  # the last impulse's event and decode arrive
 
 
 async def _subscriber(client: aiomqtt.Client, obs: Observations) -> None:
@@ -278,6 +308,7 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
     last_end = following.get(id(impulses[-1]), impulses[-1].glass + options.interval) if impulses else 0.0
     first, last = (impulses[0].glass, last_end) if impulses else (0.0, 0.0)
     spurious = sum(1 for s, r in starts if first <= r < last and (s, r) not in matched)
+    decode_ms, decode_missed = _every_decoder(options, obs, impulses, following)
     stats = obs.stats or {}
     event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
     return {
@@ -289,6 +320,8 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
         "decode_audio_ms": percentiles(audio_ms),
         "floor_ms": percentiles(floor_ms),
         "analyzer_added_ms": added_pcts,
+        # every decode client (one, or ``streams`` with decode_only): glass to both modalities decoded
+        "decoders": {"clients": len(obs.decoded_by), "missed": decode_missed, "floor_ms": percentiles(decode_ms)},
         "stages_ms": stats.get("latency_ms", {}),
         "event_delivery_ms": stats.get("event_delivery_ms"),
         "batch": stats.get("batch"),
@@ -307,6 +340,23 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             "event_starts": [(s, r, e.get("t")) for s, r, e in obs.events if e.get("type") == "start"],
         },
     }
+
+
+def _every_decoder(
+    options: LatencyOptions, obs: Observations, impulses: list[Impulse], following: dict[int, float]
+) -> tuple[list[float], int]:
+    """Per decode client and impulse, glass to the later modality's decode (ms); and how many were not decoded."""
+    floors: list[float] = []
+    missed = 0
+    for decoded in obs.decoded_by.values():
+        for imp in impulses:
+            window_end = following.get(id(imp), imp.glass + options.interval)
+            found = {m: w for m, w in reversed(decoded) if imp.glass - 0.05 <= w < window_end}
+            if "video" in found and "audio" in found:
+                floors.append(1000 * (max(found.values()) - imp.glass))
+            else:
+                missed += 1
+    return floors, missed
 
 
 def targets(options: LatencyOptions) -> dict[str, float]:

@@ -1,0 +1,76 @@
+"""Ingest processes (issue 14): capture out of the analyzer's process, a live stream each; a lost one ends alone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from streamer.ingest import IngestStream, plan_processes
+from streamer.options import SourceOptions
+from streamer.spec import parse_source
+from streamer.sync import SyncOptions
+
+from .analyzer_run import intervals, read_events, start_streamer
+
+
+def _item(text: str) -> IngestStream:
+    return IngestStream(parse_source(text), SourceOptions(), SyncOptions())
+
+
+def test_each_live_stream_has_a_process_and_files_share_one_per_core() -> None:
+    streams = [_item(f"cam{i}=rtsp://127.0.0.1:9/{i}") for i in range(3)]
+    streams += [_item(f"file{i}=/tmp/x{i}.mp4") for i in range(5)]
+    groups = plan_processes(streams, cores=2)
+    ids = [[s.spec.stream_id for s in g] for g in groups]
+    assert ids == [["cam0"], ["cam1"], ["cam2"], ["file0", "file2", "file4"], ["file1", "file3"]]
+    assert [[s.spec.stream_id for s in g] for g in plan_processes([_item("f=/tmp/a.mp4")], cores=16)] == [["f"]]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        if parent == pid and b"streamer.ingest" in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_ingest_process_ends_its_stream_alone_with_one_line(tmp_path: Path) -> None:
+    """Two live streams, each in its own ingest process: SIGKILL one process after the first events; that stream
+    ends with a one-line error naming it, the other goes on to its later event, and the exit code says a source
+    failed."""
+    out = tmp_path / "events.jsonl"
+    proc = await start_streamer(
+        "run", "a=synthetic:?events=av@2,av@6&duration=8", "b=synthetic:?events=av@2,av@6&duration=8",
+        "--mqtt", "none", "--events-out", str(out), "-q",
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        while not (out.exists() and len(intervals(read_events(out))) >= 2):  # noqa: ASYNC110 (another process)
+            await asyncio.sleep(0.1)
+    children = _children(proc.pid)
+    assert len(children) == 2, children
+    os.kill(children[0], signal.SIGKILL)
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    errors = [line for line in err.decode().splitlines() if line.startswith("streamer: error:")]
+    assert len(errors) == 1, err.decode()
+    assert "the ingest process exited with code -9" in errors[0], errors
+    lost = "a" if "stream 'a'" in errors[0] else "b"
+    survivor = "b" if lost == "a" else "a"
+    events = read_events(out)
+    assert [round(a) for a, _ in intervals(events, survivor)] == [2, 6], events
+    assert [round(a) for a, _ in intervals(events, lost)] == [2], events
+    assert proc.returncode == 3
