@@ -303,7 +303,7 @@ MODEL_KEYS: dict[str, Check] = {
     "checkpoint": optional_path,
 }
 DEVICE_KEYS: dict[str, Check] = {"type": string, "autocast": boolean}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device")
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "ingest")
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -383,7 +383,11 @@ def _build(
     mqtt = mqtt_config(take(doc.get("mqtt", {}), "mqtt", MQTT_KEYS) | take(mqtt_flags, "", MQTT_KEYS), environ)
     if duration is not None and not duration > 0:
         raise _fail("--duration", "a positive number of seconds", duration)
-    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, duration=duration, events_out=events_out)
+    ingest = doc.get("ingest", "process")
+    if ingest not in ("process", "thread"):
+        raise _fail("ingest", '"process" or "thread"', ingest)
+    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, duration=duration, events_out=events_out,
+                          ingest=ingest)  # fmt: skip
 
 
 def analysis_settings(

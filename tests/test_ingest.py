@@ -14,7 +14,7 @@ from streamer.options import SourceOptions
 from streamer.spec import parse_source
 from streamer.sync import SyncOptions
 
-from .analyzer_run import intervals, read_events, start_streamer
+from .analyzer_run import intervals, read_events, run_streamer, start_streamer
 
 
 def _item(text: str) -> IngestStream:
@@ -74,3 +74,25 @@ async def test_a_killed_ingest_process_ends_its_stream_alone_with_one_line(tmp_p
     assert [round(a) for a, _ in intervals(events, survivor)] == [2, 6], events
     assert [round(a) for a, _ in intervals(events, lost)] == [2], events
     assert proc.returncode == 3
+
+
+def test_the_config_chooses_capture_in_processes_or_threads(tmp_path: Path) -> None:
+    from pipelines.config import build_config
+    from streamer.errors import ConfigError
+
+    assert build_config(None, sources=["synthetic:"]).ingest == "process"
+    assert build_config({"ingest": "thread"}, sources=["synthetic:"]).ingest == "thread"
+    with pytest.raises(ConfigError, match="ingest"):
+        build_config({"ingest": "fork"}, sources=["synthetic:"])
+
+
+async def test_capture_in_threads_gives_the_same_events_as_in_processes(tmp_path: Path) -> None:
+    source = "synthetic:?events=av@2,a@5,v@8&duration=10&realtime=0"
+    found = {}
+    for mode in ("process", "thread"):
+        config, out = tmp_path / f"{mode}.toml", tmp_path / f"{mode}.jsonl"
+        config.write_text(f'ingest = "{mode}"\n')
+        code, _, err = await run_streamer(source, "--config", str(config), "--mqtt", "none", "--events-out", str(out))
+        assert code == 0, err
+        found[mode] = [(round(a, 1), round(b, 1)) for a, b in intervals(read_events(out))]
+    assert found["process"] == found["thread"] and len(found["thread"]) == 3, found
