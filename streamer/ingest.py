@@ -319,18 +319,23 @@ class IngestHub:
             await remote.close()
         if self._server is not None:
             self._server.close()
-        for proc in self._procs:
-            if proc.returncode is None:
-                try:
-                    async with asyncio.timeout(5):
-                        await proc.wait()
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        await asyncio.gather(*(_reap(proc) for proc in self._procs))
         for task in self._watchers:
             task.cancel()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+async def _reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+    """Wait for a child told to stop (its connections closed); kill it after ``grace`` seconds (a capture thread
+    stuck in a network read)."""
+    if proc.returncode is None:
+        try:
+            async with asyncio.timeout(grace):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 # -- the child's side ------------------------------------------------------------------------------------------

@@ -96,3 +96,13 @@ async def test_capture_in_threads_gives_the_same_events_as_in_processes(tmp_path
         assert code == 0, err
         found[mode] = [(round(a, 1), round(b, 1)) for a, b in intervals(read_events(out))]
     assert found["process"] == found["thread"] and len(found["thread"]) == 3, found
+
+
+def test_an_ingest_process_does_not_import_torch() -> None:
+    """Each live stream has a process: it must stay light (torch costs ~2 s and ~300 MB)."""
+    import subprocess
+    import sys
+
+    code = "import sys, streamer.ingest, streamer.stream, streamer.snapshot; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"
