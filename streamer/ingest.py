@@ -42,13 +42,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from . import errors
 from .errors import SourceError
-from .media import Discontinuity, FullFrame, StateChange, StreamInfo, Timestep
+from .media import Discontinuity, FullFrame, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
 from .spec import SourceSpec
 from .sync import SyncOptions
@@ -199,7 +199,7 @@ class RemoteStream:
                 kind = message[0]
                 if kind == "ts":
                     self.dropped_video = message[2]
-                    yield message[1]
+                    yield unpack(message[1])
                 elif kind == "info":
                     if self.on_info is not None:
                         self.on_info(message[1])
@@ -341,19 +341,34 @@ async def _reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
 # -- the child's side ------------------------------------------------------------------------------------------
 
 
-def _strip(ts: Timestep, kept: dict[int, FullFrame]) -> Timestep:
-    """The timestep without full frames: its middle frame's (the snapshot's) stays in ``kept`` under ``ts.k``."""
-    if not any(f.full is not None for f in ts.frames):
-        return ts
+# A timestep on the wire: plain tuples, numbers and arrays. Pickling the frozen dataclasses themselves (and
+# ``dataclasses.replace`` to drop the full frames) took 0.23 ms per timestep and unpickling 0.10 ms; this takes
+# 0.07 and 0.04 (720p clip, 300 timesteps).
+PackedFrame = tuple[float, Any, float | None, float, int | None]  # t, luma, duration, wall_time, kept k
+PackedTimestep = tuple[str, int, float, float, tuple[PackedFrame, ...], Any, int, bool, bool, bool, float, bool]
+
+
+def pack(ts: Timestep, kept: dict[int, FullFrame]) -> PackedTimestep:
+    """The timestep for the wire; its middle frame's full picture (the snapshot's) stays in ``kept`` under
+    ``ts.k`` and travels as that key."""
     middle = len(ts.frames) // 2
     frames = []
-    for i, frame in enumerate(ts.frames):
-        full: FullFrame | None = None
-        if i == middle and frame.full is not None:
-            kept[ts.k] = frame.full
-            full = KeptFrame(ts.k)
-        frames.append(replace(frame, full=full))
-    return replace(ts, frames=tuple(frames))
+    for i, f in enumerate(ts.frames):
+        key = None
+        if i == middle and f.full is not None:
+            kept[ts.k] = f.full
+            key = ts.k
+        frames.append((f.t, f.luma, f.duration, f.wall_time, key))
+    return (ts.stream_id, ts.k, ts.t, ts.hop, tuple(frames), ts.audio_window, ts.context, ts.video_repeated,
+            ts.video_missing, ts.audio_missing, ts.wall_time, ts.reset)  # fmt: skip
+
+
+def unpack(p: PackedTimestep) -> Timestep:
+    frames = tuple(
+        VideoFrame(t, luma, None if key is None else KeptFrame(key), duration, wall)
+        for t, luma, duration, wall, key in p[4]
+    )
+    return Timestep(p[0], p[1], p[2], p[3], frames, p[5], p[6], p[7], p[8], p[9], p[10], p[11])
 
 
 async def _serve(address: str, item: IngestStream) -> None:
@@ -378,7 +393,7 @@ async def _serve(address: str, item: IngestStream) -> None:
             )  # fmt: skip
             async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:
-                    send(("ts", _strip(ts, kept), stream.dropped_video))
+                    send(("ts", pack(ts, kept), stream.dropped_video))
                     await writer.drain()
         except SourceError as exc:
             send(_error_message(exc))
