@@ -149,6 +149,7 @@ class RemoteStream:
         self._next_request = 0
         self._finished = False  # the stream's end (or failure) has been delivered
         self._exit: asyncio.Future[str] | None = None  # the child's exit, once its connection is up
+        self._consumer_gone = False  # iteration stopped: what still arrives but snapshots is dropped
 
     def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -176,7 +177,7 @@ class RemoteStream:
                 elif kind == "state":
                     if self.on_state is not None:
                         self.on_state(message[1])
-                else:
+                elif not self._consumer_gone:
                     await self._inbox.put(message)
         except (asyncio.IncompleteReadError, ConnectionError):
             cause = "the ingest process closed the connection"
@@ -216,6 +217,9 @@ class RemoteStream:
                     self._finished = True
                     raise SourceError(self.stream_id, message[1])
         finally:
+            self._consumer_gone = True
+            while not self._inbox.empty():  # unblock the reader: snapshot answers may be queued behind
+                self._inbox.get_nowait()
             if not self._finished:
                 self._send(("stop",))  # the consumer stopped first (--duration, shutdown)
 
@@ -236,16 +240,17 @@ class RemoteStream:
         if self._writer is None or self._writer.is_closing():
             return None
         self._next_request += 1
+        request = self._next_request  # several snapshots may be asked for at once
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._replies[self._next_request] = future
-        self._send(("snapshot", self._next_request, k))
+        self._replies[request] = future
+        self._send(("snapshot", request, k))
         try:
             async with asyncio.timeout(SNAPSHOT_TIMEOUT):
                 return await future
         except TimeoutError:
             return None
         finally:
-            self._replies.pop(self._next_request, None)
+            self._replies.pop(request, None)
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -106,3 +106,33 @@ def test_an_ingest_process_does_not_import_torch() -> None:
     code = "import sys, streamer.ingest, streamer.stream, streamer.snapshot; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+async def test_full_frames_stay_in_the_ingest_process_until_scored_or_pinned(tmp_path: Path) -> None:
+    """The analyzer's side of the protocol, against a real ingest process: timesteps arrive without pictures;
+    a pinned timestep's picture survives ``scored``, an unpinned one does not; snapshots asked at once each get
+    their own answer."""
+    from streamer.ingest import IngestHub, KeptFrame
+
+    from .media import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", duration=3.0, flashes=[1.0])
+    hub = IngestHub([_item(f"c={clip}")])
+    await hub.start()
+    try:
+        remote = hub.remotes["c"]
+        steps = []
+        async for ts in remote:
+            steps.append(ts)
+            if len(steps) == 20:
+                break
+        middle = [f.full for ts in steps for f in ts.frames if f.full is not None]
+        assert len(middle) == 20 and all(isinstance(m, KeptFrame) for m in middle)  # one kept picture a timestep
+        assert all(f.luma.shape == (90, 160) for ts in steps for f in ts.frames)
+        remote.pin(10)
+        remote.scored(19)
+        pinned, dropped = await asyncio.gather(remote.snapshot(10), remote.snapshot(5))
+        assert pinned is not None and pinned[:3] == b"\xff\xd8\xff"
+        assert dropped is None
+    finally:
+        await hub.close()
