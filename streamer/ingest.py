@@ -23,7 +23,12 @@ publishes.
   connection is always read. Children run at a lower priority (``nice``): when the cores are short, capture falls
   behind and drops (counted), the model does not starve.
 * A child ends when the analyzer closes the connections or goes away (end of file on the socket); the
-  terminal's Ctrl-C does not reach it (its own process group): the analyzer stops it. It stays in the analyzer's
+  terminal's Ctrl-C does not reach it (its own process group): the analyzer stops it.
+* A live stream's child that dies (a crash in a decoder, the OOM killer) is started again after a backoff
+  (1 s doubling to 30 s), like a reconnect: the stream goes ``reconnecting``, an open event ends (a gap), and
+  its timesteps go on from the wall-clock time elapsed, on the same timeline (the new child's own count starts
+  at 0: :class:`RemoteStream` shifts it). A file's or a finite source's dead child ends its stream with a
+  one-line error instead. It stays in the analyzer's
   session: with the kernel's autogroup scheduling each session shares the CPU equally whatever its nice value,
   so children in sessions of their own starved the analyzer (16 streams: its threads waited on the run queue
   about 90% of the time). A child that dies ends its streams with a
@@ -41,14 +46,15 @@ import pickle
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from . import errors
 from .errors import SourceError
-from .media import Discontinuity, FullFrame, StateChange, StreamInfo, Timestep, VideoFrame
+from .media import Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
 from .spec import SourceSpec
 from .sync import SyncOptions
@@ -58,6 +64,7 @@ log = logging.getLogger(__name__)
 _HEADER = 4  # bytes of big-endian length before each pickled message
 INBOX = 4  # messages a RemoteStream holds before it stops reading its connection (backpressure)
 SNAPSHOT_TIMEOUT = 10.0
+RESTART_BACKOFF = (1.0, 30.0)  # a live stream's dead ingest process: first and longest wait before a new one
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,9 @@ def _rebuild_error(name: str, stream_id: str, cause: str) -> SourceError:
 class RemoteStream:
     """One stream captured in an ingest process: ``async for ts in remote`` yields its timesteps in order."""
 
-    def __init__(self, stream_id: str) -> None:
+    def __init__(self, stream_id: str, *, restartable: bool = False) -> None:
         self.stream_id = stream_id
+        self.restartable = restartable  # a dead child is replaced (live streams) instead of ending the stream
         self.on_state: Callable[[StateChange], None] | None = None
         self.on_info: Callable[[StreamInfo], None] | None = None
         self.on_gap: Callable[[Discontinuity], None] | None = None
@@ -150,6 +158,15 @@ class RemoteStream:
         self._finished = False  # the stream's end (or failure) has been delivered
         self._exit: asyncio.Future[str] | None = None  # the child's exit, once its connection is up
         self._consumer_gone = False  # iteration stopped: what still arrives but snapshots is dropped
+        # a replaced child counts its timesteps from 0 again: shift them past what came before
+        self._k_offset = 0
+        self._last: tuple[int, float, float] | None = None  # the last timestep yielded: k, end t, hop
+        self._restarted_at: float | None = None  # wall time of the last child's death, until the next timestep
+
+    @property
+    def finished(self) -> bool:
+        """The stream's end (or failure) has been delivered, or its consumer stopped."""
+        return self._finished or self._consumer_gone
 
     def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
@@ -161,9 +178,9 @@ class RemoteStream:
         if self._exit is not None:  # connected: the reader reports it when the connection ends
             if not self._exit.done():
                 self._exit.set_result(cause)
-        elif not self._finished:
+        elif not self._finished:  # it died before connecting
             with contextlib.suppress(asyncio.QueueFull):
-                self._inbox.put_nowait(("lost", cause))
+                self._inbox.put_nowait(("restart" if self.restartable else "lost", cause))
 
     async def _pump(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -184,7 +201,8 @@ class RemoteStream:
             if self._exit is not None:  # name the child's exit code: it follows the closed connection closely
                 with contextlib.suppress(TimeoutError):
                     cause = await asyncio.wait_for(asyncio.shield(self._exit), 3.0)
-            await self._inbox.put(("lost", cause))
+            if not self._consumer_gone:
+                await self._inbox.put(("restart" if self.restartable else "lost", cause))
         except Exception as exc:  # a message this side cannot read: a bug, but only this stream's
             log.exception("stream '%s': bad message from the ingest process", self.stream_id)
             await self._inbox.put(("lost", f"bad message from the ingest process: {type(exc).__name__}: {exc}"))
@@ -200,7 +218,15 @@ class RemoteStream:
                 kind = message[0]
                 if kind == "ts":
                     self.dropped_video = message[2]
-                    yield unpack(message[1])
+                    yield self._shifted(unpack(message[1]))
+                elif kind == "restart":
+                    self._restarted_at = time.time()
+                    log.warning("stream '%s': %s; starting it again", self.stream_id, message[1])
+                    if self.on_state is not None:
+                        self.on_state(StateChange(self.stream_id, SourceState.RECONNECTING, message[1], None,
+                                                  self._restarted_at))  # fmt: skip
+                    if self.on_gap is not None and self._last is not None:
+                        self.on_gap(Discontinuity(self._last[1], f"ingest process restarted: {message[1]}"))
                 elif kind == "info":
                     if self.on_info is not None:
                         self.on_info(message[1])
@@ -223,17 +249,40 @@ class RemoteStream:
             if not self._finished:
                 self._send(("stop",))  # the consumer stopped first (--duration, shutdown)
 
+    def _shifted(self, ts: Timestep) -> Timestep:
+        """``ts`` on the stream's one timeline: after a replaced child, from the wall time elapsed, marked reset."""
+        if self._restarted_at is not None:
+            if self._last is not None:
+                last_k, _, hop = self._last
+                skipped = max(0, round((time.time() - self._restarted_at) / hop))
+                self._k_offset = last_k + 1 + skipped - ts.k
+            self._restarted_at = None
+            ts = replace(ts, reset=True)
+        if self._k_offset:
+            dt = self._k_offset * ts.hop
+            frames = tuple(replace(f, t=f.t + dt) for f in ts.frames)
+            full = [f.full for f in frames if isinstance(f.full, KeptFrame)]
+            if full:  # keys on the analyzer's count; the child is asked with its own (see _child_k)
+                frames = tuple(replace(f, full=KeptFrame(f.full.k + self._k_offset))
+                               if isinstance(f.full, KeptFrame) else f for f in frames)  # fmt: skip
+            ts = replace(ts, k=ts.k + self._k_offset, t=ts.t + dt, frames=frames)
+        self._last = (ts.k, ts.t + ts.hop, ts.hop)
+        return ts
+
+    def _child_k(self, k: int) -> int:
+        return k - self._k_offset  # negative (never found) for a timestep of a child that died
+
     def _send(self, message: tuple[Any, ...]) -> None:
         if self._writer is not None and not self._writer.is_closing():
             _write(self._writer, message)
 
     def scored(self, k: int) -> None:
         """Timesteps up to ``k`` are scored: their full frames may go (but a pinned one)."""
-        self._send(("scored", k))
+        self._send(("scored", self._child_k(k)))
 
     def pin(self, k: int) -> None:
         """Keep timestep ``k``'s full frame (an open event's new peak) until the next pin."""
-        self._send(("pin", k))
+        self._send(("pin", self._child_k(k)))
 
     async def snapshot(self, k: int) -> bytes | None:
         """Timestep ``k``'s full frame as JPEG, if the child still has it."""
@@ -243,7 +292,7 @@ class RemoteStream:
         request = self._next_request  # several snapshots may be asked for at once
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._replies[request] = future
-        self._send(("snapshot", request, k))
+        self._send(("snapshot", request, self._child_k(k)))
         try:
             async with asyncio.timeout(SNAPSHOT_TIMEOUT):
                 return await future
@@ -270,10 +319,11 @@ class IngestHub:
         self._streams = list(streams)
         self._nice = nice
         self._cores = cores
-        self.remotes = {s.spec.stream_id: RemoteStream(s.spec.stream_id) for s in streams}
+        self.remotes = {s.spec.stream_id: RemoteStream(s.spec.stream_id, restartable=s.spec.is_live) for s in streams}
         self._dir: str | None = None
         self._server: asyncio.Server | None = None
         self._procs: list[asyncio.subprocess.Process] = []
+        self._address = ""
         self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
 
@@ -281,20 +331,28 @@ class IngestHub:
         self._dir = tempfile.mkdtemp(prefix="streamer-ingest-")  # mode 0700: only this user connects
         address = os.path.join(self._dir, "ingest.sock")
         self._server = await asyncio.start_unix_server(self._connected, address)
-        level = logging.getLogger("streamer").getEffectiveLevel()
+        self._address = address
         for group in plan_processes(self._streams, self._cores):
-            job = IngestJob(address, tuple(group), level, self._nice)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "streamer.ingest", stdin=asyncio.subprocess.PIPE, process_group=0
-            )
-            assert proc.stdin is not None
-            proc.stdin.write(pickle.dumps(job))
-            with contextlib.suppress(ConnectionError):
-                await proc.stdin.drain()
-            proc.stdin.close()
-            self._procs.append(proc)
-            ids = [s.spec.stream_id for s in group]
-            self._watchers.append(asyncio.get_running_loop().create_task(self._watch(proc, ids), name="ingest-watch"))
+            proc = await self._spawn(group)
+            self._watchers.append(asyncio.get_running_loop().create_task(self._watch(group, proc), name="ingest-watch"))
+
+    async def _spawn(self, group: list[IngestStream]) -> asyncio.subprocess.Process:
+        level = logging.getLogger("streamer").getEffectiveLevel()
+        job = IngestJob(self._address, tuple(group), level, self._nice)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streamer.ingest", stdin=asyncio.subprocess.PIPE, process_group=0
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(pickle.dumps(job))
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        proc.stdin.close()
+        self._procs.append(proc)
+        return proc
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -308,14 +366,27 @@ class IngestHub:
             return
         remote.attach(reader, writer)
 
-    async def _watch(self, proc: asyncio.subprocess.Process, stream_ids: list[str]) -> None:
-        code = await proc.wait()
-        if self._closing:
-            return
-        if code != 0:
-            log.warning("the ingest process of %s exited with code %s", ", ".join(stream_ids), code)
-        for sid in stream_ids:
-            self.remotes[sid].fail(f"the ingest process exited with code {code}")
+    async def _watch(self, group: list[IngestStream], proc: asyncio.subprocess.Process) -> None:
+        """Wait for the group's child to exit; replace it while its streams are live and going on."""
+        remotes = [self.remotes[s.spec.stream_id] for s in group]
+        backoff = RESTART_BACKOFF[0]
+        while True:
+            started = time.monotonic()
+            code = await proc.wait()
+            if self._closing:
+                return
+            for remote in remotes:
+                remote.fail(f"the ingest process exited with code {code}")
+            if not all(r.restartable and not r.finished for r in remotes):
+                return
+            if time.monotonic() - started > 60:  # it had been running a while: a new row of failures
+                backoff = RESTART_BACKOFF[0]
+            await asyncio.sleep(backoff)
+            backoff = min(2 * backoff, RESTART_BACKOFF[1])
+            if self.closing:  # close() came during the wait
+                return
+            self._procs = [p for p in self._procs if p.returncode is None]
+            proc = await self._spawn(group)
 
     async def close(self) -> None:
         """Close every connection (the children end their streams and exit), then reap the children."""

@@ -47,22 +47,33 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
-@pytest.mark.timeout(120)
-async def test_a_killed_ingest_process_ends_its_stream_alone_with_one_line(tmp_path: Path) -> None:
-    """Two live streams, each in its own ingest process: SIGKILL one process after the first events; that stream
-    ends with a one-line error naming it, the other goes on to its later event, and the exit code says a source
-    failed."""
-    out = tmp_path / "events.jsonl"
-    proc = await start_streamer(
-        "run", "a=synthetic:?events=av@2,av@6&duration=8", "b=synthetic:?events=av@2,av@6&duration=8",
-        "--mqtt", "none", "--events-out", str(out), "-q",
-    )  # fmt: skip
+def _ended(out: Path) -> int:
+    return len(intervals(read_events(out))) if out.exists() else 0
+
+
+async def _kill_one_child_after_the_first_events(proc: asyncio.subprocess.Process, out: Path) -> None:
     async with asyncio.timeout(60):
-        while not (out.exists() and len(intervals(read_events(out))) >= 2):  # noqa: ASYNC110 (another process)
+        while _ended(out) < 2:  # noqa: ASYNC110 (a file another process writes)
             await asyncio.sleep(0.1)
     children = _children(proc.pid)
     assert len(children) == 2, children
     os.kill(children[0], signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_ingest_process_ends_its_file_stream_alone_with_one_line(tmp_path: Path) -> None:
+    """Two files played in real time, each in its own ingest process (2 cores): SIGKILL one process after the
+    first events; that stream ends with a one-line error naming it, the other goes on to its later event, and the
+    exit code says a source failed."""
+    from .media import make_clip
+
+    clips = [make_clip(tmp_path / f"{name}.mp4", duration=8.0, flashes=[2.0, 6.0], beeps=[2.0, 6.0], flash_len=0.5,
+                       beep_len=0.5) for name in "ab"]  # fmt: skip
+    out = tmp_path / "events.jsonl"
+    proc = await start_streamer(
+        "run", f"a={clips[0]}", f"b={clips[1]}", "--realtime", "--mqtt", "none", "--events-out", str(out), "-q"
+    )
+    await _kill_one_child_after_the_first_events(proc, out)
     async with asyncio.timeout(60):
         _, err = await proc.communicate()
     errors = [line for line in err.decode().splitlines() if line.startswith("streamer: error:")]
@@ -74,6 +85,31 @@ async def test_a_killed_ingest_process_ends_its_stream_alone_with_one_line(tmp_p
     assert [round(a) for a, _ in intervals(events, survivor)] == [2, 6], events
     assert [round(a) for a, _ in intervals(events, lost)] == [2], events
     assert proc.returncode == 3
+
+
+@pytest.mark.timeout(120)
+async def test_a_live_streams_killed_ingest_process_is_started_again(tmp_path: Path) -> None:
+    """Two live streams: SIGKILL one's ingest process after the first events. A new process takes over after
+    the backoff (1 s): the stream goes on on the same timeline, later in time (its source starts afresh: its
+    events at 2 and 6 s of the new run), the other stream is untouched, and the run ends well."""
+    out = tmp_path / "events.jsonl"
+    proc = await start_streamer(
+        "run", "a=synthetic:?events=av@2,av@6&duration=8", "b=synthetic:?events=av@2,av@6&duration=8",
+        "--mqtt", "none", "--events-out", str(out), "-q",
+    )  # fmt: skip
+    await _kill_one_child_after_the_first_events(proc, out)
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "ingest process exited with code -9; starting it again" in err.decode(), err.decode()
+    events = read_events(out)
+    found = {s: [a for a, _ in intervals(events, s)] for s in "ab"}
+    restarted = "a" if len(found["a"]) == 3 else "b"
+    other = "b" if restarted == "a" else "a"
+    assert [round(a) for a in found[other]] == [2, 6], found
+    first, *later = found[restarted]
+    assert round(first) == 2 and len(later) == 2, found
+    assert later[0] > 4.0 and later[1] - later[0] == pytest.approx(4.0, abs=0.15), found  # after the kill, 4 s apart
 
 
 def test_the_config_chooses_capture_in_processes_or_threads(tmp_path: Path) -> None:
