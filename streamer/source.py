@@ -125,7 +125,10 @@ class Source:
         self._set_state(SourceState.CONNECTING)
         while True:
             anchor = 0.0 if first else self._next_anchor(gap=gap)
-            queue: MediaQueue[WorkerItem] = MediaQueue(loop, options.queue_size, policy, wake_batch=wake_batch)
+            boundaries = (options.segment_align, options.sample_rate) if wake_batch == 1 else None
+            queue: MediaQueue[WorkerItem] = MediaQueue(
+                loop, options.queue_size, policy, wake_batch=wake_batch, boundaries=boundaries
+            )
             self._queue = queue
             ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event())
             thread = threading.Thread(

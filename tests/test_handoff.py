@@ -78,3 +78,28 @@ async def test_close_releases_a_blocked_producer() -> None:
     assert not thread.is_alive() and len(errors) == 1
     with pytest.raises(QueueClosed):
         q.put(2)
+
+
+async def test_a_live_consumer_is_woken_only_by_items_that_can_complete_a_timestep() -> None:
+    """With boundaries (hop 100 ms, 16 kHz): a frame whose end stays inside the timestep, or a 20 ms audio chunk
+    that ends inside it, only queues; the frame or chunk that reaches the next timestep wakes the consumer, who
+    then takes everything (nothing a timestep needs is held back)."""
+    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 64, DropPolicy.DROP_OLDEST_VIDEO,
+                                       boundaries=(0.1, 16000))  # fmt: skip
+    q.put(VideoFrame(t=0.0, luma=LUMA, duration=1 / 30))  # each modality's first item wakes it
+    q.put(AudioChunk(t=0.0, samples=np.zeros(320, np.float32)))
+    assert len(await asyncio.wait_for(q.get_batch(), 1)) == 2
+    waiting = asyncio.get_running_loop().create_task(q.get_batch())
+    await asyncio.sleep(0)
+    first = [VideoFrame(t=1 / 30, luma=LUMA, duration=1 / 30)]
+    first += [AudioChunk(t=0.02 * i, samples=np.zeros(320, np.float32)) for i in range(1, 4)]  # up to 80 ms
+    for item in first:
+        q.put(item)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    q.put(VideoFrame(t=2 / 30, luma=LUMA, duration=1 / 30))  # ends at 100 ms: video may complete timestep 0
+    assert len(await asyncio.wait_for(waiting, 1)) == len(first) + 1
+    waiting = asyncio.get_running_loop().create_task(q.get_batch())
+    await asyncio.sleep(0)
+    q.put(AudioChunk(t=0.08, samples=np.zeros(320, np.float32)))  # ends at 100 ms: so may audio
+    assert len(await asyncio.wait_for(waiting, 1)) == 1
