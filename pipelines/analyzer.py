@@ -29,9 +29,8 @@ from typing import IO, Any
 import numpy as np
 
 from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
-from streamer.ingest import IngestHub, IngestStream, KeptFrame, RemoteStream
+from streamer.ingest import IngestHub, IngestStream, RemoteStream
 from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
-from streamer.snapshot import encode_jpeg
 from streamer.stream import Stream
 
 from .batcher import Batcher, Lane
@@ -246,8 +245,8 @@ class Analyzer:
                 scored[job.ts.stream_id] = job.ts.k
             for stream_id, k in scored.items():
                 stream = self.streams[stream_id].stream
-                if isinstance(stream, RemoteStream):
-                    stream.scored(k)  # the ingest process may let go of those timesteps' full frames
+                if stream is not None:
+                    stream.scored(k)  # an ingest process may let go of those timesteps' full frames
             self._flush_finished()
             if self.hooks.on_progress is not None:
                 self.hooks.on_progress({sid: c.media_t for sid, c in self.stats.streams.items()})
@@ -269,9 +268,8 @@ class Analyzer:
         peak = rt.detector.peak_frame
         self._emit(rt, rt.detector.update(scores, frame))
         new_peak = rt.detector.peak_frame
-        if new_peak is not None and new_peak is not peak and isinstance(new_peak.full, KeptFrame):
-            assert isinstance(rt.stream, RemoteStream)
-            rt.stream.pin(new_peak.full.k)  # an open event's peak: its ingest process keeps the picture
+        if new_peak is not None and new_peak is not peak and rt.stream is not None:
+            rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
         if self.config.mqtt.scores and self.publisher is not None:
             self._queue(self.topics.scores(ts.stream_id), _json(scores.as_dict()), "score", qos=0, retain=False)
         job.stamps.published = time.time()
@@ -311,11 +309,10 @@ class Analyzer:
 
     async def _snapshot(self, stream_id: str, frame: VideoFrame) -> None:
         stream = self.streams[stream_id].stream
+        if stream is None:
+            return
         try:
-            if isinstance(frame.full, KeptFrame) and isinstance(stream, RemoteStream):
-                jpeg = await stream.snapshot(frame.full.k)
-            else:
-                jpeg = await asyncio.to_thread(encode_jpeg, frame)
+            jpeg = await stream.snapshot(frame)
         except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
             log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
             return

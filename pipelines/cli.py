@@ -379,9 +379,22 @@ async def _demo(args: argparse.Namespace) -> int:
     return await demo(config, on_signals=_on_signals, on_state=_print_state)
 
 
+async def _bench_report(args: argparse.Namespace, run: Any, options: Any, table: Any, plot: Any) -> dict[str, Any]:
+    """A live benchmark (latency, capacity): run it in ``--workdir`` or a temporary one, print its table, plot it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
+        report: dict[str, Any] = await run(
+            options, args.workdir or Path(tmp), say=lambda text: print(f"bench: {text}", file=sys.stderr)
+        )
+    print(table(report))
+    if args.plot is not None:
+        plot(report, args.plot)
+    return report
+
+
 async def _bench(args: argparse.Namespace) -> int:
     import json
-    import tempfile
 
     if args.bench == "throughput":
         from .bench.throughput import format_table, run_throughput
@@ -399,12 +412,7 @@ async def _bench(args: argparse.Namespace) -> int:
         cap = CapacityOptions(width=args.size[0], height=args.size[1], fps=args.fps,
                               audio_frame_ms=args.audio_frame_ms, impulses=args.impulses, start=args.start,
                               limit=args.limit, step=args.step, device=args.device)  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
-            workdir = args.workdir or Path(tmp)
-            report = await run_capacity(cap, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))
-        print(format_capacity(report))
-        if args.plot is not None:
-            plot_capacity(report, args.plot)
+        report = await _bench_report(args, run_capacity, cap, format_capacity, plot_capacity)
     else:
         from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
 
@@ -412,12 +420,7 @@ async def _bench(args: argparse.Namespace) -> int:
                                  max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval,
                                  impulse=args.impulse, threshold=args.threshold, width=args.size[0],
                                  height=args.size[1], fps=args.fps, audio_frame_ms=args.audio_frame_ms)  # fmt: skip
-        with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
-            workdir = args.workdir or Path(tmp)
-            report = await run_latency(options, workdir, say=lambda text: print(f"bench: {text}", file=sys.stderr))
-        print(format_report(report))
-        if args.plot is not None:
-            plot_report(report, args.plot)
+        report = await _bench_report(args, run_latency, options, format_report, plot_report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return EXIT_OK

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -56,6 +56,7 @@ from . import errors
 from .errors import SourceError
 from .media import Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
+from .snapshot import encode_jpeg
 from .spec import SourceSpec
 from .sync import SyncOptions
 
@@ -218,7 +219,7 @@ class RemoteStream:
                 kind = message[0]
                 if kind == "ts":
                     self.dropped_video = message[2]
-                    yield self._shifted(unpack(message[1]))
+                    yield self._on_timeline(message[1])
                 elif kind == "restart":
                     self._restarted_at = time.time()
                     log.warning("stream '%s': %s; starting it again", self.stream_id, message[1])
@@ -249,24 +250,17 @@ class RemoteStream:
             if not self._finished:
                 self._send(("stop",))  # the consumer stopped first (--duration, shutdown)
 
-    def _shifted(self, ts: Timestep) -> Timestep:
-        """``ts`` on the stream's one timeline: after a replaced child, from the wall time elapsed, marked reset."""
-        if self._restarted_at is not None:
-            if self._last is not None:
-                last_k, _, hop = self._last
-                skipped = max(0, round((time.time() - self._restarted_at) / hop))
-                self._k_offset = last_k + 1 + skipped - ts.k
-            self._restarted_at = None
-            ts = replace(ts, reset=True)
-        if self._k_offset:
-            dt = self._k_offset * ts.hop
-            frames = tuple(replace(f, t=f.t + dt) for f in ts.frames)
-            full = [f.full for f in frames if isinstance(f.full, KeptFrame)]
-            if full:  # keys on the analyzer's count; the child is asked with its own (see _child_k)
-                frames = tuple(replace(f, full=KeptFrame(f.full.k + self._k_offset))
-                               if isinstance(f.full, KeptFrame) else f for f in frames)  # fmt: skip
-            ts = replace(ts, k=ts.k + self._k_offset, t=ts.t + dt, frames=frames)
-        self._last = (ts.k, ts.t + ts.hop, ts.hop)
+    def _on_timeline(self, packed: PackedTimestep) -> Timestep:
+        """The timestep on the stream's one timeline: after a replaced child, from the wall time elapsed, marked
+        reset. Kept-frame keys follow the analyzer's count; the child is asked with its own (:meth:`_child_k`)."""
+        reset = self._restarted_at is not None
+        if self._restarted_at is not None and self._last is not None:
+            last_k, _, hop = self._last
+            skipped = max(0, round((time.time() - self._restarted_at) / hop))
+            self._k_offset = last_k + 1 + skipped - packed[1]
+        self._restarted_at = None
+        ts = unpack(packed, self._k_offset, reset)
+        self._last = (ts.k, ts.end, ts.hop)
         return ts
 
     def _child_k(self, k: int) -> int:
@@ -280,12 +274,16 @@ class RemoteStream:
         """Timesteps up to ``k`` are scored: their full frames may go (but a pinned one)."""
         self._send(("scored", self._child_k(k)))
 
-    def pin(self, k: int) -> None:
-        """Keep timestep ``k``'s full frame (an open event's new peak) until the next pin."""
-        self._send(("pin", self._child_k(k)))
+    def pin(self, frame: VideoFrame) -> None:
+        """Keep ``frame``'s full picture (an open event's new peak) until the next pin."""
+        if isinstance(frame.full, KeptFrame):
+            self._send(("pin", self._child_k(frame.full.k)))
 
-    async def snapshot(self, k: int) -> bytes | None:
-        """Timestep ``k``'s full frame as JPEG, if the child still has it."""
+    async def snapshot(self, frame: VideoFrame) -> bytes | None:
+        """``frame``'s full picture as JPEG, if its child still has it."""
+        if not isinstance(frame.full, KeptFrame):
+            return await asyncio.to_thread(encode_jpeg, frame)
+        k = frame.full.k
         if self._writer is None or self._writer.is_closing():
             return None
         self._next_request += 1
@@ -439,12 +437,15 @@ def pack(ts: Timestep, kept: dict[int, FullFrame]) -> PackedTimestep:
             ts.video_missing, ts.audio_missing, ts.wall_time, ts.reset)  # fmt: skip
 
 
-def unpack(p: PackedTimestep) -> Timestep:
+def unpack(p: PackedTimestep, k_offset: int = 0, reset: bool = False) -> Timestep:
+    """The timestep back, ``k_offset`` timesteps later (a replaced child counts from 0 again), ``reset`` or not."""
+    dt = k_offset * p[3]
     frames = tuple(
-        VideoFrame(t, luma, None if key is None else KeptFrame(key), duration, wall)
+        VideoFrame(t + dt, luma, None if key is None else KeptFrame(key + k_offset), duration, wall)
         for t, luma, duration, wall, key in p[4]
     )
-    return Timestep(p[0], p[1], p[2], p[3], frames, p[5], p[6], p[7], p[8], p[9], p[10], p[11])
+    return Timestep(p[0], p[1] + k_offset, p[2] + dt, p[3], frames, p[5], p[6], p[7], p[8], p[9], p[10],
+                    p[11] or reset)  # fmt: skip
 
 
 async def _serve(address: str, item: IngestStream) -> None:

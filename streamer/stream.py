@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from .media import AudioChunk, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
+from .snapshot import encode_jpeg
 from .source import Source
 from .spec import SourceSpec
 from .sync import SyncOptions, TimestepAssembler
@@ -41,6 +43,17 @@ class Stream:
     def dropped_video(self) -> int:
         """Video frames the source dropped so far (a live source whose consumer lagged)."""
         return self.source.dropped_video
+
+    # What the analyzer asks of any stream; a stream captured in this process keeps its full frames itself.
+    def scored(self, k: int) -> None:
+        """Timesteps up to ``k`` are scored (nothing to let go of here: each frame holds its own picture)."""
+
+    def pin(self, frame: VideoFrame) -> None:
+        """``frame`` is an open event's new peak (its picture is kept by the frame itself)."""
+
+    async def snapshot(self, frame: VideoFrame) -> bytes | None:
+        """``frame``'s full picture as JPEG (None when the source kept none)."""
+        return await asyncio.to_thread(encode_jpeg, frame)
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None

@@ -165,9 +165,10 @@ async def test_full_frames_stay_in_the_ingest_process_until_scored_or_pinned(tmp
         middle = [f.full for ts in steps for f in ts.frames if f.full is not None]
         assert len(middle) == 20 and all(isinstance(m, KeptFrame) for m in middle)  # one kept picture a timestep
         assert all(f.luma.shape == (90, 160) for ts in steps for f in ts.frames)
-        remote.pin(10)
+        kept = {ts.k: next(f for f in ts.frames if f.full is not None) for ts in steps}
+        remote.pin(kept[10])
         remote.scored(19)
-        pinned, dropped = await asyncio.gather(remote.snapshot(10), remote.snapshot(5))
+        pinned, dropped = await asyncio.gather(remote.snapshot(kept[10]), remote.snapshot(kept[5]))
         assert pinned is not None and pinned[:3] == b"\xff\xd8\xff"
         assert dropped is None
     finally:
