@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .slots import SlotStateMixin
+from .slots import Rounds, SlotStateMixin
 
 
 class Alignment(SlotStateMixin):
@@ -38,13 +38,18 @@ class Alignment(SlotStateMixin):
         self.register_buffer("recent_a", torch.zeros(capacity, max(steps, 1)))
 
     def forward(self, s_v: Tensor, s_a: Tensor, has_v: Tensor, has_a: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
+        return self.forward_rounds(s_v, s_a, has_v, has_a, Rounds.distinct(slots))
+
+    def forward_rounds(
+        self, s_v: Tensor, s_a: Tensor, has_v: Tensor, has_a: Tensor, rounds: Rounds
+    ) -> tuple[Tensor, Tensor]:
+        """Like :meth:`forward`, but slots may repeat (``rounds``, a stream's timesteps in order)."""
         if self.steps == 0:
             return s_v, s_a
         s_v = torch.where(has_v, s_v, 0.0)
         s_a = torch.where(has_a, s_a, 0.0)
-        recent_v, recent_a = self.recent_v[slots], self.recent_a[slots]
+        recent_v = rounds.shift(self.recent_v, s_v)
+        recent_a = rounds.shift(self.recent_a, s_a)
         aligned_v = torch.where(has_v, torch.maximum(s_v, torch.minimum(recent_v.amax(dim=1), s_a)), s_v)
         aligned_a = torch.where(has_a, torch.maximum(s_a, torch.minimum(recent_a.amax(dim=1), s_v)), s_a)
-        self.recent_v[slots] = torch.cat([recent_v[:, 1:], s_v.unsqueeze(1)], dim=1)
-        self.recent_a[slots] = torch.cat([recent_a[:, 1:], s_a.unsqueeze(1)], dim=1)
         return aligned_v, aligned_a

@@ -47,7 +47,7 @@ import torch
 import torchaudio
 from torch import Tensor
 
-from .slots import SlotStateMixin, push_ring
+from .slots import Rounds, SlotStateMixin
 
 _SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digital silence (zeros)
 
@@ -121,22 +121,13 @@ class AudioActivity(SlotStateMixin):
         self.register_buffer("quartiles", torch.tensor([0.25, 0.5]), persistent=False)  # q25, q50
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        level, flux, heard = self._measure(audio)
-        return self._decide(level, flux, present & heard, slots)
+        return self.forward_rounds(audio, present, Rounds.distinct(slots))
 
-    def forward_rounds(
-        self, audio: Tensor, present: Tensor, slots: Tensor, rounds: list[Tensor]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Like :meth:`forward`, but slots may repeat: ``rounds[r]`` indexes each slot's ``r``-th timestep.
-        The log-mel spectrogram runs once over the whole batch; only the background goes round by round."""
+    def forward_rounds(self, audio: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like :meth:`forward`, but slots may repeat (``rounds``): each timestep is scored against its stream's
+        background as the stream's earlier timesteps in the batch left it, all in one pass."""
         level, flux, heard = self._measure(audio)
-        present = present & heard
-        score = torch.zeros(slots.shape[0], device=slots.device)
-        excess = torch.zeros_like(score)
-        for index in rounds:
-            score[index], features = self._decide(level[index], flux[index], present[index], slots[index])
-            excess[index] = features["excess"]
-        return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}
+        return self._decide(level, flux, present & heard, rounds)
 
     def _measure(self, audio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per row: band levels ``(B, bands)`` dB and flux ``(B,)`` over the timestep's own sounding frames, and
@@ -161,28 +152,24 @@ class AudioActivity(SlotStateMixin):
         heard = n_here * 2 > own
         return level, flux, heard
 
-    def background(self, slots: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Each slot's background: band ``floor`` and ``sigma`` ``(B, bands)``, flux ``floor`` and ``sigma``
-        ``(B,)``: the window's median and the spread of its lower half (see the module's docstring)."""
-        levels, fluxes = self.levels[slots], self.fluxes[slots]
+    def background(self, levels: Tensor, fluxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The background of windows ``levels (B, W, bands)`` and ``fluxes (B, W)`` (NaN: empty): band
+        ``floor`` and ``sigma`` ``(B, bands)``, flux ``floor`` and ``sigma`` ``(B,)``: the window's median and the
+        spread of its lower half (see the module's docstring)."""
         lq = torch.nanquantile(levels, self.quartiles, dim=1)  # (2, B, bands)
         fq = torch.nanquantile(fluxes, self.quartiles, dim=1)  # (2, B)
         sigma = torch.clamp((lq[1] - lq[0]) / 0.674, min=self.min_dev)
         flux_sigma = torch.clamp((fq[1] - fq[0]) / 0.674, min=self.min_flux_dev)
         return lq[1], sigma, fq[1], flux_sigma
 
-    def _decide(self, level: Tensor, flux: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against the stream's background and add the timestep to it (``slots`` distinct)."""
-        count = self.count[slots]
+    def _decide(self, level: Tensor, flux: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
+        """Score against each stream's background and add the heard timesteps to it, in order."""
+        # Every heard timestep goes into the window: one ring slot each.
+        count, (levels, fluxes) = rounds.push(self.count, present, (self.levels, level), (self.fluxes, flux))
         warm = count >= self.warmup_steps
-        floor, sigma, flux_floor, flux_sigma = self.background(slots)
+        floor, sigma, flux_floor, flux_sigma = self.background(levels, fluxes)
         excess = torch.nan_to_num((level - floor - self.k * sigma).amax(dim=1), nan=0.0)
         flux_excess = torch.nan_to_num(flux - flux_floor - self.k * flux_sigma, nan=0.0)
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
         score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
-
-        # Every heard timestep goes into the window: one ring slot each.
-        self.levels[slots] = push_ring(self.levels[slots], count, level, present)
-        self.fluxes[slots] = push_ring(self.fluxes[slots], count, flux, present)
-        self.count[slots] = count + present.to(count.dtype)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}

@@ -29,7 +29,7 @@ from streamer.media import Timestep
 from .align import Alignment
 from .audio import AudioActivity
 from .batch import ModelInput, pack
-from .slots import SlotStateMixin
+from .slots import Rounds, SlotStateMixin
 from .video import VideoActivity
 
 
@@ -140,12 +140,32 @@ class FusionModel(nn.Module):
         for module in self._stateful():
             module.reset_slots(index)
 
+    def export_state(self, slot: int) -> dict[str, Tensor]:
+        """What a stream has learned (previous frame, baselines, warm-up, recent scores), CPU tensors by name:
+        carried over when the stream moves to another model, process or machine (:meth:`import_state`)."""
+        return {
+            f"{prefix}.{name}": value
+            for prefix, module in self._stateful_named()
+            for name, value in module.export_slot(slot).items()
+        }
+
+    def import_state(self, slot: int, state: dict[str, Tensor]) -> None:
+        """Give a stream's slot the state :meth:`export_state` took (from a model with the same settings);
+        ``ValueError`` when it does not fit."""
+        for prefix, module in self._stateful_named():
+            part = {key.split(".", 1)[1]: value for key, value in state.items() if key.split(".", 1)[0] == prefix}
+            module.import_slot(slot, part)
+
     def set_weights(self, slot: int, alpha: float, beta: float) -> None:
         self.alpha[slot] = alpha
         self.beta[slot] = beta
 
     def _stateful(self) -> list[SlotStateMixin]:
-        return [m for m in (self.video, self.audio, self.align) if isinstance(m, SlotStateMixin)]
+        return [module for _, module in self._stateful_named()]
+
+    def _stateful_named(self) -> list[tuple[str, SlotStateMixin]]:
+        named = (("video", self.video), ("audio", self.audio), ("align", self.align))
+        return [(name, m) for name, m in named if isinstance(m, SlotStateMixin)]
 
     def _grow(self, capacity: int) -> None:
         for module in self._stateful():
@@ -163,13 +183,14 @@ class FusionModel(nn.Module):
     def forward(self, batch: ModelInput) -> ModelOutput:
         if batch.n_rounds == 1:
             return self._score(batch.frames, batch.valid, batch.audio, batch.audio_present, batch.slots)
-        # Several timesteps of one stream: their state updates go in order, one round per occurrence.
-        rounds = [(batch.rounds == r).nonzero().squeeze(1) for r in range(batch.n_rounds)]
+        # Several timesteps of one stream: their state updates go in order.
         if hasattr(self.video, "forward_rounds") and hasattr(self.audio, "forward_rounds"):
-            # The built-in encoders measure the whole batch in one call and update their state round by round.
-            return self._score_rounds(batch, rounds)
+            # The built-in encoders take the whole batch in one pass, each timestep seeing its stream's state as
+            # the stream's earlier timesteps left it.
+            return self._score_rounds(batch, Rounds(batch.slots, batch.rounds, batch.n_rounds))
         parts: list[tuple[Tensor, ModelOutput]] = []
-        for index in rounds:
+        for r in range(batch.n_rounds):  # other encoders: one round per occurrence
+            index = (batch.rounds == r).nonzero().squeeze(1)
             out = self._score(
                 batch.frames[index], batch.valid[index], batch.audio[index], batch.audio_present[index],
                 batch.slots[index],
@@ -177,42 +198,32 @@ class FusionModel(nn.Module):
             parts.append((index, out))
         return _scatter(parts, batch.batch_size)
 
-    def _score_rounds(self, batch: ModelInput, rounds: list[Tensor]) -> ModelOutput:
+    def _score_rounds(self, batch: ModelInput, rounds: Rounds) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
-            s_v, f_v = _as_score(
-                cast(Any, self.video).forward_rounds(batch.frames.float(), batch.valid, batch.slots, rounds)
-            )
-            s_a, f_a = _as_score(
-                cast(Any, self.audio).forward_rounds(batch.audio, batch.audio_present, batch.slots, rounds)
-            )
-        return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, batch.slots, rounds)
+            s_v, f_v = _as_score(cast(Any, self.video).forward_rounds(batch.frames.float(), batch.valid, rounds))
+            s_a, f_a = _as_score(cast(Any, self.audio).forward_rounds(batch.audio, batch.audio_present, rounds))
+        return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, rounds)
 
     def _score(self, frames: Tensor, valid: Tensor, audio: Tensor, present: Tensor, slots: Tensor) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
             s_v, f_v = _as_score(self.video(frames.float(), valid, slots))
             s_a, f_a = _as_score(self.audio(audio, present, slots))
-        return self._output(s_v, f_v, s_a, f_a, valid, present, slots)
+        return self._output(s_v, f_v, s_a, f_a, valid, present, Rounds.distinct(slots))
 
     def _output(
         self, s_v: Tensor, f_v: dict[str, Tensor], s_a: Tensor, f_a: dict[str, Tensor], valid: Tensor,
-        present: Tensor, slots: Tensor, rounds: list[Tensor] | None = None,
+        present: Tensor, rounds: Rounds,
     ) -> ModelOutput:  # fmt: skip
         # an encoder may say a modality is absent although data came (digital silence): its "present" feature
         has_v = valid.any(dim=1) & f_v.pop("present", torch.ones_like(present)).bool()
         has_a = present & f_a.pop("present", torch.ones_like(present)).bool()
-        s_v, s_a = s_v.float(), s_a.float()
-        if rounds is None:
-            s_v, s_a = self.align(s_v, s_a, has_v, has_a, slots)
-        else:  # several timesteps of a stream: in order
-            s_v, s_a = s_v.clone(), s_a.clone()
-            for index in rounds:
-                s_v[index], s_a[index] = self.align(s_v[index], s_a[index], has_v[index], has_a[index], slots[index])
+        s_v, s_a = self.align.forward_rounds(s_v.float(), s_a.float(), has_v, has_a, rounds)
         features = {f"video_{k}": v.float() for k, v in f_v.items()} | {f"audio_{k}": v.float() for k, v in f_a.items()}
         if self.head is not None:
             columns = {"s_v": s_v, "s_a": s_a, "has_v": has_v, "has_a": has_a, **features}
             s = cast(Any, self.head).score_columns(columns).float()
         else:
-            s = fuse(s_v, s_a, has_v, has_a, self.alpha[slots], self.beta[slots])
+            s = fuse(s_v, s_a, has_v, has_a, self.alpha[rounds.slots], self.beta[rounds.slots])
         return ModelOutput(s=s, s_v=s_v, s_a=s_a, has_v=has_v, has_a=has_a, features=features)
 
     def pack(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> ModelInput:

@@ -40,15 +40,113 @@ class SlotStateMixin(nn.Module):
         for name in self._slot_buffers:
             getattr(self, name)[index] = self._slot_defaults.get(name, 0.0)
 
+    def export_slot(self, slot: int) -> dict[str, Tensor]:
+        """One stream's state: a copy of its row of every slot buffer, on the CPU."""
+        return {name: getattr(self, name)[slot].detach().cpu().clone() for name in self._slot_buffers}
+
+    def import_slot(self, slot: int, state: dict[str, Tensor]) -> None:
+        """Restore a stream's state from :meth:`export_slot` (of a model with the same settings)."""
+        for name in self._slot_buffers:
+            buffer: Tensor = getattr(self, name)
+            value = state.get(name)
+            if value is None or tuple(value.shape) != tuple(buffer.shape[1:]):
+                shape = None if value is None else tuple(value.shape)
+                raise ValueError(f"{type(self).__name__}.{name}: expected shape {tuple(buffer.shape[1:])}, got {shape}")
+            buffer[slot] = value.to(buffer.device, buffer.dtype)
+
     def _device_of_state(self) -> torch.device:
         return torch.device(getattr(self, self._slot_buffers[0]).device) if self._slot_buffers else torch.device("cpu")
 
 
-def push_ring(ring: Tensor, count: Tensor, value: Tensor, keep: Tensor) -> Tensor:
-    """A copy of the rings ``ring (B, W, ...)`` with ``value (B, ...)`` written at slot ``count % W`` of each row
-    where ``keep (B,)``: the newest of a row's last ``W`` measurements replaces its oldest."""
-    rows = torch.arange(ring.shape[0], device=ring.device)
-    at = (count.long() % ring.shape[1]).to(ring.device)
-    out = ring.clone()
-    out[rows, at] = torch.where(keep.view(-1, *([1] * (value.dim() - 1))), value, ring[rows, at])
-    return out
+class Rounds:
+    """Where each row of a batch stands among its stream's rows, for state updates in order without a loop.
+
+    ``slots (B,)`` the rows' slots (they may repeat), ``order (B,)`` how many earlier rows of the same slot the
+    batch has (0 for a slot's first), ``n`` their maximum + 1. ``unique (U,)`` the batch's distinct slots,
+    ``row_of (B,)`` each row's index into ``unique``, ``rows (U,)`` how many rows each slot has.
+
+    A stream's rows are its consecutive timesteps: row ``r`` must see the state as the rows before it left it.
+    The helpers lay each slot's rows out as a grid ``(U, n, ...)`` and read every row's state at once from the
+    slot's state followed by its rows' contributions.
+    """
+
+    def __init__(self, slots: Tensor, order: Tensor, n: int) -> None:
+        self.slots, self.order, self.n = slots, order, n
+        if n == 1:  # distinct slots (the live case): no sort
+            self.unique, self.row_of = slots, torch.arange(slots.shape[0], device=slots.device)
+        else:
+            self.unique, self.row_of = torch.unique(slots, return_inverse=True)
+        self.rows = self.grid(torch.ones_like(slots, dtype=torch.long), 0).sum(dim=1)
+
+    @classmethod
+    def distinct(cls, slots: Tensor) -> Rounds:
+        return cls(slots, torch.zeros_like(slots), 1)
+
+    @property
+    def size(self) -> int:
+        return int(self.unique.shape[0])
+
+    def grid(self, values: Tensor, fill: float | bool) -> Tensor:
+        """Rows ``(B, ...)`` laid out per slot and order ``(U, n, ...)``; cells without a row hold ``fill``."""
+        out = values.new_full((self.size, self.n, *values.shape[1:]), fill)
+        out[self.row_of, self.order] = values
+        return out
+
+    def shift(self, recent: Tensor, values: Tensor) -> Tensor:
+        """Windows of the last ``S`` values, newest last: each row's ``(B, S)`` as the slot's ``recent (capacity,
+        S)`` followed by its earlier rows' ``values (B,)``; ``recent`` is updated in place with every row."""
+        if self.n == 1:
+            windows = recent[self.slots]
+            recent[self.slots] = torch.cat([windows[:, 1:], values.to(recent.dtype).unsqueeze(1)], dim=1)
+            return windows
+        steps = recent.shape[1]
+        j = torch.arange(steps, device=recent.device)
+        combined = torch.cat([recent[self.unique], self.grid(values.to(recent.dtype), 0.0)], dim=1)  # (U, S + n)
+        windows = combined[self.row_of.unsqueeze(1), self.order.unsqueeze(1) + j]
+        everyone = torch.arange(self.size, device=recent.device).unsqueeze(1)
+        recent[self.unique] = combined[everyone, self.rows.unsqueeze(1) + j]
+        return windows
+
+    def push(self, count: Tensor, keep: Tensor, *rings: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Rings of each slot's last ``W`` kept measurements (``ring (capacity, W, ...)``, written at ``count %
+        W``: the newest replaces the oldest), given each row's ``values (B, ...)`` and ``keep (B,)``.
+
+        Returns each row's count of kept measurements before it ``(B,)`` and, per ring, each row's window
+        ``(B, W, ...)`` as it stands before the row; the rings and ``count (capacity,)`` are updated in place
+        with every kept row.
+        """
+        windows: list[Tensor] = []
+        if self.n == 1:  # distinct slots: each ring as it is (their order does not matter to its statistics)
+            slots, before = self.slots, count[self.slots]
+            for ring, values in rings:
+                rows = ring[slots]
+                windows.append(rows)
+                at = before.long() % ring.shape[1]
+                kept = torch.where(
+                    keep.view(-1, *([1] * (values.dim() - 1))), values.to(ring.dtype), rows[self.row_of, at]
+                )
+                ring[slots, at] = kept
+            count[slots] = before + keep.to(count.dtype)
+            return before, windows
+        device = count.device
+        base = count[self.unique].long()  # (U,)
+        kept = self.grid(keep.long(), 0)  # (U, n)
+        before_grid = kept.cumsum(dim=1) - kept
+        before = before_grid[self.row_of, self.order]  # (B,)
+        total = kept.sum(dim=1)  # (U,)
+        everyone = torch.arange(self.size, device=device).unsqueeze(1)
+        # a row that keeps nothing writes into a spare last column
+        at = torch.where(keep, before, torch.full_like(before, self.n))
+        for ring, values in rings:
+            width = ring.shape[1]
+            j = torch.arange(width, device=device)
+            oldest_first = ring[self.unique.unsqueeze(1), (base.unsqueeze(1) + j) % width]  # (U, W, ...)
+            fresh = ring.new_full((self.size, self.n + 1, *ring.shape[2:]), float("nan"))
+            fresh[self.row_of, at] = values.to(ring.dtype)
+            combined = torch.cat([oldest_first, fresh[:, : self.n]], dim=1)  # (U, W + n, ...)
+            windows.append(combined[self.row_of.unsqueeze(1), before.unsqueeze(1) + j])
+            ring[self.unique.unsqueeze(1), (base + total).unsqueeze(1).add(j) % width] = combined[
+                everyone, total.unsqueeze(1) + j
+            ]
+        count[self.unique] = (base + total).to(count.dtype)
+        return base[self.row_of] + before, windows

@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .slots import SlotStateMixin, push_ring
+from .slots import Rounds, SlotStateMixin
 
 
 class VideoActivity(SlotStateMixin):
@@ -90,33 +90,40 @@ class VideoActivity(SlotStateMixin):
         self.register_buffer("count", torch.zeros(capacity))
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        filled, last, present = self._prepare(frames, valid)
-        measured = self._measure(filled, valid, last, self.prev[slots], self.has_prev[slots])
-        return self._decide(measured, last, present, self.has_prev[slots], slots)
+        return self.forward_rounds(frames, valid, Rounds.distinct(slots))
 
-    def forward_rounds(
-        self, frames: Tensor, valid: Tensor, slots: Tensor, rounds: list[Tensor]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Like :meth:`forward`, but slots may repeat: ``rounds[r]`` indexes each slot's ``r``-th timestep.
-
-        The costly measurement (differences, noise medians) runs once over the whole batch, each timestep's
-        previous frame taken from the batch itself; only the cheap baseline update goes round by round.
-        """
+    def forward_rounds(self, frames: Tensor, valid: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
+        """Like :meth:`forward`, but slots may repeat (``rounds``): each timestep is measured against the last
+        frame before it (in the batch or the stream's state) and scored against the recent activity its
+        stream's earlier timesteps left, all in one pass."""
         filled, last, present = self._prepare(frames, valid)
-        prev, has_prev = self.prev[slots].clone(), self.has_prev[slots].clone()
-        running_prev, running_has = self.prev.clone(), self.has_prev.clone()
-        for index in rounds:
-            s = slots[index]
-            prev[index], has_prev[index] = running_prev[s], running_has[s]
-            here = present[index]
-            running_prev[s] = torch.where(here.view(-1, 1, 1), last[index], running_prev[s])
-            running_has[s] = running_has[s] | here
+        prev, has_prev = self._previous(last, present, rounds)
         measured = self._measure(filled, valid, last, prev, has_prev)
-        score = torch.zeros(slots.shape[0], device=slots.device)
-        for index in rounds:
-            part = {name: value[index] for name, value in measured.items()}
-            score[index] = self._decide(part, last[index], present[index], has_prev[index], slots[index])[0]
-        return score, {name: measured[name] for name in ("changed", "span", "energy")}
+        return self._decide(measured, present, has_prev, rounds)
+
+    def _previous(self, last: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, Tensor]:
+        """Each row's previous frame ``(B, H, W)`` and whether it has one ``(B,)``: the last frame of the latest
+        earlier row of its stream with frames, else the stream's state; the state is moved on to each stream's
+        last row with frames."""
+        if rounds.n == 1:
+            slots = rounds.slots
+            prev, has_prev = self.prev[slots], self.has_prev[slots]
+            self.prev[slots] = torch.where(present.view(-1, 1, 1), last, prev)
+            self.has_prev[slots] = has_prev | present
+            return prev, has_prev
+        # column 0: the state; column r + 1: row r's last frame. For row r, the latest column <= r with a frame.
+        frames = torch.cat([self.prev[rounds.unique].unsqueeze(1), rounds.grid(last, 0.0)], dim=1)  # (U, n+1, H, W)
+        state = torch.ones_like(rounds.unique, dtype=torch.bool).unsqueeze(1)
+        with_frame = torch.cat([state, rounds.grid(present, False)], dim=1)
+        column = torch.arange(rounds.n + 1, device=last.device).expand_as(with_frame)
+        latest = torch.where(with_frame, column, 0).cummax(dim=1).values  # (U, n + 1)
+        at = latest[rounds.row_of, rounds.order]
+        prev = frames[rounds.row_of, at]
+        has_prev = self.has_prev[rounds.slots] | (at > 0)
+        everyone = torch.arange(rounds.size, device=last.device)
+        self.prev[rounds.unique] = frames[everyone, latest[:, -1]]
+        self.has_prev[rounds.unique] = self.has_prev[rounds.unique] | (latest[:, -1] > 0)
+        return prev, has_prev
 
     def _prepare(self, frames: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Pooled frames with padding filled, each row's last valid frame, and whether it has any."""
@@ -153,25 +160,19 @@ class VideoActivity(SlotStateMixin):
         return {"activity": torch.maximum(changed, span), "changed": changed, "span": span, "energy": energy}
 
     def _decide(
-        self, measured: dict[str, Tensor], last: Tensor, present: Tensor, has_prev: Tensor, slots: Tensor
+        self, measured: dict[str, Tensor], present: Tensor, has_prev: Tensor, rounds: Rounds
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against the stream's recent activity and add the measurement to it (``slots`` distinct)."""
+        """Score against each stream's recent activity and add the measurements to it, in order."""
         activity = measured["activity"]
-        count = self.count[slots]
+        learn = present & has_prev
+        count, (window,) = rounds.push(self.count, learn, (self.recent, activity))
         warm = count >= self.warmup_steps
-        window = self.recent[slots]
         median = torch.nanmedian(window, dim=1).values
         spread = 1.4826 * torch.nanmedian((window - median.unsqueeze(1)).abs(), dim=1).values
         spread = torch.nan_to_num(spread, nan=self.min_dev).clamp(min=self.min_dev)
         median = torch.nan_to_num(median, nan=0.0)
         excess = torch.relu(activity - median - self.margin * spread)
         score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
-
-        learn = present & has_prev
-        self.recent[slots] = push_ring(window, count, activity, learn)
-        self.count[slots] = count + learn.to(count.dtype)
-        self.prev[slots] = torch.where(present.view(-1, 1, 1), last, self.prev[slots])
-        self.has_prev[slots] = has_prev | present
         return score, {name: measured[name] for name in ("changed", "span", "energy")}
 
     def _not_lighting(self, fraction: Tensor) -> Tensor:

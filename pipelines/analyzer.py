@@ -65,6 +65,8 @@ class StreamRuntime:
     lost: bool = False  # the source was lost: an open event ends once the timesteps before the loss are scored
     flushed: bool = False
     error: SourceError | None = None
+    removed: bool = False  # taken out while running (remove_stream): its slot goes once it is flushed
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,10 @@ class Hooks:
 
 
 class Analyzer:
-    def __init__(self, config: AnalyzerConfig, hooks: Hooks | None = None) -> None:
+    """``serve``: run until :meth:`stop` even with no stream left; streams come and go with :meth:`add_stream`
+    and :meth:`remove_stream` (a cluster worker). Otherwise the run ends once every stream has."""
+
+    def __init__(self, config: AnalyzerConfig, hooks: Hooks | None = None, *, serve: bool = False) -> None:
         self.config = config
         self.hooks = hooks or Hooks()
         self.topics = Topics(config.mqtt.prefix)
@@ -98,16 +103,11 @@ class Analyzer:
         self.stats = PipelineStats(device=self.runner.device_name)
         self.batcher: Batcher[Job] = Batcher(config.model.max_batch, config.model.max_wait_ms / 1000)
         self.publisher = Publisher(config.mqtt, self.topics, self.outbox) if config.mqtt.url else None
+        self.batcher.held = serve
         self.streams: dict[str, StreamRuntime] = {}
         for sc in config.streams:
-            self.runner.add_stream(sc)
-            lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
-                                         drop_oldest=sc.spec.is_live)  # fmt: skip
-            weights = (sc.alpha, sc.beta) if self.runner.learned is None else (None, None)
-            detector = EventDetector(sc.stream_id, sc.events, *weights)
-            self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
-            self.stats.stream(sc.stream_id)
-        self._source_tasks: list[asyncio.Task[None]] = []
+            self._register(sc)
+        self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         self._events_out: IO[str] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -115,6 +115,16 @@ class Analyzer:
         self._hub: IngestHub | None = None
         if config.ingest == "process":
             self._hub = IngestHub([IngestStream(sc.spec, sc.source, sc.sync) for sc in config.streams])
+
+    def _register(self, sc: StreamConfig) -> StreamRuntime:
+        self.runner.add_stream(sc)
+        lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
+                                     drop_oldest=sc.spec.is_live)  # fmt: skip
+        weights = (sc.alpha, sc.beta) if self.runner.learned is None else (None, None)
+        detector = EventDetector(sc.stream_id, sc.events, *weights)
+        rt = self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
+        self.stats.stream(sc.stream_id)
+        return rt
 
     # -- control ------------------------------------------------------------------------------------------
 
@@ -124,8 +134,42 @@ class Analyzer:
             return
         self._stopping = True
         log.info("stopping")
-        for task in self._source_tasks:
-            task.cancel()
+        self.batcher.release()
+        for rt in self.streams.values():
+            if rt.task is not None:
+                rt.task.cancel()
+
+    async def add_stream(self, sc: StreamConfig, state: dict[str, np.ndarray] | None = None) -> None:
+        """Start analyzing another stream while running; ``state``: what its model learned elsewhere
+        (:meth:`export_states`), so its baselines go on instead of warming up again."""
+        if sc.stream_id in self.streams:
+            raise ValueError(f"stream '{sc.stream_id}' is already analyzed")
+        if self._stopping:
+            raise RuntimeError("the analyzer is stopping")
+        rt = self._register(sc)
+        if state is not None:
+            try:
+                await self.runner.import_async(sc.stream_id, state)
+            except (ValueError, KeyError) as exc:
+                log.warning("stream '%s': its carried-over model state does not fit (%s); it starts afresh",
+                            sc.stream_id, exc)  # fmt: skip
+        if self._hub is not None:
+            await self._hub.add(IngestStream(sc.spec, sc.source, sc.sync))
+        if self._tg is not None:
+            rt.task = self._tg.create_task(self._source(rt), name=f"source-{sc.stream_id}")
+
+    def remove_stream(self, stream_id: str) -> None:
+        """Stop analyzing a stream: what it has queued is scored, an open event ends, then its slot is freed."""
+        rt = self.streams.get(stream_id)
+        if rt is None or rt.removed:
+            return
+        rt.removed = True
+        if rt.task is not None:
+            rt.task.cancel()
+
+    async def export_states(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every stream's learned model state, for a checkpoint (taken between batches)."""
+        return await self.runner.export_async([sid for sid, rt in self.streams.items() if not rt.removed])
 
     async def run(self) -> RunSummary:
         if self.config.events_out is not None:
@@ -134,15 +178,15 @@ class Analyzer:
             if self._hub is not None:
                 await self._hub.start()
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
                 stats_task = tg.create_task(self._stats_loop(), name="stats")
-                self._source_tasks = [
-                    tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
-                    for rt in self.streams.values()
-                ]
+                for rt in self.streams.values():
+                    rt.task = tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
                 if self._stopping:  # stop() came before the tasks existed
-                    for task in self._source_tasks:
-                        task.cancel()
+                    for rt in self.streams.values():
+                        assert rt.task is not None
+                        rt.task.cancel()
                 await tg.create_task(self._model_loop(), name="model")
                 stats_task.cancel()
                 if self._background:
@@ -203,13 +247,16 @@ class Analyzer:
             rt.error = exc
             log.error("error: %s", exc)
         except asyncio.CancelledError:
-            if not self._stopping:
+            if not (self._stopping or rt.removed):
                 raise
         finally:
             rt.done = True
             self.batcher.close_lane(rt.lane)
-            if self._stopping and rt.config.spec.is_live:
+            if (self._stopping or rt.removed) and rt.config.spec.is_live:
                 self._publish_state(sc.stream_id, SourceState.OFFLINE)
+            if rt.removed and self._hub is not None:
+                await self._hub.remove(sc.stream_id)
+            self._flush_finished()  # nothing of it may be waiting: then no batch would come to flush it
 
     def _on_state(self, change: StateChange) -> None:
         self.stats.stream(change.stream_id).state = change.state.value
@@ -286,11 +333,15 @@ class Analyzer:
             self._end_lost(rt)
 
     def _flush_finished(self) -> None:
-        for rt in self.streams.values():
+        for rt in list(self.streams.values()):
             self._end_if_lost(rt)
-            if rt.done and not rt.flushed and not rt.lane.pending:
+            if rt.done and not rt.flushed and not rt.lane.pending and rt.config.stream_id not in self._scoring:
                 rt.flushed = True
                 self._emit(rt, rt.detector.flush())
+            if rt.removed and rt.flushed:  # gone for good: its slot and figures go too
+                del self.streams[rt.config.stream_id]
+                self.runner.release(rt.config.stream_id)
+                self.stats.streams.pop(rt.config.stream_id, None)
 
     def _emit(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
         for message in messages:

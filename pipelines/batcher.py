@@ -48,6 +48,12 @@ class Batcher(Generic[T]):
         self._arrived = asyncio.Event()
         self._pending = 0
         self._rr = 0  # the lane the next batch starts from
+        self.held = False  # a serving batcher is not finished while it has no lane: streams may join
+
+    def release(self) -> None:
+        """Stop holding: :meth:`next_batch` ends once the lanes there are have closed and drained."""
+        self.held = False
+        self._arrived.set()
 
     def add_lane(self, name: str, capacity: int, *, drop_oldest: bool) -> Lane[T]:
         lane: Lane[T] = Lane(name, max(1, capacity), drop_oldest)
@@ -66,7 +72,7 @@ class Batcher(Generic[T]):
     @property
     def finished(self) -> bool:
         """Every lane is closed and drained."""
-        return self._pending == 0 and all(lane.closed for lane in self._lanes)
+        return not self.held and self._pending == 0 and all(lane.closed for lane in self._lanes)
 
     async def put(self, lane: Lane[T], item: T) -> None:
         while len(lane.pending) >= lane.capacity:

@@ -110,6 +110,26 @@ class ModelRunner:
         if where is not None:
             self._models[where.hop].release(where.slot)
 
+    def export_state(self, stream_id: str) -> dict[str, np.ndarray]:
+        """The stream's learned state (``FusionModel.export_state``) as arrays; call it on the model's thread
+        (:meth:`export_async`) so no batch is half-scored."""
+        where = self._slots[stream_id]
+        return {k: v.numpy() for k, v in self._models[where.hop].export_state(where.slot).items()}
+
+    def import_state(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
+        """Continue the stream from an exported state; ``ValueError`` when it came from other model settings."""
+        where = self._slots[stream_id]
+        self._models[where.hop].import_state(where.slot, {k: torch.from_numpy(v) for k, v in state.items()})
+
+    async def export_async(self, stream_ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        def export() -> dict[str, dict[str, np.ndarray]]:
+            return {sid: self.export_state(sid) for sid in stream_ids if sid in self._slots}
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, export)
+
+    async def import_async(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.import_state, stream_id, state)
+
     def score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
         """Score a batch (any mix of streams and hops); arrays of ``len(timesteps)`` per name, in order."""
         groups: dict[float, list[int]] = {}

@@ -348,6 +348,26 @@ class IngestHub:
         self._procs.append(proc)
         return proc
 
+    async def add(self, stream: IngestStream) -> RemoteStream:
+        """A stream joining a running hub (or one not started yet): on a running hub, in a process of its own."""
+        stream_id = stream.spec.stream_id
+        if stream_id in self.remotes:
+            raise ValueError(f"stream '{stream_id}' is already captured")
+        remote = self.remotes[stream_id] = RemoteStream(stream_id, restartable=stream.spec.is_live)
+        self._streams.append(stream)
+        if self._server is not None:
+            proc = await self._spawn([stream])
+            watch = asyncio.get_running_loop().create_task(self._watch([stream], proc), name="ingest-watch")
+            self._watchers.append(watch)
+        return remote
+
+    async def remove(self, stream_id: str) -> None:
+        """Forget a stream whose consumer has stopped (its child then ends it; a child left with no stream exits)."""
+        remote = self.remotes.pop(stream_id, None)
+        self._streams = [s for s in self._streams if s.spec.stream_id != stream_id]
+        if remote is not None:
+            await remote.close()
+
     @property
     def closing(self) -> bool:
         return self._closing
@@ -366,7 +386,7 @@ class IngestHub:
 
     async def _watch(self, group: list[IngestStream], proc: asyncio.subprocess.Process) -> None:
         """Wait for the group's child to exit; replace it while its streams are live and going on."""
-        remotes = [self.remotes[s.spec.stream_id] for s in group]
+        remotes = [self.remotes[s.spec.stream_id] for s in group if s.spec.stream_id in self.remotes]
         backoff = RESTART_BACKOFF[0]
         while True:
             started = time.monotonic()
@@ -375,7 +395,7 @@ class IngestHub:
                 return
             for remote in remotes:
                 remote.fail(f"the ingest process exited with code {code}")
-            if not all(r.restartable and not r.finished for r in remotes):
+            if not remotes or not all(r.restartable and not r.finished for r in remotes):
                 return
             if time.monotonic() - started > 60:  # it had been running a while: a new row of failures
                 backoff = RESTART_BACKOFF[0]

@@ -169,6 +169,48 @@ def test_batch_of_streams_equals_each_stream_alone(device: str) -> None:
             assert np.isclose(mixed[name][j], alone[i][name][k], atol=1e-6, rtol=0), (name, i, k)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_batches_longer_than_the_baselines_equal_one_at_a_time(device: str) -> None:
+    """A file's batches hold more of a stream's timesteps than its baseline windows: the rings wrap inside a
+    batch, some timesteps have no video or no sound, and two streams interleave; scores and the state left
+    behind equal scoring one timestep per call."""
+    steps = 70
+    signals = [pink_noise(7.5, -45, seed=3), pink_noise(7.5, -38, seed=4)]
+    for i, signal in enumerate(signals):
+        signal[SR * (2 + i) : SR * (3 + i)] += tone(1, -15, hz=700)
+    videos = [static_video(steps, seed=3 + i) for i in range(2)]
+    for i, video in enumerate(videos):
+        for k in range(20 + 10 * i, 30 + 10 * i):
+            video[k] = moving_square_frames(3, seed=i, start=3 * k)
+    streams = [
+        [timestep(k, None if k % 9 == 4 else videos[i][k], None if k % 11 == 6 else signals[i], stream=f"s{i}")
+         for k in range(steps)]
+        for i in range(2)
+    ]  # fmt: skip
+
+    def model_and_slots() -> tuple[FusionModel, list[int]]:
+        model = FusionModel(tau=1.0).to(device)  # windows of 20 (video) and 8 (audio) timesteps
+        return model, [model.add_stream(alpha=0.4, beta=0.6), model.add_stream(alpha=0.7, beta=0.3)]
+
+    alone, slots = model_and_slots()
+    expected = [run(alone, streams[i], slots[i]) for i in range(2)]
+    batched, slots = model_and_slots()
+    got: list[dict[str, list[float]]] = [{name: [] for name in expected[0]} for _ in range(2)]
+    for start in range(0, steps, 25):  # 25 timesteps of each stream per call, interleaved
+        order = [(i, k) for k in range(start, min(steps, start + 25)) for i in (1, 0)]
+        out = batched.score([streams[i][k] for i, k in order], [slots[i] for i, _ in order])
+        for j, (i, _) in enumerate(order):
+            for name in out:
+                got[i][name].append(float(out[name][j]))
+    for i in range(2):
+        for name in expected[i]:
+            assert np.allclose(got[i][name], expected[i][name], atol=1e-6, rtol=0), (name, i)
+    assert max(expected[0]["s_a"]) > 0.5 and max(expected[1]["s_v"]) > 0.5  # the streams had activity
+    for key, value in alone.state_dict().items():
+        assert torch.equal(value.isnan(), batched.state_dict()[key].isnan()), key
+        assert torch.allclose(value.nan_to_num(), batched.state_dict()[key].nan_to_num(), atol=1e-5), key
+
+
 def test_slots_are_reused_and_grow() -> None:
     model = FusionModel(capacity=2)
     slots = [model.add_stream() for _ in range(5)]  # grows past its capacity

@@ -1,0 +1,81 @@
+"""Streams joining and leaving a running analyzer (a cluster worker's shard), and model state carried over."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pipelines.analyzer import Analyzer, Hooks
+from pipelines.config import build_config
+from pipelines.events import Event
+
+SOURCE = "synthetic:?events=av@1&duration={d}&realtime=0&width=320&height=180"
+
+
+def stream(name: str, duration: float = 3) -> object:
+    return build_config(mqtt_flags={"url": "none"}, sources=[f"{name}={SOURCE.format(d=duration)}"]).streams[0]
+
+
+@pytest.mark.parametrize("ingest", ["thread", "process"])
+async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
+    events: list[Event] = []
+    base = build_config(mqtt_flags={"url": "none"}, sources=[f"first={SOURCE.format(d=3)}"])
+    from dataclasses import replace
+
+    config = replace(base, streams=(), ingest=ingest)
+    analyzer = Analyzer(config, Hooks(on_event=events.append), serve=True)
+    run = asyncio.create_task(analyzer.run())
+    await asyncio.sleep(0.5)
+    assert not run.done(), "a serving analyzer with no stream goes on"
+
+    await analyzer.add_stream(base.streams[0])
+    async with asyncio.timeout(60):
+        while not any(e.stream == "first" and e.type == "end" for e in events):
+            await asyncio.sleep(0.05)
+        while "first" in analyzer.streams:  # a file-like stream that ended is flushed, not removed
+            if analyzer.streams["first"].flushed:
+                break
+            await asyncio.sleep(0.05)
+    state = await analyzer.export_states()
+    assert set(state) == {"first"}
+
+    # a live stream, removed while it runs: its open event ends, its slot is freed
+    live = build_config(mqtt_flags={"url": "none"}, sources=["cam=synthetic:?events=v@0.8&length=30&duration=0&width=320&height=180"]).streams[0]
+    await analyzer.add_stream(live, state=state["first"])
+    async with asyncio.timeout(60):
+        while not any(e.stream == "cam" for e in events):
+            await asyncio.sleep(0.05)
+    analyzer.remove_stream("cam")
+    async with asyncio.timeout(30):
+        while "cam" in analyzer.streams:
+            await asyncio.sleep(0.05)
+    ended = [e for e in events if e.stream == "cam" and e.type == "end"]
+    assert len(ended) == 1, events
+    assert "cam" not in analyzer.runner._slots
+    assert not run.done()
+
+    analyzer.stop()
+    summary = await asyncio.wait_for(run, 30)
+    assert summary.failed == ()
+
+
+def test_model_state_is_carried_over() -> None:
+    from pipelines.inference import ModelRunner
+
+    config = build_config(mqtt_flags={"url": "none"}, sources=[f"a={SOURCE.format(d=3)}", f"b={SOURCE.format(d=3)}"])
+    runner = ModelRunner(config.model)
+    a, b = config.streams
+    runner.add_stream(a)
+    runner.add_stream(b)
+    state = runner.export_state("a")
+    assert {k.split(".")[0] for k in state} == {"video", "audio", "align"}
+    changed = {k: np.full_like(v, 3) for k, v in state.items()}
+    runner.import_state("b", changed)
+    assert all(np.array_equal(runner.export_state("b")[k], changed[k]) for k in state)
+    assert all(np.array_equal(runner.export_state("a")[k], state[k], equal_nan=True) for k in state)
+    wrong = dict(changed, **{"audio.levels": np.zeros((3, 3), np.float32)})
+    with pytest.raises(ValueError, match="audio|levels"):
+        runner.import_state("a", wrong)
+    runner.close()
