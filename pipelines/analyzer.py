@@ -39,7 +39,7 @@ from .events import Ended, Event, EventDetector, Scores
 from .inference import ModelRunner
 from .mqtt import Publisher
 from .outbox import Message, Outbox
-from .stats import PipelineStats, Stamps
+from .stats import PipelineStats, Stamps, percentiles
 from .topics import Topics
 
 log = logging.getLogger("streamer")
@@ -92,12 +92,15 @@ class Hooks:
 
 class Analyzer:
     """``serve``: run until :meth:`stop` even with no stream left; streams come and go with :meth:`add_stream`
-    and :meth:`remove_stream` (a cluster worker). Otherwise the run ends once every stream has."""
+    and :meth:`remove_stream` (a cluster worker). Otherwise the run ends once every stream has. ``presence``:
+    the topic level under the prefix for this process's own online/offline (:class:`pipelines.topics.Topics`)."""
 
-    def __init__(self, config: AnalyzerConfig, hooks: Hooks | None = None, *, serve: bool = False) -> None:
+    def __init__(
+        self, config: AnalyzerConfig, hooks: Hooks | None = None, *, serve: bool = False, presence: str | None = None
+    ) -> None:
         self.config = config
         self.hooks = hooks or Hooks()
-        self.topics = Topics(config.mqtt.prefix)
+        self.topics = Topics(config.mqtt.prefix, presence)
         self.outbox = Outbox(config.mqtt.outbox_size)
         self.runner = ModelRunner(config.model)
         self.stats = PipelineStats(device=self.runner.device_name)
@@ -166,6 +169,26 @@ class Analyzer:
         rt.removed = True
         if rt.task is not None:
             rt.task.cancel()
+
+    def summary(self) -> dict[str, Any]:
+        """Where each stream stands and the load, for a cluster's status (resets nothing, unlike the stats)."""
+        streams: dict[str, Any] = {}
+        for sid, rt in self.streams.items():
+            c = self.stats.stream(sid)
+            video = rt.info.video if rt.info is not None else None
+            streams[sid] = {
+                "state": c.state, "media_t": round(c.media_t, 3), "timesteps": c.timesteps, "events": c.events,
+                "dropped_timesteps": rt.lane.dropped,
+                "video": None if video is None else {"width": video.width, "height": video.height, "fps": video.fps},
+            }  # fmt: skip
+        sizes = self.stats.batch_sizes
+        total = percentiles(self.stats.stage_ms["total"])
+        return {
+            "streams": streams,
+            "batch_mean": round(sum(sizes) / len(sizes), 2) if sizes else None,
+            "latency_p99_ms": total["p99"],
+            "device": self.runner.device_name,
+        }
 
     async def export_states(self) -> dict[str, dict[str, np.ndarray]]:
         """Every stream's learned model state, for a checkpoint (taken between batches)."""

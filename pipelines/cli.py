@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_analysis_arguments(demo)
     add_source_arguments(demo)
     add_bench_parsers(commands)
+    add_cluster_parsers(commands)
     learn = add_learn_parsers(commands)
     for sub in (probe, run, demo, *learn):
         _verbose_here_too(sub)
@@ -236,6 +237,32 @@ def stream_counts(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected stream counts like 1,2,4,8, got {text!r}")
     return values
+
+
+def add_cluster_parsers(commands: Any) -> None:
+    cluster = commands.add_parser("cluster", help="spread streams over analyzer workers on a Ray cluster",
+                                  description="Spread the streams of a config over analyzer workers on a Ray "
+                                  "cluster (pip install -e '.[cluster]'). Same MQTT topics as run.")  # fmt: skip
+    actions = cluster.add_subparsers(dest="cluster", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="place the streams on workers and keep them placed (Ctrl-C stops them)")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help=SOURCE_HELP)
+    run.add_argument("--config", type=Path, help="TOML file (re-read when it changes: streams added or removed)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--address", default=None,
+                       help="the Ray cluster: auto (the local one started by `ray start`; default), HOST:PORT, "
+                       "or ray://HOST:10001")  # fmt: skip
+    where.add_argument("--local", type=int, metavar="N", help="start a Ray on this machine with N workers")
+    run.add_argument("--workers-per-node", type=int, default=1, metavar="N", help="analyzer workers per node (1)")
+    run.add_argument("--worker-cpus", type=float, default=1.0, metavar="C",
+                     help="CPUs Ray reserves per worker (1); also its weight in placement")  # fmt: skip
+    run.add_argument("--detach", action="store_true", help="exit once the streams are placed; workers go on")
+    add_analysis_arguments(run)
+    add_source_arguments(run)
+    for name, text in (("status", "the workers, their streams and load"), ("stop", "stop every worker")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--address", default="auto", help="the Ray cluster (default auto)")
+        action.add_argument("--prefix", default="streamer", help="the site's topic prefix (default streamer)")
+        action.add_argument("--json", action="store_true", help="print JSON") if name == "status" else None
 
 
 def add_bench_parsers(commands: Any) -> None:
@@ -444,6 +471,12 @@ async def _evaluate(args: argparse.Namespace) -> int:
     return await evaluate_command(args)
 
 
+async def _cluster(args: argparse.Namespace) -> int:
+    from .cluster.commands import cluster_command
+
+    return await cluster_command(args)
+
+
 def _on_signals(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -459,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     command = {"probe": _probe, "run": _run, "demo": _demo, "bench": _bench, "calibrate": _calibrate,
-               "train": _train, "evaluate": _evaluate}[args.command]  # fmt: skip
+               "train": _train, "evaluate": _evaluate, "cluster": _cluster}[args.command]  # fmt: skip
     try:
         return asyncio.run(command(args))
     except StreamerError as exc:

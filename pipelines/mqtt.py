@@ -73,7 +73,7 @@ class Publisher:
             identifier=self._identifier,
             keepalive=c.keepalive,
             timeout=PUBLISH_TIMEOUT,
-            will=aiomqtt.Will(self.topics.status, b"offline", qos=1, retain=True),
+            will=aiomqtt.Will(self.topics.presence, b"offline", qos=1, retain=True),
             tls_context=tls_context(c),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_inflight_messages=WINDOW + 2,  # the window, "online" and "offline": paho would queue the rest
@@ -91,6 +91,8 @@ class Publisher:
                     connected = True
                     self._client = client
                     await client.publish(self.topics.status, b"online", qos=1, retain=True)
+                    if self.topics.presence != self.topics.status:
+                        await client.publish(self.topics.presence, b"online", qos=1, retain=True)
                     if failures:
                         log.warning("mqtt: reconnected to %s", self.config.display_url)
                     failures = 0
@@ -175,7 +177,7 @@ class Publisher:
         if client is not None and self.connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(max(0.5, deadline - time.monotonic())):
-                    await client.publish(self.topics.status, b"offline", qos=1, retain=True)
+                    await client.publish(self.topics.presence, b"offline", qos=1, retain=True)
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner

@@ -1,8 +1,9 @@
 """The MQTT topics streamer publishes on, and the checks that keep names from injecting wildcards or levels.
 
-``{prefix}/status``, ``{prefix}/stats``, and per stream ``{prefix}/{stream}/events``, ``/scores``, ``/status``,
-``/snapshot``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/`` (``home/streamer``);
-stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`).
+``{prefix}/status``, ``{prefix}/stats``, ``{prefix}/cluster`` (a cluster's layout), and per stream
+``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``. A prefix is one or more levels of
+``[A-Za-z0-9_-]`` separated by ``/`` (``home/streamer``); stream ids are already one such level
+(:func:`streamer.spec.sanitize_stream_id`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ def check_prefix(prefix: str) -> str:
 
 
 class Topics:
-    def __init__(self, prefix: str) -> None:
+    """``presence``: where this process's own online/offline goes (its MQTT will): ``{prefix}/status`` for
+    ``streamer run``; a cluster's workers and driver each have their own under ``{prefix}/cluster/`` and
+    publish ``online`` on ``{prefix}/status`` too, so one lost worker does not mark the whole site offline."""
+
+    def __init__(self, prefix: str, presence: str | None = None) -> None:
         self.prefix = check_prefix(prefix)
         self.status = f"{prefix}/status"
         self.stats = f"{prefix}/stats"
+        self.presence = f"{prefix}/{presence}" if presence else self.status
+        self.cluster = f"{prefix}/cluster"
+        self.cluster_moves = f"{prefix}/cluster/moves"
 
     def stream(self, stream_id: str, leaf: str) -> str:
         if not STREAM_ID_RE.match(stream_id):
