@@ -66,6 +66,8 @@ class StreamRuntime:
     flushed: bool = False
     error: SourceError | None = None
     removed: bool = False  # taken out while running (remove_stream): its slot goes once it is flushed
+    carried_over: bool = False  # it started from a checkpoint taken elsewhere
+    starting: bool = False  # add_stream is still preparing it
     task: asyncio.Task[None] | None = None
 
 
@@ -142,24 +144,30 @@ class Analyzer:
             if rt.task is not None:
                 rt.task.cancel()
 
-    async def add_stream(self, sc: StreamConfig, state: dict[str, np.ndarray] | None = None) -> None:
-        """Start analyzing another stream while running; ``state``: what its model learned elsewhere
-        (:meth:`export_states`), so its baselines go on instead of warming up again."""
+    async def add_stream(self, sc: StreamConfig, state: dict[str, Any] | None = None) -> None:
+        """Start analyzing another stream while running; ``state``: its checkpoint from elsewhere
+        (:meth:`export_states`): its baselines go on instead of warming up again, and an event it had open
+        there ends (reason ``source lost``)."""
         if sc.stream_id in self.streams:
             raise ValueError(f"stream '{sc.stream_id}' is already analyzed")
         if self._stopping:
             raise RuntimeError("the analyzer is stopping")
         rt = self._register(sc)
+        rt.starting = True  # run() must not start its source before it is ready
         if state is not None:
             try:
-                await self.runner.import_async(sc.stream_id, state)
+                await self.runner.import_async(sc.stream_id, state["model"])
+                rt.carried_over = True
             except (ValueError, KeyError) as exc:
                 log.warning("stream '%s': its carried-over model state does not fit (%s); it starts afresh",
                             sc.stream_id, exc)  # fmt: skip
+            if state.get("event") is not None:
+                self._emit(rt, rt.detector.resume(state["event"]))
         if self._hub is not None:
             await self._hub.add(IngestStream(sc.spec, sc.source, sc.sync))
-        if self._tg is not None:
-            rt.task = self._tg.create_task(self._source(rt), name=f"source-{sc.stream_id}")
+        rt.starting = False
+        if self._tg is not None:  # else run() starts it
+            self._start_source(self._tg, rt)
 
     def remove_stream(self, stream_id: str) -> None:
         """Stop analyzing a stream: what it has queued is scored, an open event ends, then its slot is freed."""
@@ -178,7 +186,7 @@ class Analyzer:
             video = rt.info.video if rt.info is not None else None
             streams[sid] = {
                 "state": c.state, "media_t": round(c.media_t, 3), "timesteps": c.timesteps, "events": c.events,
-                "dropped_timesteps": rt.lane.dropped,
+                "dropped_timesteps": rt.lane.dropped, "carried_over": rt.carried_over,
                 "video": None if video is None else {"width": video.width, "height": video.height, "fps": video.fps},
             }  # fmt: skip
         sizes = self.stats.batch_sizes
@@ -190,9 +198,14 @@ class Analyzer:
             "device": self.runner.device_name,
         }
 
-    async def export_states(self) -> dict[str, dict[str, np.ndarray]]:
-        """Every stream's learned model state, for a checkpoint (taken between batches)."""
-        return await self.runner.export_async([sid for sid, rt in self.streams.items() if not rt.removed])
+    async def export_states(self) -> dict[str, dict[str, Any]]:
+        """Every stream's checkpoint: its learned model state (``model``, taken between batches) and its open
+        event (``event``, or None)."""
+        models = await self.runner.export_async([sid for sid, rt in self.streams.items() if not rt.removed])
+        return {
+            sid: {"model": model, "event": self.streams[sid].detector.checkpoint()}
+            for sid, model in models.items() if sid in self.streams
+        }  # fmt: skip
 
     async def run(self) -> RunSummary:
         if self.config.events_out is not None:
@@ -205,11 +218,8 @@ class Analyzer:
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
                 stats_task = tg.create_task(self._stats_loop(), name="stats")
                 for rt in self.streams.values():
-                    rt.task = tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
-                if self._stopping:  # stop() came before the tasks existed
-                    for rt in self.streams.values():
-                        assert rt.task is not None
-                        rt.task.cancel()
+                    if not rt.starting:  # one being added starts its own once ready
+                        self._start_source(tg, rt)
                 await tg.create_task(self._model_loop(), name="model")
                 stats_task.cancel()
                 if self._background:
@@ -237,6 +247,19 @@ class Analyzer:
         )
 
     # -- sources ------------------------------------------------------------------------------------------
+
+    def _start_source(self, tg: asyncio.TaskGroup, rt: StreamRuntime) -> None:
+        rt.task = tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
+        rt.task.add_done_callback(lambda _: self._source_gone(rt))
+        if self._stopping:
+            rt.task.cancel()
+
+    def _source_gone(self, rt: StreamRuntime) -> None:
+        """A source task cancelled before it ran never reached its ``finally``: its lane closes here."""
+        if not rt.done:
+            rt.done = True
+            self.batcher.close_lane(rt.lane)
+            self._flush_finished()
 
     async def _source(self, rt: StreamRuntime) -> None:
         sc = rt.config
@@ -415,6 +438,7 @@ class Analyzer:
             sid: {
                 "dropped_frames": rt.stream.dropped_video if rt.stream is not None else 0,
                 "dropped_timesteps": rt.lane.dropped,
+                "carried_over": rt.carried_over,
             }
             for sid, rt in self.streams.items()
         }

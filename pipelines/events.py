@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -188,6 +188,19 @@ class EventDetector:
             o.started = True
             out.append(self._start(o))
         return out
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The open event, if its start went out, for a checkpoint (its peak frame stays behind)."""
+        o = self._open
+        if o is None or not o.started or self._last is None:
+            return None
+        return {"open": replace(o, peak_frame=None), "last": self._last}
+
+    def resume(self, checkpoint: dict[str, Any]) -> list[Event | Ended]:
+        """The stream moved here (its worker was lost) with an event open: end it where it was last seen, as
+        when a source is lost, so every start a subscriber saw gets its end."""
+        self._open, self._last = checkpoint["open"], checkpoint["last"]
+        return self.flush("source lost")
 
     def flush(self, reason: EndReason = "stream ended") -> list[Event | Ended]:
         """The stream ended (or its source was lost): close an open event at the end of the last timestep."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,14 @@ from pipelines.config import build_config
 from pipelines.events import Event
 
 SOURCE = "synthetic:?events=av@1&duration={d}&realtime=0&width=320&height=180"
+LIVE = "cam=synthetic:?events=v@0.8&length=30&duration=0&width=320&height=180"
+
+
+async def until(check: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 def stream(name: str, duration: float = 3) -> object:
@@ -31,26 +41,32 @@ async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
     assert not run.done(), "a serving analyzer with no stream goes on"
 
     await analyzer.add_stream(base.streams[0])
-    async with asyncio.timeout(60):
-        while not any(e.stream == "first" and e.type == "end" for e in events):
-            await asyncio.sleep(0.05)
-        while "first" in analyzer.streams:  # a file-like stream that ended is flushed, not removed
-            if analyzer.streams["first"].flushed:
-                break
-            await asyncio.sleep(0.05)
+    await until(lambda: any(e.stream == "first" and e.type == "end" for e in events), 60)
+    await until(lambda: analyzer.streams["first"].flushed, 30)  # a stream that ended is flushed, not removed
     state = await analyzer.export_states()
     assert set(state) == {"first"}
 
     # a live stream, removed while it runs: its open event ends, its slot is freed
-    live = build_config(mqtt_flags={"url": "none"}, sources=["cam=synthetic:?events=v@0.8&length=30&duration=0&width=320&height=180"]).streams[0]
+    live = build_config(mqtt_flags={"url": "none"}, sources=[LIVE]).streams[0]
     await analyzer.add_stream(live, state=state["first"])
-    async with asyncio.timeout(60):
-        while not any(e.stream == "cam" for e in events):
-            await asyncio.sleep(0.05)
+    assert analyzer.streams["cam"].carried_over
+    await until(lambda: any(e.stream == "cam" for e in events), 60)
+    await until(lambda: analyzer.streams["cam"].detector.checkpoint() is not None, 30)
+    moving = (await analyzer.export_states())["cam"]
+    started = next(e for e in events if e.stream == "cam" and e.type == "start")
+
+    # the stream moves to another analyzer (its worker's node was lost) with that event open: it ends there
+    other_events: list[Event] = []
+    other = Analyzer(config, Hooks(on_event=other_events.append), serve=True)
+    other_run = asyncio.create_task(other.run())
+    await other.add_stream(live, state=moving)
+    assert other_events and other_events[0].type == "end" and other_events[0].id == started.id
+    assert other_events[0].reason == "source lost"
+    other.stop()
+    await asyncio.wait_for(other_run, 30)
+
     analyzer.remove_stream("cam")
-    async with asyncio.timeout(30):
-        while "cam" in analyzer.streams:
-            await asyncio.sleep(0.05)
+    await until(lambda: "cam" not in analyzer.streams, 30)
     ended = [e for e in events if e.stream == "cam" and e.type == "end"]
     assert len(ended) == 1, events
     assert "cam" not in analyzer.runner._slots
@@ -76,6 +92,6 @@ def test_model_state_is_carried_over() -> None:
     assert all(np.array_equal(runner.export_state("b")[k], changed[k]) for k in state)
     assert all(np.array_equal(runner.export_state("a")[k], state[k], equal_nan=True) for k in state)
     wrong = dict(changed, **{"audio.levels": np.zeros((3, 3), np.float32)})
-    with pytest.raises(ValueError, match="audio|levels"):
+    with pytest.raises(ValueError, match=r"audio|levels"):
         runner.import_state("a", wrong)
     runner.close()

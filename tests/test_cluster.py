@@ -123,6 +123,8 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             await until("events again from the moved streams", lambda: all(
                 events_since(sub, mark, s) for s in moving["streams"]), 90)  # fmt: skip
             resumed = time.monotonic() - removed_at
+            carried = {s for w in layout(sub)["workers"] for s in w["carried_over"]}  # type: ignore[index]
+            assert set(moving["streams"]) <= carried, "a moved stream starts from its last checkpoint"
             moves = [json.loads(m.payload) for m in sub.messages[mark:] if m.topic == "t/cluster/moves"]
             assert {m["stream"] for m in moves} == set(moving["streams"]), moves
             assert all(m["reason"] == "node lost" for m in moves)

@@ -245,6 +245,7 @@ class ClusterDriver:
             workers.append({
                 "id": w.id, "node": w.node, "pid": s.get("pid"), "state": w.state, "capacity": w.capacity,
                 "streams": sorted(streams), "device": s.get("device"),
+                "carried_over": sorted(sid for sid, v in streams.items() if v.get("carried_over")),
                 "timesteps": sum(v["timesteps"] for v in streams.values()),
                 "dropped_timesteps": sum(v["dropped_timesteps"] for v in streams.values()),
                 "batch_mean": s.get("batch_mean"), "latency_p99_ms": s.get("latency_p99_ms"),

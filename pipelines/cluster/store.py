@@ -3,8 +3,8 @@ head node), under the cluster's namespace.
 
 * ``assign/<worker>``: the streams a worker holds (their configs, pickled); a restarted worker reads it and
   resumes them, so a worker process that dies comes back with its streams whether or not a driver is running;
-* ``state/<stream>``: the stream's last model checkpoint (baselines, previous frame; a few tens of kB), written
-  by its worker every few seconds; a stream moved to another worker starts from it.
+* ``state/<stream>``: the stream's last checkpoint (model baselines and previous frame, a few tens of kB, and its
+  open event), written by its worker every few seconds; a stream moved to another worker starts from it.
 
 These hold the streams' configs, credentials in source URLs included: as safe as the cluster itself.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from ..config import StreamConfig
 
@@ -41,11 +39,11 @@ class Store:
     def set_assignment(self, worker: str, streams: Sequence[StreamConfig]) -> None:
         self._put(f"assign/{worker}", pickle.dumps(tuple(streams)))
 
-    def state(self, stream_id: str) -> dict[str, np.ndarray] | None:
+    def state(self, stream_id: str) -> dict[str, Any] | None:
         data = self._get(f"state/{stream_id}")
         return pickle.loads(data) if data else None
 
-    def set_states(self, states: dict[str, dict[str, np.ndarray]]) -> None:
+    def set_states(self, states: dict[str, dict[str, Any]]) -> None:
         for stream_id, state in states.items():
             self._put(f"state/{stream_id}", pickle.dumps(state))
 
