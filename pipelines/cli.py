@@ -256,6 +256,8 @@ def add_cluster_parsers(commands: Any) -> None:
     run.add_argument("--worker-cpus", type=float, default=1.0, metavar="C",
                      help="CPUs Ray reserves per worker (1); also its weight in placement")  # fmt: skip
     run.add_argument("--detach", action="store_true", help="exit once the streams are placed; workers go on")
+    run.add_argument("--checkpoint-s", type=_positive, default=5.0, metavar="S",
+                     help="seconds between the workers' checkpoints of each stream's model state (5)")  # fmt: skip
     add_analysis_arguments(run)
     add_source_arguments(run)
     for name, text in (("status", "the workers, their streams and load"), ("stop", "stop every worker")):

@@ -97,6 +97,14 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             ), 180)  # fmt: skip
             assert len({w["node"] for w in first["workers"] if w["streams"]}) >= 2
             await until("events from every stream", lambda: all(events_since(sub, 0, n) for n in names), 60)
+            status = await asyncio.create_subprocess_exec(
+                *STREAMER, "cluster", "status", "--address", cluster.address, "--prefix", "t", "--json",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            out, _ = await asyncio.wait_for(status.communicate(), 60)
+            rows = json.loads(out)["workers"]
+            assert sorted(s for r in rows for s in r["streams"]) == names
+            assert {r["pid"] for r in rows} == {w["pid"] for w in first["workers"]}
 
             # 2. a worker process killed: Ray starts it again, with its streams
             victim = next(w for w in first["workers"] if w["streams"])
@@ -129,6 +137,8 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             assert {m["stream"] for m in moves} == set(moving["streams"]), moves
             assert all(m["reason"] == "node lost" for m in moves)
             print(f"node lost -> its streams' events resumed in {resumed:.1f} s")
+            delivery = [m.json().get("event_delivery_ms", {}).get("p99") for m in sub.on("t/stats")]
+            print(f"detected -> acknowledged by the broker, p99 per stats message (ms): {delivery}")
 
             # 4. the driver killed: the workers go on publishing; a new driver re-attaches without moving anything
             placement = layout(sub)["placement"]  # type: ignore[index]

@@ -72,6 +72,7 @@ async def _run(args: argparse.Namespace) -> int:
     _connect(args.address, namespace, args.local)
     driver = ClusterDriver(
         config, namespace, workers_per_node=args.local or args.workers_per_node, worker_cpus=args.worker_cpus,
+        checkpoint_s=args.checkpoint_s,
         watch=args.config, reload=(lambda: analyzer_config(args, args.sources, args.config)) if args.config else None,
         detach=args.detach and args.local is None,
     )  # fmt: skip
