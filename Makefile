@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 
 .PHONY: demo test lint typecheck pytest system-deps bench bench-latency bench-throughput clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# Ray (the optional `cluster` extra) only for the tests: `make demo` stays a light install
+$(CLUSTER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
+	touch $(CLUSTER_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/streamer demo
@@ -25,7 +31,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(CLUSTER_STAMP) system-deps
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not live_heavy"
 	$(BIN)/python -m pytest -q -m live_heavy
 
