@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(CLUSTER_STAMP)
 	$(BIN)/mypy
 
 pytest: $(CLUSTER_STAMP) system-deps
