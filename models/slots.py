@@ -7,6 +7,7 @@ resets a stream's rows when its slot is (re)assigned (``reset_slots``), without 
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import torch
@@ -76,7 +77,10 @@ class Rounds:
             self.unique, self.row_of = slots, torch.arange(slots.shape[0], device=slots.device)
         else:
             self.unique, self.row_of = torch.unique(slots, return_inverse=True)
-        self.rows = self.grid(torch.ones_like(slots, dtype=torch.long), 0).sum(dim=1)
+
+    @functools.cached_property
+    def rows(self) -> Tensor:
+        return self.grid(torch.ones_like(self.slots, dtype=torch.long), 0).sum(dim=1)
 
     @classmethod
     def distinct(cls, slots: Tensor) -> Rounds:

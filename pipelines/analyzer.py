@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -68,6 +68,8 @@ class StreamRuntime:
     removed: bool = False  # taken out while running (remove_stream): its slot goes once it is flushed
     carried_over: bool = False  # it started from a checkpoint taken elsewhere
     starting: bool = False  # add_stream is still preparing it
+    releasing: bool = False  # removed and flushed: its capture and slot are being let go
+    snapshots: set[asyncio.Task[None]] = field(default_factory=set)  # its snapshots being taken
     task: asyncio.Task[None] | None = None
 
 
@@ -300,8 +302,6 @@ class Analyzer:
             self.batcher.close_lane(rt.lane)
             if (self._stopping or rt.removed) and rt.config.spec.is_live:
                 self._publish_state(sc.stream_id, SourceState.OFFLINE)
-            if rt.removed and self._hub is not None:
-                await self._hub.remove(sc.stream_id)
             self._flush_finished()  # nothing of it may be waiting: then no batch would come to flush it
 
     def _on_state(self, change: StateChange) -> None:
@@ -384,10 +384,21 @@ class Analyzer:
             if rt.done and not rt.flushed and not rt.lane.pending and rt.config.stream_id not in self._scoring:
                 rt.flushed = True
                 self._emit(rt, rt.detector.flush())
-            if rt.removed and rt.flushed:  # gone for good: its slot and figures go too
-                del self.streams[rt.config.stream_id]
-                self.runner.release(rt.config.stream_id)
-                self.stats.streams.pop(rt.config.stream_id, None)
+            if rt.removed and rt.flushed and not rt.releasing:
+                rt.releasing = True
+                self._spawn(self._release(rt), "release")
+
+    async def _release(self, rt: StreamRuntime) -> None:
+        """A removed stream is gone for good once its last snapshots are taken (an ingest process keeps their
+        pictures until its connection closes): its capture, slot and figures go."""
+        sid = rt.config.stream_id
+        if rt.snapshots:
+            await asyncio.wait(rt.snapshots)
+        if self._hub is not None:
+            await self._hub.remove(sid)
+        del self.streams[sid]
+        self.runner.release(sid)
+        self.stats.streams.pop(sid, None)
 
     def _emit(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
         for message in messages:
@@ -395,7 +406,9 @@ class Analyzer:
             if isinstance(message, Ended):
                 self.stats.stream(event.stream).events += 1
                 if message.peak_frame is not None and self.config.mqtt.snapshots and self.publisher is not None:
-                    self._spawn(self._snapshot(event.stream, message.peak_frame))
+                    task = self._spawn(self._snapshot(rt, message.peak_frame), "snapshot")
+                    rt.snapshots.add(task)
+                    task.add_done_callback(rt.snapshots.discard)
             payload = event.as_dict()
             self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
             if self._events_out is not None:
@@ -404,8 +417,9 @@ class Analyzer:
             if self.hooks.on_event is not None:
                 self.hooks.on_event(event)
 
-    async def _snapshot(self, stream_id: str, frame: VideoFrame) -> None:
-        stream = self.streams[stream_id].stream
+    async def _snapshot(self, rt: StreamRuntime, frame: VideoFrame) -> None:
+        """The event's peak frame as a JPEG, published retained."""
+        stream_id, stream = rt.config.stream_id, rt.stream
         if stream is None:
             return
         try:
@@ -416,10 +430,11 @@ class Analyzer:
         if jpeg is not None:
             self._queue(self.topics.snapshot(stream_id), jpeg, "state")
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name="snapshot")
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # -- publishing ---------------------------------------------------------------------------------------
 
@@ -438,7 +453,6 @@ class Analyzer:
             sid: {
                 "dropped_frames": rt.stream.dropped_video if rt.stream is not None else 0,
                 "dropped_timesteps": rt.lane.dropped,
-                "carried_over": rt.carried_over,
             }
             for sid, rt in self.streams.items()
         }

@@ -264,7 +264,8 @@ def add_cluster_parsers(commands: Any) -> None:
         action = actions.add_parser(name, help=text)
         action.add_argument("--address", default="auto", help="the Ray cluster (default auto)")
         action.add_argument("--prefix", default="streamer", help="the site's topic prefix (default streamer)")
-        action.add_argument("--json", action="store_true", help="print JSON") if name == "status" else None
+        if name == "status":
+            action.add_argument("--json", action="store_true", help="print JSON")
 
 
 def add_bench_parsers(commands: Any) -> None:

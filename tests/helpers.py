@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 
 from streamer.media import Timestep
 from streamer.stream import Stream
+
+T = TypeVar("T")
+
+
+async def until(condition: Callable[[], T], seconds: float) -> T:
+    """Poll ``condition`` for at most ``seconds``; its first true value, or its last (false) one at the deadline
+    (the caller judges: ``assert await until(...)``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(0.05)
 
 
 async def collect(stream: Stream, limit: int | None = None) -> list[Timestep]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import numpy as np
@@ -13,15 +12,10 @@ from pipelines.analyzer import Analyzer, Hooks
 from pipelines.config import build_config
 from pipelines.events import Event
 
+from .helpers import until
+
 SOURCE = "synthetic:?events=av@1&duration={d}&realtime=0&width=320&height=180"
 LIVE = "cam=synthetic:?events=v@0.8&length=30&duration=0&width=320&height=180"
-
-
-async def until(check: Any, within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def stream(name: str, duration: float = 3) -> object:
@@ -41,8 +35,8 @@ async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
     assert not run.done(), "a serving analyzer with no stream goes on"
 
     await analyzer.add_stream(base.streams[0])
-    await until(lambda: any(e.stream == "first" and e.type == "end" for e in events), 60)
-    await until(lambda: analyzer.streams["first"].flushed, 30)  # a stream that ended is flushed, not removed
+    assert await until(lambda: any(e.stream == "first" and e.type == "end" for e in events), 60)
+    assert await until(lambda: analyzer.streams["first"].flushed, 30)  # a stream that ended is flushed, not removed
     state = await analyzer.export_states()
     assert set(state) == {"first"}
 
@@ -50,8 +44,8 @@ async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
     live = build_config(mqtt_flags={"url": "none"}, sources=[LIVE]).streams[0]
     await analyzer.add_stream(live, state=state["first"])
     assert analyzer.streams["cam"].carried_over
-    await until(lambda: any(e.stream == "cam" for e in events), 60)
-    await until(lambda: analyzer.streams["cam"].detector.checkpoint() is not None, 30)
+    assert await until(lambda: any(e.stream == "cam" for e in events), 60)
+    assert await until(lambda: analyzer.streams["cam"].detector.checkpoint() is not None, 30)
     moving = (await analyzer.export_states())["cam"]
     started = next(e for e in events if e.stream == "cam" and e.type == "start")
 
@@ -66,7 +60,7 @@ async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
     await asyncio.wait_for(other_run, 30)
 
     analyzer.remove_stream("cam")
-    await until(lambda: "cam" not in analyzer.streams, 30)
+    assert await until(lambda: "cam" not in analyzer.streams, 30)
     ended = [e for e in events if e.stream == "cam" and e.type == "end"]
     assert len(ended) == 1, events
     assert "cam" not in analyzer.runner._slots
@@ -95,3 +89,24 @@ def test_model_state_is_carried_over() -> None:
     with pytest.raises(ValueError, match=r"audio|levels"):
         runner.import_state("a", wrong)
     runner.close()
+
+
+@pytest.mark.parametrize("ingest", ["thread", "process"])
+async def test_a_stream_removed_during_an_event_publishes_its_end_and_snapshot(ingest: str, mqtt_broker: Any) -> None:
+    from dataclasses import replace
+
+    from .analyzer_run import subscribe
+
+    broker = mqtt_broker()
+    base = build_config(mqtt_flags={"url": broker.url, "prefix": "t"}, sources=[LIVE])
+    analyzer = Analyzer(replace(base, streams=(), ingest=ingest), serve=True)
+    run = asyncio.create_task(analyzer.run())
+    async with subscribe(broker.host, broker.port, "t/#") as sub:
+        await analyzer.add_stream(base.streams[0])
+        assert await until(lambda: analyzer.streams["cam"].detector.active, 60)
+        analyzer.remove_stream("cam")
+        await sub.wait_for("t/cam/snapshot", within=30)
+        assert [e["type"] for e in sub.events("cam", prefix="t")] == ["start", "end"]
+        assert await until(lambda: "cam" not in analyzer.streams, 30)
+    analyzer.stop()
+    await asyncio.wait_for(run, 30)

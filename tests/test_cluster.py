@@ -21,6 +21,7 @@ import pytest
 from pipelines.cluster.placement import WorkerSlot, place, stream_cost
 
 from .analyzer_run import STREAMER, Subscriber, subscribe
+from .helpers import until
 
 EVERY_3S = ",".join(f"av@{t}" for t in range(2, 600, 3))
 SOURCE = f"synthetic:?events={EVERY_3S}&duration=0&width=320&height=180&fps=15"
@@ -53,16 +54,6 @@ def layout(sub: Subscriber) -> dict[str, Any] | None:
     return json.loads(messages[-1].payload) if messages and messages[-1].payload else None
 
 
-async def until(what: str, check: Any, within: float) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {within:.0f} s waiting for: {what}")
-
-
 def events_since(sub: Subscriber, mark: int, stream: str) -> list[dict[str, Any]]:
     return [json.loads(m.payload) for m in sub.messages[mark:] if m.topic == f"t/{stream}/events"]
 
@@ -91,12 +82,18 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
     try:
         async with subscribe(broker.host, broker.port, "t/#") as sub:
             # 1. spread over the nodes, every stream publishing
-            first = await until("4 streams placed on workers of 3 nodes", lambda: (
-                (lay := layout(sub)) and lay["health"] == "ok" and len(lay["workers"]) == 3
-                and sorted(s for w in lay["workers"] for s in w["streams"]) == names and lay
-            ), 180)  # fmt: skip
+            def placed() -> dict[str, Any] | None:
+                lay = layout(sub)
+                ok = lay and lay["health"] == "ok" and len(lay["workers"]) == 3
+                return lay if ok and sorted(s for w in lay["workers"] for s in w["streams"]) == names else None
+
+            def publishing(streams: list[str], mark: int) -> bool:
+                return all(events_since(sub, mark, n) for n in streams)
+
+            first = await until(placed, 180)
+            assert first, "4 streams placed on workers of 3 nodes"
             assert len({w["node"] for w in first["workers"] if w["streams"]}) >= 2
-            await until("events from every stream", lambda: all(events_since(sub, 0, n) for n in names), 60)
+            assert await until(lambda: publishing(names, 0), 60)
             status = await asyncio.create_subprocess_exec(
                 *STREAMER, "cluster", "status", "--address", cluster.address, "--prefix", "t", "--json",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
@@ -110,12 +107,14 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             victim = next(w for w in first["workers"] if w["streams"])
             mark = len(sub.messages)
             os.kill(victim["pid"], signal.SIGKILL)
-            await until("the killed worker back with a new process and its streams", lambda: any(
-                w["id"] == victim["id"] and w["pid"] not in (None, victim["pid"]) and w["streams"] == victim["streams"]
-                for w in (layout(sub) or {"workers": []})["workers"]
-            ), 120)  # fmt: skip
-            await until("events again from its streams", lambda: all(
-                events_since(sub, mark, s) for s in victim["streams"]), 60)  # fmt: skip
+
+            def restarted() -> bool:
+                workers = (layout(sub) or {"workers": []})["workers"]
+                return any(w["id"] == victim["id"] and w["pid"] not in (None, victim["pid"])
+                           and w["streams"] == victim["streams"] for w in workers)  # fmt: skip
+
+            assert await until(restarted, 120), "the killed worker back with a new process and its streams"
+            assert await until(lambda: publishing(victim["streams"], mark), 60)
 
             # 3. a node lost: its streams move to the other workers and resume
             lay = layout(sub)
@@ -125,11 +124,17 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             mark = len(sub.messages)
             removed_at = time.monotonic()
             cluster.remove_node(by_node[moving["node"]])
-            await until("the lost node's streams placed elsewhere", lambda: (lay := layout(sub)) and all(
-                lay["placement"].get(s) not in (None, moving["id"]) for s in moving["streams"]
-            ) and all(w["id"] != moving["id"] for w in lay["workers"]), 90)  # fmt: skip
-            await until("events again from the moved streams", lambda: all(
-                events_since(sub, mark, s) for s in moving["streams"]), 90)  # fmt: skip
+
+            def moved() -> bool:
+                lay = layout(sub)
+                return (
+                    bool(lay)
+                    and all(w["id"] != moving["id"] for w in lay["workers"])
+                    and all(lay["placement"].get(s) not in (None, moving["id"]) for s in moving["streams"])
+                )
+
+            assert await until(moved, 90), "the lost node's streams placed elsewhere"
+            assert await until(lambda: publishing(moving["streams"], mark), 90)
             resumed = time.monotonic() - removed_at
             carried = {s for w in layout(sub)["workers"] for s in w["carried_over"]}  # type: ignore[index]
             assert set(moving["streams"]) <= carried, "a moved stream starts from its last checkpoint"
@@ -145,19 +150,22 @@ async def test_a_cluster_spreads_streams_and_survives_faults(mqtt_broker: Any, t
             driver.kill()
             await driver.wait()
             mark = len(sub.messages)
-            await until("events from every stream with no driver", lambda: all(
-                events_since(sub, mark, n) for n in names), 60)  # fmt: skip
+            assert await until(lambda: publishing(names, mark), 60), "events from every stream with no driver"
             driver = await start_driver(config, cluster.address)
-            await until("the new driver's layout", lambda: (lay := layout(sub)) and lay["driver"]["pid"] == driver.pid
-                        and lay["health"] == "ok", 120)  # fmt: skip
+
+            def attached() -> bool:
+                lay = layout(sub)
+                return bool(lay) and lay["driver"]["pid"] == driver.pid and lay["health"] == "ok"
+
+            assert await until(attached, 120), "the new driver's layout"
             assert layout(sub)["placement"] == placement  # type: ignore[index]
 
             # 5. the config changes: a stream removed, one added
             names = ["cam1", "cam2", "cam3", "cam5"]
             mark = len(sub.messages)
             config.write_text(config_text(broker, names))
-            await until("cam5 placed and publishing, cam4 gone", lambda: (lay := layout(sub)) and sorted(
-                lay["placement"]) == names and events_since(sub, mark, "cam5"), 120)  # fmt: skip
+            assert await until(lambda: sorted((layout(sub) or {"placement": {}})["placement"]) == names, 120)
+            assert await until(lambda: publishing(["cam5"], mark), 120)
             await sub.wait_for("t/cam4/status", "offline", within=30)
             assert layout(sub)["placement"]["cam1"] == placement["cam1"]  # type: ignore[index]
 

@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,7 @@ from streamer.spec import redact
 from .analyzer_run import start_streamer
 from .burst_clip import make_burst_clip
 from .conftest import RtspServer, _gst_rtsp_problem
+from .helpers import until
 from .media_servers import MediaServer, frames_of, free_udp_port, serve_files, udp_bound
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.live_heavy]
@@ -250,16 +251,6 @@ def _config(path: Path, servers: dict[str, LiveServer], *, stall_timeout: float 
         lines.append("")
     path.write_text("\n".join(lines))
     return path
-
-
-async def until(condition: Callable[[], bool], seconds: float) -> bool:
-    """Poll ``condition`` for at most ``seconds``; whether it came true (the runs record, the tests judge)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
 
 
 @dataclass

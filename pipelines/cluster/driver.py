@@ -55,7 +55,7 @@ class WorkerRef:
     handle: Any
     capacity: float
     status: dict[str, Any] | None = None
-    state: str = "starting"  # starting, alive, unreachable (restarting), lost
+    state: str = "starting"  # starting, alive, unreachable (restarting)
     sent: tuple[StreamConfig, ...] | None = None  # what it was last told to hold
 
 
@@ -73,13 +73,11 @@ class ClusterDriver:
     workers: dict[str, WorkerRef] = field(default_factory=dict)
     placement: dict[str, str] = field(default_factory=dict)  # stream -> worker
     moves: list[dict[str, Any]] = field(default_factory=list)
-    _stopping: bool = False
     _ticks: int = 0
-    _stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def stop(self) -> None:
-        self._stopping = True
-        self._stop_event.set()
+        self._stop.set()
 
     async def run(self) -> int:
         topics = Topics(self.config.mqtt.prefix, "cluster/driver")
@@ -93,7 +91,7 @@ class ClusterDriver:
         mtime = self._mtime()
         mqtt_task = asyncio.get_running_loop().create_task(publisher.run(), name="mqtt") if publisher else None
         try:
-            while not self._stopping:
+            while not self._stop.is_set():
                 now = self._mtime()
                 if now != mtime:
                     mtime = now
@@ -103,8 +101,8 @@ class ClusterDriver:
                     log.info("streams placed; the workers go on without this driver")
                     break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop_event.wait(), self.interval)
-            if self._stopping and not self.detach:
+                    await asyncio.wait_for(self._stop.wait(), self.interval)
+            if self._stop.is_set() and not self.detach:
                 await stop_workers(list(self.workers.values()))
                 self._queue(topics.cluster, b"", retain=True)
                 self._queue(topics.status, b"offline", retain=True)
@@ -154,7 +152,6 @@ class ClusterDriver:
                     self.workers[name] = WorkerRef(name, node_id, self._start_worker(name, node_id, gpus), capacity)
         lost = [w for w in self.workers.values() if w.node not in nodes]
         for w in lost:
-            w.state = "lost"
             del self.workers[w.id]
             log.warning("worker %s: its node %s is gone", w.id, w.node[:8])
             with contextlib.suppress(Exception):
