@@ -22,9 +22,9 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,9 +38,15 @@ from .config import AnalyzerConfig, StreamConfig
 from .events import Ended, Event, EventDetector, Scores
 from .inference import ModelRunner
 from .mqtt import Publisher
+from .observers import Observer, Observers
 from .outbox import Message, Outbox
 from .stats import PipelineStats, Stamps, percentiles
 from .topics import Topics
+from .web import WebServer, start_endpoints
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+    from .webui import LiveView
 
 log = logging.getLogger("streamer")
 
@@ -100,7 +106,13 @@ class Analyzer:
     the topic level under the prefix for this process's own online/offline (:class:`pipelines.topics.Topics`)."""
 
     def __init__(
-        self, config: AnalyzerConfig, hooks: Hooks | None = None, *, serve: bool = False, presence: str | None = None
+        self,
+        config: AnalyzerConfig,
+        hooks: Hooks | None = None,
+        *,
+        serve: bool = False,
+        presence: str | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config
         self.hooks = hooks or Hooks()
@@ -111,6 +123,8 @@ class Analyzer:
         self.batcher: Batcher[Job] = Batcher(config.model.max_batch, config.model.max_wait_ms / 1000)
         self.publisher = Publisher(config.mqtt, self.topics, self.outbox) if config.mqtt.url else None
         self.batcher.held = serve
+        self.observers = self._observers(list(observers), presence)
+        self.web = WebServer()
         self.streams: dict[str, StreamRuntime] = {}
         for sc in config.streams:
             self._register(sc)
@@ -123,6 +137,32 @@ class Analyzer:
         if config.ingest == "process":
             self._hub = IngestHub([IngestStream(sc.spec, sc.source, sc.sync) for sc in config.streams])
 
+    def _observers(self, items: list[Observer], presence: str | None) -> Observers:
+        """Home Assistant discovery, the metrics and the web view, as configured, with ``items``."""
+        c = self.config
+        self.metrics: Metrics | None = None
+        self.view: LiveView | None = None
+        if c.homeassistant.discovery and self.publisher is not None:
+            from .homeassistant import HomeAssistant
+
+            ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None)
+            self.publisher.listeners.append(ha)
+            items.append(ha)
+        if c.metrics is not None:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self)
+            items.append(self.metrics)
+        if c.ui is not None:
+            from .webui import LiveView
+
+            self.view = LiveView(self)
+            items.append(self.view)
+        observers = Observers(items)
+        # an event's peak frame becomes a JPEG when a broker publishes it or an observer shows it
+        self._snapshots = (c.mqtt.snapshots and self.publisher is not None) or observers.wants_snapshots
+        return observers
+
     def _register(self, sc: StreamConfig) -> StreamRuntime:
         self.runner.add_stream(sc)
         lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
@@ -131,6 +171,7 @@ class Analyzer:
         detector = EventDetector(sc.stream_id, sc.events, *weights)
         rt = self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
         self.stats.stream(sc.stream_id)
+        self.observers.stream_added(sc)
         return rt
 
     # -- control ------------------------------------------------------------------------------------------
@@ -213,17 +254,20 @@ class Analyzer:
         if self.config.events_out is not None:
             self._events_out = self.config.events_out.open("a", encoding="utf-8")
         try:
+            await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
             if self._hub is not None:
                 await self._hub.start()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
                 stats_task = tg.create_task(self._stats_loop(), name="stats")
+                observers_task = tg.create_task(self.observers.run(), name="observers")
                 for rt in self.streams.values():
                     if not rt.starting:  # one being added starts its own once ready
                         self._start_source(tg, rt)
                 await tg.create_task(self._model_loop(), name="model")
                 stats_task.cancel()
+                observers_task.cancel()
                 if self._background:
                     await asyncio.wait(self._background, timeout=5)
                 self._publish_stats()
@@ -235,6 +279,7 @@ class Analyzer:
                         undelivered, self.outbox.pending_events, self.config.mqtt.display_url,
                     )  # fmt: skip
         finally:
+            await self.web.close()
             if self._hub is not None:
                 await self._hub.close()
             self.runner.close()
@@ -313,6 +358,7 @@ class Analyzer:
 
     def _publish_state(self, stream_id: str, state: SourceState) -> None:
         self.stats.stream(stream_id).state = state.value
+        self.observers.state(stream_id, state)
         self._queue(self.topics.stream_status(stream_id), state.value.encode(), "status")
 
     # -- model and events ---------------------------------------------------------------------------------
@@ -331,6 +377,7 @@ class Analyzer:
                 self._scoring = set()
             inferred = time.time()
             self.stats.batch_sizes.append(len(batch))
+            self.observers.batch(len(batch))
             scored: dict[str, int] = {}
             for i, (_, job) in enumerate(batch):
                 job.stamps.batched, job.stamps.inferred = batched, inferred
@@ -367,6 +414,7 @@ class Analyzer:
             self._queue(self.topics.scores(ts.stream_id), _json(scores.as_dict()), "score", qos=0, retain=False)
         job.stamps.published = time.time()
         self.stats.record(job.stamps)
+        self.observers.scored(ts.stream_id, scores, job.stamps)
 
     def _end_lost(self, rt: StreamRuntime) -> None:
         """The source was lost and every timestep from before is scored: an open event ends there."""
@@ -399,13 +447,14 @@ class Analyzer:
         del self.streams[sid]
         self.runner.release(sid)
         self.stats.streams.pop(sid, None)
+        self.observers.stream_removed(sid)
 
     def _emit(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
         for message in messages:
             event = message.event if isinstance(message, Ended) else message
             if isinstance(message, Ended):
                 self.stats.stream(event.stream).events += 1
-                if message.peak_frame is not None and self.config.mqtt.snapshots and self.publisher is not None:
+                if message.peak_frame is not None and self._snapshots:
                     task = self._spawn(self._snapshot(rt, message.peak_frame), "snapshot")
                     rt.snapshots.add(task)
                     task.add_done_callback(rt.snapshots.discard)
@@ -414,6 +463,7 @@ class Analyzer:
             if self._events_out is not None:
                 self._events_out.write(json.dumps(payload) + "\n")
                 self._events_out.flush()
+            self.observers.event(event)
             if self.hooks.on_event is not None:
                 self.hooks.on_event(event)
 
@@ -428,7 +478,9 @@ class Analyzer:
             log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
             return
         if jpeg is not None:
-            self._queue(self.topics.snapshot(stream_id), jpeg, "state")
+            self.observers.snapshot(stream_id, jpeg)
+            if self.config.mqtt.snapshots:
+                self._queue(self.topics.snapshot(stream_id), jpeg, "state")
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)

@@ -351,6 +351,12 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scores", action="store_true", default=None, help="publish every timestep's scores")
     group.add_argument("--stats-interval", type=_positive, help="seconds between stats messages (10)")
     group.add_argument("--model", type=Path, metavar="FILE", help="a fusion model made by `streamer train`")
+    group.add_argument("--homeassistant", action="store_true", default=None,
+                       help="announce each stream to Home Assistant (MQTT discovery)")  # fmt: skip
+    group.add_argument("--metrics", metavar="[HOST]:PORT",
+                       help="serve Prometheus /metrics here (e.g. :9108; no host: all interfaces)")  # fmt: skip
+    group.add_argument("--ui", metavar="[HOST]:PORT",
+                       help="serve the live web view here (e.g. :8080; no host: localhost only)")  # fmt: skip
     group.add_argument("-q", "--quiet", action="store_true", help="no event lines or progress on the terminal")
 
 
@@ -366,6 +372,7 @@ def analyzer_config(args: argparse.Namespace, sources: list[str], file: Path | N
         device=args.device,
         duration=args.duration,
         events_out=args.events_out,
+        extra_flags=_given({"metrics": args.metrics, "ui": args.ui, "discovery": args.homeassistant}),
     )
 
 

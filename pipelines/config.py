@@ -21,6 +21,12 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
     [device]
     type = "auto"
 
+    [homeassistant]            # MQTT discovery: a Home Assistant device per stream (pipelines.homeassistant)
+    discovery = true
+
+    metrics = ":9108"          # Prometheus /metrics (pipelines.metrics)
+    ui = ":8080"               # the live web view (pipelines.webui), on localhost unless a host is given
+
 Flags override the file (``--alpha`` sets alpha for every stream). Unknown keys and bad values raise
 :class:`~streamer.errors.ConfigError` naming the key and what is allowed.
 """
@@ -32,7 +38,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -68,11 +74,16 @@ class EventOptions:
 EVENT_DEFAULTS = EventOptions()
 
 
+# Home Assistant binary_sensor device classes an activity may take (per-stream key ``device_class``)
+DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
+
+
 @dataclass(frozen=True, kw_only=True)
 class StreamConfig:
     spec: SourceSpec
     alpha: float = 0.5
     beta: float = 0.5
+    device_class: str | None = None  # Home Assistant's class for the activity (None: see activity_class)
     events: EventOptions = field(default_factory=EventOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
     sync: SyncOptions = field(default_factory=SyncOptions)
@@ -80,6 +91,10 @@ class StreamConfig:
     @property
     def stream_id(self) -> str:
         return self.spec.stream_id
+
+    @property
+    def activity_class(self) -> str:
+        return self.device_class or ("sound" if self.beta > self.alpha else "motion")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +157,38 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HomeAssistantConfig:
+    """MQTT discovery (:mod:`pipelines.homeassistant`)."""
+
+    discovery: bool = False
+    prefix: str = "homeassistant"  # Home Assistant's discovery prefix (its MQTT integration's setting)
+    interval: float = 1.0  # seconds between the S, S_v and S_a sensor states (each the highest since the last)
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where a web endpoint listens: ``[HOST]:PORT``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def address(path: str, value: Any, *, default_host: str) -> Address:
+    """``[HOST]:PORT`` or ``PORT``; no host: ``default_host``."""
+    text = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535 or any(c.isspace() or c == "/" for c in host):
+        raise _fail(path, "[HOST]:PORT such as :9108 or 0.0.0.0:8080", value)
+    return Address(host, int(port))
+
+
+@dataclass(frozen=True, kw_only=True)
 class AnalyzerConfig:
     streams: tuple[StreamConfig, ...]
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -151,6 +198,9 @@ class AnalyzerConfig:
     # "process": each live stream captured in a process of its own, files in one per core (streamer.ingest);
     # "thread": capture threads in the analyzer's process (one interpreter lock for all)
     ingest: str = "process"
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    metrics: Address | None = None  # serve Prometheus /metrics here
+    ui: Address | None = None  # serve the live web view here
 
 
 # -- validation helpers --------------------------------------------------------------------------------------
@@ -269,6 +319,7 @@ STREAM_KEYS: dict[str, Check] = {
     "tls_insecure": boolean,
     "video_track": integer(-1, 64),
     "audio_track": integer(-1, 64),
+    "device_class": choice(*DEVICE_CLASSES),
 }
 STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
 MQTT_KEYS: dict[str, Check] = {
@@ -303,7 +354,10 @@ MODEL_KEYS: dict[str, Check] = {
     "checkpoint": optional_path,
 }
 DEVICE_KEYS: dict[str, Check] = {"type": string, "autocast": boolean}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "ingest")
+HOMEASSISTANT_KEYS: dict[str, Check] = {"discovery": boolean, "prefix": string, "interval": number(0.1)}
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "ingest", "homeassistant", "metrics", "ui")
+METRICS_HOST = "0.0.0.0"  # Prometheus scrapes from elsewhere: all interfaces unless a host is given
+UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -329,13 +383,16 @@ def build_config(
     duration: float | None = None,
     events_out: Path | None = None,
     environ: Mapping[str, str] = os.environ,
+    extra_flags: Mapping[str, Any] | None = None,
 ) -> AnalyzerConfig:
-    """The configuration from a parsed TOML document (or None) with flags over it; raises ConfigError."""
+    """The configuration from a parsed TOML document (or None) with flags over it; raises ConfigError.
+    ``extra_flags``: ``metrics``, ``ui`` (addresses) and ``discovery`` (bool) over the file's."""
     try:
-        return _build(
+        config = _build(
             dict(file or {}), list(sources), dict(stream_flags or {}), dict(mqtt_flags or {}),
             dict(model_flags or {}), device, duration, events_out, environ,
         )  # fmt: skip
+        return _with_extras(config, dict(file or {}), dict(extra_flags or {}))
     except ConfigError:
         raise
     except StreamerError as exc:  # a malformed source string
@@ -388,6 +445,25 @@ def _build(
         raise _fail("ingest", '"process" or "thread"', ingest)
     return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, duration=duration, events_out=events_out,
                           ingest=ingest)  # fmt: skip
+
+
+def _with_extras(config: AnalyzerConfig, doc: dict[str, Any], flags: dict[str, Any]) -> AnalyzerConfig:
+    ha = take(doc.get("homeassistant", {}), "homeassistant", HOMEASSISTANT_KEYS)
+    if flags.get("discovery") is not None:
+        ha["discovery"] = flags["discovery"]
+    homeassistant = HomeAssistantConfig(**ha)
+    check_prefix(homeassistant.prefix)
+    if homeassistant.discovery and config.mqtt.url is None:
+        raise ConfigError("homeassistant.discovery: needs a broker (mqtt.url is none)")
+    endpoints: dict[str, Address | None] = {}
+    for key, host in (("metrics", METRICS_HOST), ("ui", UI_HOST)):
+        raw = flags.get(key, doc.get(key))
+        where = f"--{key}" if flags.get(key) is not None else key
+        endpoints[key] = None if raw is None else address(where, raw, default_host=host)
+    m, u = endpoints["metrics"], endpoints["ui"]
+    if m is not None and u is not None and m.port == u.port and m.port != 0:
+        raise ConfigError(f"metrics and ui: both on port {m.port}; give them different ports")
+    return replace(config, homeassistant=homeassistant, metrics=m, ui=u)
 
 
 def analysis_settings(
@@ -462,6 +538,7 @@ def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfi
             min_duration=v.pop("min_duration", EVENT_DEFAULTS.min_duration),
         )
         alpha, beta = v.pop("alpha", 0.5), v.pop("beta", 0.5)
+        device_class = v.pop("device_class", None)
         if alpha + beta <= 0:
             raise ConfigError(
                 f"stream '{spec.stream_id}': alpha and beta: at least one must be > 0 (with both 0, S is always 0)"
@@ -475,7 +552,8 @@ def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfi
         )
     except ValueError as exc:
         raise ConfigError(f"stream '{spec.stream_id}': {exc}") from None
-    return StreamConfig(spec=spec, alpha=alpha, beta=beta, events=events, source=source, sync=sync)
+    return StreamConfig(spec=spec, alpha=alpha, beta=beta, device_class=device_class, events=events, source=source,
+                        sync=sync)  # fmt: skip
 
 
 def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str]) -> MqttConfig:

@@ -22,6 +22,8 @@ import socket
 import ssl
 import time
 import uuid
+from collections.abc import Callable
+from typing import Protocol
 
 import aiomqtt
 
@@ -30,6 +32,18 @@ from .outbox import Message, Outbox
 from .topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    """Hears the connection: its topics are subscribed on every connection (QoS 1), then :meth:`connected`
+    is called; what arrives on them goes to :meth:`received` (on the publisher's task: return quickly)."""
+
+    def subscriptions(self) -> list[str]: ...
+
+    def connected(self) -> None: ...
+
+    def received(self, topic: str, payload: bytes) -> None: ...
+
 
 PUBLISH_TIMEOUT = 5.0  # seconds to wait for a PUBACK before treating the connection as lost
 WINDOW = 32  # QoS 1 publishes in flight at once
@@ -62,6 +76,7 @@ class Publisher:
         self._client: aiomqtt.Client | None = None
         self._identifier = config.client_id or f"streamer-{uuid.uuid4().hex[:12]}"
         self._rng = random.Random()
+        self.listeners: list[Listener] = []
 
     def _make_client(self) -> aiomqtt.Client:
         c = self.config
@@ -98,6 +113,10 @@ class Publisher:
                     failures = 0
                     self.outbox.connected = True
                     self.connected.set()
+                    for listener in self.listeners:
+                        for topic in listener.subscriptions():
+                            await client.subscribe(topic, qos=1)
+                        listener.connected()
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
                 self._lost(exc)
@@ -141,7 +160,7 @@ class Publisher:
         """Publish what the outbox hands out, ``WINDOW`` at a time, until the connection fails (MqttError)."""
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(_watch(client), name="mqtt-watch")
+                tg.create_task(_watch(client, self._received), name="mqtt-watch")
                 while True:
                     message = await self.outbox.take(WINDOW)
                     # tasks start in creation order and publish before their first await: the wire keeps this order
@@ -164,6 +183,14 @@ class Publisher:
             raise
         self.outbox.done(message)
 
+    def _received(self, message: aiomqtt.Message) -> None:
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()
+        for listener in self.listeners:
+            try:
+                listener.received(str(message.topic), payload)
+            except Exception:
+                log.exception("mqtt: a listener failed on %s", message.topic)
+
     async def close(self, runner: asyncio.Task[None], flush_for: float = 3.0) -> bool:
         """Flush what waits (at most ``flush_for`` s), publish ``offline``, disconnect. True when all went out."""
         deadline = time.monotonic() + flush_for
@@ -184,12 +211,13 @@ class Publisher:
         return flushed
 
 
-async def _watch(client: aiomqtt.Client) -> None:
-    """Raise MqttError as soon as the connection is lost: aiomqtt wakes a publish waiting for its PUBACK only at
-    its timeout, and a broker that closes the connection on a message it will not take gives no other sign."""
+async def _watch(client: aiomqtt.Client, received: Callable[[aiomqtt.Message], None]) -> None:
+    """Hand out what arrives on the listeners' topics, and raise MqttError as soon as the connection is lost:
+    aiomqtt wakes a publish waiting for its PUBACK only at its timeout, and a broker that closes the connection
+    on a message it will not take gives no other sign."""
     try:
-        async for _ in client.messages:  # nothing is subscribed: this only ends with the connection
-            pass
+        async for message in client.messages:  # this only ends with the connection
+            received(message)
     except aiomqtt.MqttError as exc:
         raise aiomqtt.MqttError(CLOSED) from exc.__cause__
     raise aiomqtt.MqttError(CLOSED)

@@ -108,6 +108,30 @@ class PipelineStats:
         return out
 
 
+class Rates:
+    """Per stream (decoded frames in, timesteps scored) per second over the last ``window`` seconds, from the
+    counters sampled at each call (call it about once a second to keep the window filled)."""
+
+    def __init__(self, stats: PipelineStats, window: float = 10.0) -> None:
+        self.stats = stats
+        self.window = window
+        self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
+
+    def sample(self) -> dict[str, tuple[float, float]]:
+        now = time.monotonic()
+        counts = {sid: (c.frames, c.timesteps) for sid, c in self.stats.streams.items()}
+        self._samples.append((now, counts))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+        then, old = self._samples[0]
+        span = now - then
+        out: dict[str, tuple[float, float]] = {}
+        for sid, (frames, timesteps) in counts.items():
+            f0, t0 = old.get(sid, (frames, timesteps))
+            out[sid] = ((frames - f0) / span, (timesteps - t0) / span) if span > 0 else (0.0, 0.0)
+        return out
+
+
 def percentiles(values: deque[float] | list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p99": None}

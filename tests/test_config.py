@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -102,12 +103,46 @@ def test_credentials_from_the_environment() -> None:
         ("[mqtt]\nprefix = 'a/+/b'", "mqtt prefix 'a/+/b'"),
         ("[[streams]]\nsource = 'bogus://x'", "stream 'bogus_x': unsupported scheme"),
         ("volume = 11", "unknown key 'volume'"),
+        ("metrics = ':99999'", "metrics: expected [HOST]:PORT such as :9108"),
+        ("ui = 'localhost'", "ui: expected [HOST]:PORT"),
+        ("metrics = ':8080'\nui = '0.0.0.0:8080'", "metrics and ui: both on port 8080"),
+        ("[homeassistant]\ndiscovery = 'yes'", "homeassistant.discovery: expected true or false"),
+        ("[homeassistant]\ndiscovery = true\n[mqtt]\nurl = 'none'", "homeassistant.discovery: needs a broker"),
+        ("[homeassistant]\nprefix = 'ha/#'", "mqtt prefix 'ha/#'"),
+        ("[[streams]]\nsource = 'a.mp4'\ndevice_class = 'door'", "streams[0].device_class: expected one of motion"),
     ],
 )
 def test_bad_keys_and_values_are_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         build_config(load_toml(config_file(tmp_path, text)), sources=[] if "streams" in text else ["a.mp4"])
     assert message in str(info.value)
+
+
+def test_web_endpoints_and_home_assistant(tmp_path: Path) -> None:
+    text = "metrics = ':9108'\nui = 8080\n[homeassistant]\ndiscovery = true\n[defaults]\ndevice_class = 'sound'\n"
+    config = build_config(load_toml(config_file(tmp_path, text)), sources=["a.mp4", "b=synthetic:"])
+    assert (str(config.metrics), str(config.ui)) == ("0.0.0.0:9108", "127.0.0.1:8080")  # the view: localhost only
+    assert config.homeassistant.discovery and config.homeassistant.prefix == "homeassistant"
+    assert [s.activity_class for s in config.streams] == ["sound", "sound"]
+    flags = {"ui": "[::]:0", "metrics": "10.0.0.2:9100", "discovery": False}
+    config = build_config(load_toml(config_file(tmp_path, text)), sources=["a.mp4"], extra_flags=flags)
+    assert (str(config.metrics), str(config.ui), config.homeassistant.discovery) == ("10.0.0.2:9100", "[::]:0", False)
+    plain = build_config(None, sources=["a.mp4"], stream_flags={"alpha": 0.2, "beta": 0.8})
+    assert plain.metrics is None and plain.ui is None and not plain.homeassistant.discovery
+    assert plain.streams[0].activity_class == "sound"  # audio weighs more
+
+
+def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "run", "synthetic:?duration=1", "--mqtt", "none", "-q", "--ui",
+             f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"streamer: error: ui at 127.0.0.1:{port}: cannot listen: address already in use"
 
 
 def test_not_toml_and_missing_file(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ class StreamWorker:
         mqtt = config.mqtt
         if mqtt.client_id:
             mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-{worker_id}")
-        self.config = replace(config, streams=(), mqtt=mqtt, duration=None, events_out=None)
+        # one endpoint per site, not per worker: the workers serve no /metrics and no web view
+        self.config = replace(config, streams=(), mqtt=mqtt, duration=None, events_out=None, metrics=None, ui=None)
         self.loop = asyncio.new_event_loop()
         self.analyzer: Analyzer | None = None
         ready = threading.Event()

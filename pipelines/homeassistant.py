@@ -1,0 +1,241 @@
+"""Home Assistant MQTT discovery: each stream becomes a device with an activity, its scores, its status and its
+last snapshot, with no YAML to write.
+
+With ``[homeassistant] discovery = true`` (or ``--homeassistant``) every stream gets, retained at
+``{ha}/{component}/{node}/{object}/config`` (``{ha}``: the discovery prefix, ``homeassistant``; ``{node}``:
+``{prefix}_{stream}`` with ``/`` as ``_``, e.g. ``streamer_front``):
+
+==================  =============  ========================================================================
+object              component      state
+==================  =============  ========================================================================
+``activity``        binary_sensor  ``{prefix}/{stream}/activity``: ``ON`` while an event is open, else ``OFF``
+                                   (retained); device class ``motion`` or ``sound`` (``device_class``)
+``score``           sensor         ``{prefix}/{stream}/levels`` (JSON, QoS 0, every ``interval`` s): the
+``s_v``, ``s_a``                   highest S, S_v, S_a since the last message; ``state_class: measurement``
+``status``          sensor         ``{prefix}/{stream}/status`` (enum: connecting, online, ...)
+``snapshot``        image          ``{prefix}/{stream}/snapshot`` (the last event's peak, JPEG)
+==================  =============  ========================================================================
+
+Availability: the analyzer's ``{prefix}/status`` (its will says ``offline``) and, for the activity and the
+scores, the stream's status being ``online`` (``availability_mode: all``). The configs are sent on every
+connection to the broker and again when Home Assistant announces itself (``{ha}/status`` = ``online``). A
+stream that leaves gets empty retained configs (Home Assistant removes its entities): at once when it is
+removed while running (a cluster's config reload), and at start-up for streams an earlier run announced and
+the config no longer has (they are listed, retained, on ``{prefix}/homeassistant/streams``). Payloads hold no
+source URL and no credential: names come from stream ids, which never carry one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from streamer.media import SourceState
+
+from .config import HomeAssistantConfig, StreamConfig
+from .events import Event, Scores
+from .observers import Observer, streamer_version
+from .outbox import Kind, Message, Outbox
+from .stats import Stamps
+from .topics import Topics
+
+log = logging.getLogger("streamer")
+
+OBJECTS = ("activity", "score", "s_v", "s_a", "status", "snapshot")
+STATUS_OPTIONS = [s.value for s in SourceState]
+REGISTRY_WAIT = 2.0  # seconds after connecting with no retained registry: there is none
+ONLINE_ONLY = "{{ 'online' if value == 'online' else 'offline' }}"
+
+
+def node_id(prefix: str, stream_id: str) -> str:
+    """``{prefix}_{stream}`` with ``/`` as ``_`` (``streamer_front``): unique per site and stream."""
+    return f"{prefix.replace('/', '_')}_{stream_id}"
+
+
+def config_topic(ha_prefix: str, component: str, node: str, obj: str) -> str:
+    return f"{ha_prefix}/{component}/{node}/{obj}/config"
+
+
+def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> dict[str, dict[str, Any]]:
+    """``{config topic: payload}`` for one stream's entities (the documented payloads)."""
+    sid = stream.stream_id
+    node = node_id(topics.prefix, sid)
+    site = {"topic": topics.status, "payload_available": "online", "payload_not_available": "offline"}
+    stream_online = {"topic": topics.stream_status(sid), "value_template": ONLINE_ONLY}
+    device = {
+        "identifiers": [node],
+        "name": sid,
+        "manufacturer": "streamer",
+        "model": "A/V stream analyzer",
+        "sw_version": streamer_version(),
+    }
+    origin = {"name": "streamer", "sw_version": streamer_version()}
+
+    def entity(component: str, obj: str, name: str, live: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
+        unique = f"{node}_{obj}"
+        payload: dict[str, Any] = {
+            "name": name,
+            "unique_id": unique,
+            "default_entity_id": f"{component}.{unique}",
+            "device": device,
+            "origin": origin,
+            "availability": [site, stream_online] if live else [site],
+            "availability_mode": "all",
+            **fields,
+        }
+        return config_topic(ha_prefix, component, node, obj), payload
+
+    levels = topics.stream(sid, "levels")
+    sensors = [
+        entity("sensor", key, label, True, state_topic=levels, value_template=f"{{{{ value_json.{key} }}}}",
+               state_class="measurement", suggested_display_precision=2, icon=icon, expire_after=60)
+        for key, label, icon in (("score", "Activity score", "mdi:pulse"), ("s_v", "Video activity", "mdi:cctv"),
+                                 ("s_a", "Audio activity", "mdi:microphone"))
+    ]  # fmt: skip
+    return dict([
+        entity("binary_sensor", "activity", "Activity", True, state_topic=topics.stream(sid, "activity"),
+               payload_on="ON", payload_off="OFF", device_class=stream.activity_class),
+        *sensors,
+        entity("sensor", "status", "Status", False, state_topic=topics.stream_status(sid), device_class="enum",
+               options=STATUS_OPTIONS, entity_category="diagnostic", icon="mdi:video-check"),
+        entity("image", "snapshot", "Last event", False, image_topic=topics.snapshot(sid), content_type="image/jpeg"),
+    ])  # fmt: skip
+
+
+@dataclass
+class _Levels:
+    score: float = -math.inf
+    s_v: float | None = None
+    s_a: float | None = None
+
+    def add(self, s: Scores) -> None:
+        self.score = max(self.score, s.score)
+        if s.has_v:
+            self.s_v = s.s_v if self.s_v is None else max(self.s_v, s.s_v)
+        if s.has_a:
+            self.s_a = s.s_a if self.s_a is None else max(self.s_a, s.s_a)
+
+
+class HomeAssistant(Observer):
+    """Discovery configs, the activity state and the throttled score sensors, queued in the analyzer's outbox.
+    ``registry``: prune what an earlier run announced (off for a cluster's workers, which hold a share each)."""
+
+    def __init__(self, config: HomeAssistantConfig, topics: Topics, outbox: Outbox, *, registry: bool = True) -> None:
+        self.config = config
+        self.topics = topics
+        self.outbox = outbox
+        self.registry_topic = f"{topics.prefix}/homeassistant/streams" if registry else None
+        self.birth_topic = f"{config.prefix}/status"
+        self.streams: dict[str, StreamConfig] = {}
+        self._levels: dict[str, _Levels] = {}
+        self._announced: list[str] | None = None  # what the registry said, once read
+        self._connected_at: float | None = None
+
+    # -- what the publisher hears --------------------------------------------------------------------------
+
+    def subscriptions(self) -> list[str]:
+        return [self.birth_topic] + ([self.registry_topic] if self.registry_topic else [])
+
+    def connected(self) -> None:
+        """A new connection to the broker: (re)send every config (a broker without persistence forgot them)."""
+        self._connected_at = time.monotonic()
+        self._send_all()
+
+    def received(self, topic: str, payload: bytes) -> None:
+        if topic == self.birth_topic:
+            if payload.strip() == b"online":
+                log.info("homeassistant: Home Assistant is online; sending the discovery configs again")
+                self._send_all()
+        elif topic == self.registry_topic:
+            self._read_registry(payload)
+
+    def _read_registry(self, payload: bytes) -> None:
+        try:
+            listed = json.loads(payload or b"[]")
+        except ValueError:
+            listed = []
+        listed = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
+        if self._announced is None:  # the retained list from before this run: remove what is gone
+            for sid in listed:
+                if sid not in self.streams:
+                    log.info("homeassistant: stream '%s' is no longer configured; removing its entities", sid)
+                    self._remove_configs(sid, forget=False)
+        self._announced = listed
+        self._send_registry()
+
+    # -- the analyzer's side -------------------------------------------------------------------------------
+
+    def stream_added(self, stream: StreamConfig) -> None:
+        self.streams[stream.stream_id] = stream
+        self._levels[stream.stream_id] = _Levels()
+        self._queue(self.topics.stream(stream.stream_id, "activity"), b"OFF", "status")
+        self._send_configs(stream)
+        self._send_registry()
+
+    def stream_removed(self, stream_id: str) -> None:
+        if stream_id in self.streams:
+            self._remove_configs(stream_id, forget=True)
+            self._send_registry()
+
+    def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
+        levels = self._levels.get(stream_id)
+        if levels is not None:
+            levels.add(scores)
+
+    def event(self, event: Event) -> None:
+        state = b"ON" if event.type == "start" else b"OFF"
+        self._queue(self.topics.stream(event.stream, "activity"), state, "status")
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.interval)
+            self.publish_levels()
+            waited = None if self._connected_at is None else time.monotonic() - self._connected_at
+            if self._announced is None and waited is not None and waited > REGISTRY_WAIT:
+                self._read_registry(b"[]")  # nothing retained: no earlier run announced anything
+
+    def publish_levels(self) -> None:
+        for sid, levels in self._levels.items():
+            if levels.score == -math.inf:
+                continue
+            payload = {"score": round(levels.score, 4), "s_v": _r(levels.s_v), "s_a": _r(levels.s_a)}
+            self._queue(self.topics.stream(sid, "levels"), json.dumps(payload).encode(), "score", qos=0, retain=False)
+            self._levels[sid] = _Levels()
+
+    # -- messages -----------------------------------------------------------------------------------------
+
+    def _send_all(self) -> None:
+        for stream in self.streams.values():
+            self._send_configs(stream)
+
+    def _send_configs(self, stream: StreamConfig) -> None:
+        for topic, payload in discovery_configs(stream, self.topics, self.config.prefix).items():
+            self._queue(topic, json.dumps(payload, separators=(",", ":")).encode(), "state")
+
+    def _remove_configs(self, stream_id: str, *, forget: bool) -> None:
+        node = node_id(self.topics.prefix, stream_id)
+        for obj in OBJECTS:
+            component = {"activity": "binary_sensor", "snapshot": "image"}.get(obj, "sensor")
+            self._queue(config_topic(self.config.prefix, component, node, obj), b"", "state")
+        if forget:
+            self.streams.pop(stream_id, None)
+            self._levels.pop(stream_id, None)
+
+    def _send_registry(self) -> None:
+        if self.registry_topic is not None and self._announced is not None:
+            current = sorted(self.streams)
+            if current != self._announced:
+                self._announced = current
+                self._queue(self.registry_topic, json.dumps(current).encode(), "state")
+
+    def _queue(self, topic: str, payload: bytes, kind: Kind, *, qos: int = 1, retain: bool = True) -> None:
+        self.outbox.put(Message(topic, payload, qos, retain, kind, time.time()))
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

@@ -1,0 +1,115 @@
+"""What watches an analyzer from the side: Home Assistant discovery, Prometheus metrics, the live web view.
+
+An :class:`Observer` is told, on the analyzer's event loop, what happens: streams joining and leaving, each
+scored timestep, each event message, status changes, snapshots, the MQTT connection. Its methods must return
+quickly and never raise (they run between batches); work that waits goes in :meth:`Observer.run`, a task in
+the analyzer's task group, cancelled once the last timestep is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from streamer.media import SourceState
+
+if TYPE_CHECKING:
+    from .config import StreamConfig
+    from .events import Event, Scores
+    from .stats import Stamps
+
+log = logging.getLogger("streamer")
+
+
+def streamer_version() -> str:
+    try:
+        return version("streamer")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+class Observer:
+    """Every method does nothing here: a subclass overrides what it needs."""
+
+    wants_snapshots = False  # take each event's snapshot even when no broker publishes it
+
+    def stream_added(self, stream: StreamConfig) -> None: ...
+
+    def stream_removed(self, stream_id: str) -> None: ...
+
+    def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None: ...
+
+    def batch(self, size: int) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+    def state(self, stream_id: str, state: SourceState) -> None: ...
+
+    def snapshot(self, stream_id: str, jpeg: bytes) -> None: ...
+
+    async def run(self) -> None:
+        """Background work while the analyzer runs (cancelled at its end)."""
+
+
+class Observers(Observer):
+    """Several observers as one; one that raises is logged once and the others still hear everything."""
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        self.items = list(observers)
+        self._failed: set[int] = set()
+
+    @property
+    def wants_snapshots(self) -> bool:  # type: ignore[override]
+        return any(o.wants_snapshots for o in self.items)
+
+    def _each(self, name: str, *args: object) -> None:
+        for o in self.items:
+            try:
+                getattr(o, name)(*args)
+            except Exception:
+                if id(o) not in self._failed:
+                    self._failed.add(id(o))
+                    log.exception("%s.%s failed (logged once)", type(o).__name__, name)
+
+    def stream_added(self, stream: StreamConfig) -> None:
+        self._each("stream_added", stream)
+
+    def stream_removed(self, stream_id: str) -> None:
+        self._each("stream_removed", stream_id)
+
+    def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
+        for o in self.items:  # per timestep: no getattr
+            try:
+                o.scored(stream_id, scores, stamps)
+            except Exception:
+                if id(o) not in self._failed:
+                    self._failed.add(id(o))
+                    log.exception("%s.scored failed (logged once)", type(o).__name__)
+
+    def batch(self, size: int) -> None:
+        self._each("batch", size)
+
+    def event(self, event: Event) -> None:
+        self._each("event", event)
+
+    def state(self, stream_id: str, state: SourceState) -> None:
+        self._each("state", stream_id, state)
+
+    def snapshot(self, stream_id: str, jpeg: bytes) -> None:
+        self._each("snapshot", stream_id, jpeg)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for o in self.items:
+                tg.create_task(_guarded(o), name=f"observer-{type(o).__name__}")
+
+
+async def _guarded(observer: Observer) -> None:
+    """An observer's background work failing is logged; the analysis goes on without it."""
+    try:
+        await observer.run()
+    except Exception:
+        log.exception("%s stopped", type(observer).__name__)

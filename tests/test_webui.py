@@ -1,0 +1,101 @@
+"""The live web view in a real headless browser (Debian's chromium through chromedriver, driven by Selenium)
+during a real ``streamer run``: the plot updates and events appear.
+
+``STREAMER_UI_SCREENSHOT=FILE.png`` saves what the browser shows at the end (the README's picture)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pipelines.bench.mosquitto import end_process, free_port
+
+from .analyzer_run import STREAMER
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+T = TypeVar("T")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test, but {', '.join(missing)} is missing (scripts/system-deps.sh)")
+        pytest.skip(f"{', '.join(missing)} missing (Debian packages chromium, chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(condition: Callable[[], T], seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"within {seconds} s: {what}")
+        time.sleep(0.1)
+    return value
+
+
+def test_the_live_view_plots_scores_and_lists_events(browser: Any, tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "streamer.log").open("w") as log:
+        proc = subprocess.Popen(
+            [*STREAMER, "run", "cam=synthetic:?events=av@3,a@7,v@11&duration=40", "door=synthetic:?events=a@5,av@9"
+             "&duration=40", "--mqtt", "none", "--ui", f"127.0.0.1:{port}", "-q"], stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        wait(lambda: _answers(base), 60, f"the web view answers at {base}")
+        browser.get(base + "/")
+        js = browser.execute_script
+        wait(lambda: js("return document.querySelectorAll('section.stream').length") == 2, 20, "two stream cards")
+        cam = "document.querySelector('section.stream[data-stream=\"cam\"]')"
+        first_t = wait(lambda: js(f"return {cam}.dataset.lastT"), 20, "scores plotted")
+        first_png = js(f"return {cam}.querySelector('canvas').toDataURL()")
+        time.sleep(1.5)
+        assert float(js(f"return {cam}.dataset.lastT")) >= float(first_t) + 1.0  # it keeps moving, live
+        assert js(f"return {cam}.querySelector('canvas').toDataURL()") != first_png  # and the plot is redrawn
+
+        rows = "document.querySelectorAll('#events tr[data-stream=\"cam\"]')"
+        wait(lambda: js(f"return {rows}.length") >= 2, 30, "cam's first event (start and end) listed")
+        assert js(f"return [...{rows}].map(r => r.dataset.type)")[-2:] == ["end", "start"]  # newest first
+        assert "EVENT" in js(f"return {cam}.querySelector('h2').textContent") or wait(
+            lambda: js(f"return {rows}.length") >= 3, 10, "the next event"
+        )  # fmt: skip
+        wait(lambda: js(f"return {cam}.querySelector('img').naturalWidth") > 0, 20, "the event's snapshot shown")
+        assert js(f"return {cam}.querySelector('.badge').textContent") == "online"
+        wait(lambda: js(f"return {rows}.length") >= 6, 30, "all three events of cam")
+        if shot := os.environ.get("STREAMER_UI_SCREENSHOT"):
+            browser.save_screenshot(shot)
+    finally:
+        end_process(proc, signal.SIGTERM)
+    assert proc.returncode == 0, (tmp_path / "streamer.log").read_text()[-2000:]
+
+
+def _answers(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/api/state", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
