@@ -32,8 +32,8 @@ typecheck: $(CLUSTER_STAMP)
 	$(BIN)/mypy
 
 pytest: $(CLUSTER_STAMP) system-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not live_heavy"
-	$(BIN)/python -m pytest -q -m live_heavy
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not live_heavy" --durations=12
+	$(BIN)/python -m pytest -q -m live_heavy --durations=5
 
 test: lint typecheck pytest
 
