@@ -56,6 +56,7 @@ class Metrics(Observer, Collector):
         self.registry.register(self)
         self.started: dict[str, int] = {}  # events started per stream
         self.reconnects: dict[str, int] = {}
+        self._states: dict[str, SourceState] = {}
         self._rates = Rates(analyzer.stats, RATE_WINDOW)
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
@@ -76,12 +77,16 @@ class Metrics(Observer, Collector):
             self.started[event.stream] = self.started.get(event.stream, 0) + 1
 
     def state(self, stream_id: str, state: SourceState) -> None:
-        if state is SourceState.RECONNECTING:
+        """An online source lost (it is retried) counts one reconnect, however many attempts it takes."""
+        was = self._states.get(stream_id)
+        self._states[stream_id] = state
+        if was is SourceState.ONLINE and state in (SourceState.RECONNECTING, SourceState.OFFLINE):
             self.reconnects[stream_id] = self.reconnects.get(stream_id, 0) + 1
 
     def stream_removed(self, stream_id: str) -> None:
         self.started.pop(stream_id, None)
         self.reconnects.pop(stream_id, None)
+        self._states.pop(stream_id, None)
 
     async def run(self) -> None:
         while True:  # keeps the rate window filled between scrapes
@@ -104,8 +109,8 @@ class Metrics(Observer, Collector):
                                                   "capture queue", labels=label),
             "dropped_timesteps": CounterMetricFamily("streamer_stream_dropped_timesteps", "Timesteps dropped "
                                                      "waiting for the model", labels=label),
-            "reconnects": CounterMetricFamily("streamer_stream_reconnects", "Times the source was lost and "
-                                              "retried", labels=label),
+            "reconnects": CounterMetricFamily("streamer_stream_reconnects", "Times the online source was lost "
+                                              "(then retried)", labels=label),
             "events": CounterMetricFamily("streamer_stream_events", "Events started", labels=label),
             "fps_in": GaugeMetricFamily("streamer_stream_input_fps", f"Decoded frames per second over the last "
                                         f"{RATE_WINDOW:g} s", labels=label),

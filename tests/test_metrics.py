@@ -47,7 +47,7 @@ async def test_metrics_move_during_a_run(tmp_path: Path, mqtt_broker: Any) -> No
             while True:
                 try:
                     content_type, first = await scrape(url)
-                    if value(first, "streamer_stream_timesteps_total", stream="cam") > 0:
+                    if all(value(first, "streamer_stream_timesteps_total", stream=s) > 0 for s in ("cam", "door")):
                         break
                 except (aiohttp.ClientError, KeyError):
                     pass
@@ -90,3 +90,17 @@ async def test_metrics_move_during_a_run(tmp_path: Path, mqtt_broker: Any) -> No
     assert value(second, "streamer_outbox_overflow_total") == 0
     assert value(second, "streamer_model_info", device="cpu") == 1
     assert value(second, "process_resident_memory_bytes") > 0
+
+
+def test_a_reconnect_is_an_online_source_lost_not_each_retry() -> None:
+    from types import SimpleNamespace
+
+    from pipelines.metrics import Metrics
+    from pipelines.stats import PipelineStats
+    from streamer.media import SourceState as S
+
+    metrics = Metrics(SimpleNamespace(stats=PipelineStats(device="cpu")))  # type: ignore[arg-type]
+    for state in (S.ONLINE, S.RECONNECTING, S.RECONNECTING, S.OFFLINE, S.ONLINE, S.RECONNECTING, S.ONLINE):
+        metrics.state("cam", state)
+    metrics.state("door", S.RECONNECTING)  # never online yet: a camera that is not there
+    assert metrics.reconnects == {"cam": 2}
