@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
-from streamer.ingest import IngestHub, IngestStream, RemoteStream
+from streamer.ingest import IngestHub, RemoteStream
 from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from streamer.stream import Stream
 
@@ -42,10 +42,10 @@ from .observers import Observer, Observers
 from .outbox import Message, Outbox
 from .stats import PipelineStats, Stamps, percentiles
 from .topics import Topics
-from .web import WebServer, start_endpoints
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .web import WebServer
     from .webui import LiveView
 
 log = logging.getLogger("streamer")
@@ -113,6 +113,7 @@ class Analyzer:
         serve: bool = False,
         presence: str | None = None,
         observers: Sequence[Observer] = (),
+        hub: IngestHub | None = None,
     ) -> None:
         self.config = config
         self.hooks = hooks or Hooks()
@@ -124,7 +125,7 @@ class Analyzer:
         self.publisher = Publisher(config.mqtt, self.topics, self.outbox) if config.mqtt.url else None
         self.batcher.held = serve
         self.observers = self._observers(list(observers), presence)
-        self.web = WebServer()
+        self.web: WebServer | None = None  # the HTTP endpoints (--metrics, --ui), while running
         self.streams: dict[str, StreamRuntime] = {}
         for sc in config.streams:
             self._register(sc)
@@ -133,9 +134,10 @@ class Analyzer:
         self._events_out: IO[str] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._scoring: set[str] = set()  # streams with timesteps in the batch being scored
-        self._hub: IngestHub | None = None
-        if config.ingest == "process":
-            self._hub = IngestHub([IngestStream(sc.spec, sc.source, sc.sync) for sc in config.streams])
+        # the ingest processes (``hub``: started already, so they opened their sources while torch loaded)
+        self._hub = hub
+        if hub is None and config.ingest == "process":
+            self._hub = IngestHub([sc.ingest() for sc in config.streams])
 
     def _observers(self, items: list[Observer], presence: str | None) -> Observers:
         """Home Assistant discovery, the metrics and the web view, as configured, with ``items``."""
@@ -207,7 +209,7 @@ class Analyzer:
             if state.get("event") is not None:
                 self._emit(rt, rt.detector.resume(state["event"]))
         if self._hub is not None:
-            await self._hub.add(IngestStream(sc.spec, sc.source, sc.sync))
+            await self._hub.add(sc.ingest())
         rt.starting = False
         if self._tg is not None:  # else run() starts it
             self._start_source(self._tg, rt)
@@ -254,8 +256,12 @@ class Analyzer:
         if self.config.events_out is not None:
             self._events_out = self.config.events_out.open("a", encoding="utf-8")
         try:
-            await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
-            if self._hub is not None:
+            if self.metrics is not None or self.view is not None:
+                from .web import WebServer, start_endpoints  # aiohttp: only when asked for
+
+                self.web = WebServer()
+                await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
+            if self._hub is not None and not self._hub.started:
                 await self._hub.start()
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -279,7 +285,8 @@ class Analyzer:
                         undelivered, self.outbox.pending_events, self.config.mqtt.display_url,
                     )  # fmt: skip
         finally:
-            await self.web.close()
+            if self.web is not None:
+                await self.web.close()
             if self._hub is not None:
                 await self._hub.close()
             self.runner.close()

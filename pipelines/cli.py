@@ -393,13 +393,28 @@ async def _probe(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .analyzer import Analyzer, Hooks
+    import importlib
+
+    from streamer.ingest import IngestHub
+
     from .terminal import Terminal
 
     config = analyzer_config(args, args.sources, args.config)
-    terminal = Terminal(config, quiet=args.quiet)
-    analyzer = Analyzer(config, Hooks(on_event=terminal.event, on_progress=terminal.progress,
-                                      on_state=_print_state))  # fmt: skip
+    hub = None
+    if config.ingest == "process":  # the ingest processes open their sources while torch loads (~2-3 s)
+        hub = IngestHub([sc.ingest() for sc in config.streams])
+        await hub.start()
+    try:
+        await asyncio.to_thread(importlib.import_module, "pipelines.analyzer")  # the loop serves the hub meanwhile
+        from .analyzer import Analyzer, Hooks
+
+        terminal = Terminal(config, quiet=args.quiet)
+        hooks = Hooks(on_event=terminal.event, on_progress=terminal.progress, on_state=_print_state)
+        analyzer = Analyzer(config, hooks, hub=hub)
+    except BaseException:
+        if hub is not None:
+            await hub.close()
+        raise
     _on_signals(analyzer.stop)
     terminal.start(analyzer)
     summary = await analyzer.run()

@@ -53,6 +53,7 @@ from .topics import check_prefix
 
 if TYPE_CHECKING:
     from models.heads import Checkpoint
+    from streamer.ingest import IngestStream
 
 DEFAULT_MQTT_URL = "mqtt://localhost:1883"
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
@@ -91,6 +92,12 @@ class StreamConfig:
     @property
     def stream_id(self) -> str:
         return self.spec.stream_id
+
+    def ingest(self) -> IngestStream:
+        """What an ingest process needs to capture this stream."""
+        from streamer.ingest import IngestStream
+
+        return IngestStream(self.spec, self.source, self.sync)
 
     @property
     def activity_class(self) -> str:

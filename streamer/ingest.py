@@ -325,6 +325,10 @@ class IngestHub:
         self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
 
+    @property
+    def started(self) -> bool:
+        return self._server is not None
+
     async def start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="streamer-ingest-")  # mode 0700: only this user connects
         address = os.path.join(self._dir, "ingest.sock")
