@@ -134,7 +134,7 @@ class Analyzer:
         self._events_out: IO[str] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._scoring: set[str] = set()  # streams with timesteps in the batch being scored
-        # the ingest processes (``hub``: started already, so they opened their sources while torch loaded)
+        # the ingest processes (``hub``: its files' started already, so they opened while torch loaded)
         self._hub = hub
         if hub is None and config.ingest == "process":
             self._hub = IngestHub([sc.ingest() for sc in config.streams])
@@ -147,7 +147,8 @@ class Analyzer:
         if c.homeassistant.discovery and self.publisher is not None:
             from .homeassistant import HomeAssistant
 
-            ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None)
+            ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None,
+                               snapshots=c.mqtt.snapshots)  # fmt: skip
             self.publisher.listeners.append(ha)
             items.append(ha)
         if c.metrics is not None:
@@ -261,8 +262,8 @@ class Analyzer:
 
                 self.web = WebServer()
                 await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
-            if self._hub is not None and not self._hub.started:
-                await self._hub.start()
+            if self._hub is not None:
+                await self._hub.start()  # those not started yet
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None

@@ -400,24 +400,26 @@ async def _run(args: argparse.Namespace) -> int:
     from .terminal import Terminal
 
     config = analyzer_config(args, args.sources, args.config)
-    hub = None
-    if config.ingest == "process":  # the ingest processes open their sources while torch loads (~2-3 s)
-        hub = IngestHub([sc.ingest() for sc in config.streams])
-        await hub.start()
+    stop = asyncio.Event()
+    _on_signals(stop.set)  # until the analyzer exists
+    hub = IngestHub([sc.ingest() for sc in config.streams]) if config.ingest == "process" else None
     try:
+        if hub is not None:  # files' ingest processes open and start decoding while torch loads (~2-3 s)
+            await hub.start(live=False)
         await asyncio.to_thread(importlib.import_module, "pipelines.analyzer")  # the loop serves the hub meanwhile
         from .analyzer import Analyzer, Hooks
 
         terminal = Terminal(config, quiet=args.quiet)
         hooks = Hooks(on_event=terminal.event, on_progress=terminal.progress, on_state=_print_state)
         analyzer = Analyzer(config, hooks, hub=hub)
-    except BaseException:
+        _on_signals(analyzer.stop)
+        if stop.is_set():
+            analyzer.stop()
+        terminal.start(analyzer)
+        summary = await analyzer.run()
+    finally:
         if hub is not None:
-            await hub.close()
-        raise
-    _on_signals(analyzer.stop)
-    terminal.start(analyzer)
-    summary = await analyzer.run()
+            await hub.close()  # run() closed it, unless it failed before
     terminal.finish(summary)
     return summary.exit_code
 

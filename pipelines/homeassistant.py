@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamer.media import SourceState
+from streamer.spec import STREAM_ID_RE
 
 from .config import HomeAssistantConfig, StreamConfig
 from .events import Event, Scores
@@ -125,8 +126,12 @@ class HomeAssistant(Observer):
     """Discovery configs, the activity state and the throttled score sensors, queued in the analyzer's outbox.
     ``registry``: prune what an earlier run announced (off for a cluster's workers, which hold a share each)."""
 
-    def __init__(self, config: HomeAssistantConfig, topics: Topics, outbox: Outbox, *, registry: bool = True) -> None:
+    def __init__(
+        self, config: HomeAssistantConfig, topics: Topics, outbox: Outbox, *, registry: bool = True,
+        snapshots: bool = True,
+    ) -> None:  # fmt: skip
         self.config = config
+        self.snapshots = snapshots  # announce the image entity (the snapshots are published)
         self.topics = topics
         self.outbox = outbox
         self.registry_topic = f"{topics.prefix}/homeassistant/streams" if registry else None
@@ -155,16 +160,19 @@ class HomeAssistant(Observer):
             self._read_registry(payload)
 
     def _read_registry(self, payload: bytes) -> None:
+        """The retained list from before this run (read once: later messages are this run's own echoes, or a
+        second process on the same prefix, which must not start a tug of war): remove what is gone."""
+        if self._announced is not None:
+            return
         try:
             listed = json.loads(payload or b"[]")
         except ValueError:
             listed = []
-        listed = [s for s in listed if isinstance(s, str)] if isinstance(listed, list) else []
-        if self._announced is None:  # the retained list from before this run: remove what is gone
-            for sid in listed:
-                if sid not in self.streams:
-                    log.info("homeassistant: stream '%s' is no longer configured; removing its entities", sid)
-                    self._remove_configs(sid, forget=False)
+        listed = [s for s in listed if isinstance(s, str) and STREAM_ID_RE.match(s)] if isinstance(listed, list) else []
+        for sid in listed:
+            if sid not in self.streams:
+                log.info("homeassistant: stream '%s' is no longer configured; removing its entities", sid)
+                self._remove_configs(sid, forget=False)
         self._announced = listed
         self._send_registry()
 
@@ -178,9 +186,16 @@ class HomeAssistant(Observer):
         self._send_registry()
 
     def stream_removed(self, stream_id: str) -> None:
-        if stream_id in self.streams:
-            self._remove_configs(stream_id, forget=True)
-            self._send_registry()
+        """Removed while running: its entities go too, but not on a cluster's worker (``registry`` off): there
+        a stream also leaves a worker when it moves, and the next worker's configs could arrive first."""
+        if stream_id not in self.streams:
+            return
+        if self.registry_topic is None:
+            self.streams.pop(stream_id, None)
+            self._levels.pop(stream_id, None)
+            return
+        self._remove_configs(stream_id, forget=True)
+        self._send_registry()
 
     def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
         levels = self._levels.get(stream_id)
@@ -215,6 +230,8 @@ class HomeAssistant(Observer):
 
     def _send_configs(self, stream: StreamConfig) -> None:
         for topic, payload in discovery_configs(stream, self.topics, self.config.prefix).items():
+            if not self.snapshots and topic.endswith("/snapshot/config"):
+                continue
             self._queue(topic, json.dumps(payload, separators=(",", ":")).encode(), "state")
 
     def _remove_configs(self, stream_id: str, *, forget: bool) -> None:
@@ -222,6 +239,7 @@ class HomeAssistant(Observer):
         for obj in OBJECTS:
             component = {"activity": "binary_sensor", "snapshot": "image"}.get(obj, "sensor")
             self._queue(config_topic(self.config.prefix, component, node, obj), b"", "state")
+        self._queue(self.topics.stream(stream_id, "activity"), b"", "status")  # its retained state goes too
         if forget:
             self.streams.pop(stream_id, None)
             self._levels.pop(stream_id, None)

@@ -114,9 +114,7 @@ class Publisher:
                     self.outbox.connected = True
                     self.connected.set()
                     for listener in self.listeners:
-                        for topic in listener.subscriptions():
-                            await client.subscribe(topic, qos=1)
-                        listener.connected()
+                        await self._listen(client, listener)
                     await self._drain(client)
             except aiomqtt.MqttError as exc:
                 self._lost(exc)
@@ -182,6 +180,20 @@ class Publisher:
             self.outbox.release(message)
             raise
         self.outbox.done(message)
+
+    async def _listen(self, client: aiomqtt.Client, listener: Listener) -> None:
+        """Subscribe ``listener``'s topics and tell it; a listener that fails is logged, the publisher goes on."""
+        try:
+            topics = listener.subscriptions()
+        except Exception:
+            log.exception("mqtt: a listener failed")
+            return
+        for topic in topics:
+            await client.subscribe(topic, qos=1)  # MqttError: the connection is lost, as for a publish
+        try:
+            listener.connected()
+        except Exception:
+            log.exception("mqtt: a listener failed")
 
     def _received(self, message: aiomqtt.Message) -> None:
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload or "").encode()

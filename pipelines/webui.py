@@ -15,7 +15,6 @@ fetched from elsewhere (``static/index.html``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -155,15 +154,13 @@ class LiveView(Observer):
                 data = _sse(update)
                 for queue in list(self._clients):
                     if queue.full():  # too slow: drop it (its page reconnects and starts over)
+                        _end(queue)
                         self._clients.discard(queue)
-                        with contextlib.suppress(asyncio.QueueFull):
-                            queue.put_nowait(None)
                     else:
                         queue.put_nowait(data)
         finally:
             for queue in self._clients:  # the analyzer ends: close every stream
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(None)
+                _end(queue)
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
@@ -180,6 +177,13 @@ class LiveView(Observer):
         finally:
             self._clients.discard(queue)
         return response
+
+
+def _end(queue: asyncio.Queue[bytes | None]) -> None:
+    """Make the client's handler end (it stops at None): what it had not sent yet is dropped."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)
 
 
 def _sse(message: dict[str, Any]) -> bytes:

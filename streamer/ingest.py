@@ -147,10 +147,12 @@ class RemoteStream:
     def __init__(self, stream_id: str, *, restartable: bool = False) -> None:
         self.stream_id = stream_id
         self.restartable = restartable  # a dead child is replaced (live streams) instead of ending the stream
-        self.on_state: Callable[[StateChange], None] | None = None
+        self._on_state: Callable[[StateChange], None] | None = None
+        self._unheard: StateChange | None = None  # the latest state that came before anyone listened
         self.on_info: Callable[[StreamInfo], None] | None = None
         self.on_gap: Callable[[Discontinuity], None] | None = None
-        self.dropped_video = 0
+        self.dropped_video = 0  # video frames its capture dropped, over every child it had
+        self._dropped_before = 0  # by the children before this one (each counts from 0)
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(INBOX)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -163,6 +165,19 @@ class RemoteStream:
         self._k_offset = 0
         self._last: tuple[int, float, float] | None = None  # the last timestep yielded: k, end t, hop
         self._restarted_at: float | None = None  # wall time of the last child's death, until the next timestep
+
+    @property
+    def on_state(self) -> Callable[[StateChange], None] | None:
+        return self._on_state
+
+    @on_state.setter
+    def on_state(self, callback: Callable[[StateChange], None] | None) -> None:
+        """Set when its consumer starts; a state that came earlier (the source opened during start-up) is
+        told at once."""
+        self._on_state = callback
+        if callback is not None and self._unheard is not None:
+            change, self._unheard = self._unheard, None
+            callback(change)
 
     @property
     def finished(self) -> bool:
@@ -193,8 +208,10 @@ class RemoteStream:
                     if future is not None and not future.done():
                         future.set_result(message[2])
                 elif kind == "state":
-                    if self.on_state is not None:
-                        self.on_state(message[1])
+                    if self._on_state is not None:
+                        self._on_state(message[1])
+                    else:
+                        self._unheard = message[1]
                 elif not self._consumer_gone:
                     await self._inbox.put(message)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -218,9 +235,10 @@ class RemoteStream:
                 message = await self._inbox.get()
                 kind = message[0]
                 if kind == "ts":
-                    self.dropped_video = message[2]
+                    self.dropped_video = self._dropped_before + message[2]
                     yield self._on_timeline(message[1])
                 elif kind == "restart":
+                    self._dropped_before = self.dropped_video
                     self._restarted_at = time.time()
                     log.warning("stream '%s': %s; starting it again", self.stream_id, message[1])
                     if self.on_state is not None:
@@ -324,17 +342,21 @@ class IngestHub:
         self._address = ""
         self._watchers: list[asyncio.Task[None]] = []
         self._closing = False
+        self._spawned: set[str] = set()  # streams whose ingest process was started
 
-    @property
-    def started(self) -> bool:
-        return self._server is not None
-
-    async def start(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="streamer-ingest-")  # mode 0700: only this user connects
-        address = os.path.join(self._dir, "ingest.sock")
-        self._server = await asyncio.start_unix_server(self._connected, address)
-        self._address = address
+    async def start(self, *, live: bool = True) -> None:
+        """Start the ingest processes not started yet; ``live=False``: only those of files, which wait for
+        their consumer without losing anything (a live source would drop what comes before it is read)."""
+        if self._server is None:
+            self._dir = tempfile.mkdtemp(prefix="streamer-ingest-")  # mode 0700: only this user connects
+            address = os.path.join(self._dir, "ingest.sock")
+            self._server = await asyncio.start_unix_server(self._connected, address)
+            self._address = address
         for group in plan_processes(self._streams, self._cores):
+            ids = {s.spec.stream_id for s in group}
+            if ids & self._spawned or (not live and any(s.spec.is_live for s in group)):
+                continue
+            self._spawned |= ids
             proc = await self._spawn(group)
             self._watchers.append(asyncio.get_running_loop().create_task(self._watch(group, proc), name="ingest-watch"))
 
@@ -360,6 +382,7 @@ class IngestHub:
         remote = self.remotes[stream_id] = RemoteStream(stream_id, restartable=stream.spec.is_live)
         self._streams.append(stream)
         if self._server is not None:
+            self._spawned.add(stream_id)
             proc = await self._spawn([stream])
             watch = asyncio.get_running_loop().create_task(self._watch([stream], proc), name="ingest-watch")
             self._watchers.append(watch)
@@ -412,6 +435,8 @@ class IngestHub:
 
     async def close(self) -> None:
         """Close every connection (the children end their streams and exit), then reap the children."""
+        if self._closing:
+            return
         self._closing = True
         for remote in self.remotes.values():
             await remote.close()

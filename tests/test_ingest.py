@@ -173,3 +173,55 @@ async def test_full_frames_stay_in_the_ingest_process_until_scored_or_pinned(tmp
         assert dropped is None
     finally:
         await hub.close()
+
+
+class _ClosedWriter:
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+def _wire(*messages: tuple[object, ...]) -> asyncio.StreamReader:
+    import pickle
+
+    reader = asyncio.StreamReader()
+    for message in messages:
+        data = pickle.dumps(message)
+        reader.feed_data(len(data).to_bytes(4, "big") + data)
+    return reader
+
+
+async def test_a_state_that_comes_before_its_consumer_listens_is_told_when_it_does() -> None:
+    """``streamer run`` starts files' ingest processes before torch is imported: a source can open before the
+    analyzer listens, and its ``online`` must still reach the status topic."""
+    from streamer.ingest import RemoteStream
+    from streamer.media import SourceState, StateChange
+
+    remote = RemoteStream("a")
+    online = StateChange("a", SourceState.ONLINE, None, None, 0.0)
+    remote.attach(_wire(("state", online)), _ClosedWriter())  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    heard: list[StateChange] = []
+    remote.on_state = heard.append
+    assert heard == [online]
+    remote.on_state = heard.append  # told once
+    assert heard == [online]
+    await remote.close()
+
+
+async def test_dropped_frames_add_up_over_replaced_ingest_processes() -> None:
+    """A counter (Prometheus ``..._total``) must not go down when a live stream's ingest process is replaced."""
+    from streamer.ingest import RemoteStream, pack
+    from streamer.media import Timestep
+
+    remote = RemoteStream("a", restartable=True)
+    import numpy as np
+
+    ts = pack(Timestep("a", 0, 0.0, 0.1, (), np.zeros(0, np.float32), 0), {})
+    for message in (("ts", ts, 5), ("restart", "killed"), ("ts", ts, 2), ("end",)):
+        remote._inbox.put_nowait(message)
+    seen = [remote.dropped_video async for _ in remote]
+    assert seen == [5, 7]
