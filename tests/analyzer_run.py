@@ -85,10 +85,15 @@ async def retained(host: str, port: int, topic: str = "test/#", settle: float = 
     return {m.topic: m.payload for m in subscriber.messages if m.retain}
 
 
+STARTED: list[asyncio.subprocess.Process] = []  # killed after each test if still running (tests/conftest.py)
+
+
 async def start_streamer(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         *STREAMER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    STARTED.append(proc)
+    return proc
 
 
 async def run_streamer(*args: str, within: float = 120) -> tuple[int, str, str]:

@@ -18,6 +18,7 @@ must run them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import selectors
@@ -177,6 +178,20 @@ def _gst_rtsp_problem() -> str | None:
     if result.returncode != 0:
         return f"{SYSTEM_PYTHON} cannot import GstRtspServer: {result.stderr.strip().splitlines()[-1:]}"
     return None
+
+
+@pytest.fixture(autouse=True)
+def _no_streamer_left_running() -> Iterator[None]:
+    """A test that fails before it stops its ``streamer`` leaves none behind: a live run left going would eat the
+    cores of every later test on this machine (seen in CI: three of them, for minutes)."""
+    from .analyzer_run import STARTED
+
+    yield
+    for proc in STARTED:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+    STARTED.clear()
 
 
 @pytest.fixture
