@@ -47,7 +47,9 @@ from .topics import Topics
 
 log = logging.getLogger("streamer")
 
-OBJECTS = ("activity", "score", "s_v", "s_a", "status", "snapshot")
+# each entity's object id and its Home Assistant component
+COMPONENTS = {"activity": "binary_sensor", "score": "sensor", "s_v": "sensor", "s_a": "sensor", "status": "sensor",
+              "snapshot": "image"}  # fmt: skip
 STATUS_OPTIONS = [s.value for s in SourceState]
 REGISTRY_WAIT = 2.0  # seconds after connecting with no retained registry: there is none
 ONLINE_ONLY = "{{ 'online' if value == 'online' else 'offline' }}"
@@ -77,8 +79,8 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
     }
     origin = {"name": "streamer", "sw_version": streamer_version()}
 
-    def entity(component: str, obj: str, name: str, live: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
-        unique = f"{node}_{obj}"
+    def entity(obj: str, name: str, live: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
+        component, unique = COMPONENTS[obj], f"{node}_{obj}"
         payload: dict[str, Any] = {
             "name": name,
             "unique_id": unique,
@@ -93,18 +95,18 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
 
     levels = topics.stream(sid, "levels")
     sensors = [
-        entity("sensor", key, label, True, state_topic=levels, value_template=f"{{{{ value_json.{key} }}}}",
+        entity(key, label, True, state_topic=levels, value_template=f"{{{{ value_json.{key} }}}}",
                state_class="measurement", suggested_display_precision=2, icon=icon, expire_after=60)
         for key, label, icon in (("score", "Activity score", "mdi:pulse"), ("s_v", "Video activity", "mdi:cctv"),
                                  ("s_a", "Audio activity", "mdi:microphone"))
     ]  # fmt: skip
     return dict([
-        entity("binary_sensor", "activity", "Activity", True, state_topic=topics.stream(sid, "activity"),
+        entity("activity", "Activity", True, state_topic=topics.stream(sid, "activity"),
                payload_on="ON", payload_off="OFF", device_class=stream.activity_class),
         *sensors,
-        entity("sensor", "status", "Status", False, state_topic=topics.stream_status(sid), device_class="enum",
+        entity("status", "Status", False, state_topic=topics.stream_status(sid), device_class="enum",
                options=STATUS_OPTIONS, entity_category="diagnostic", icon="mdi:video-check"),
-        entity("image", "snapshot", "Last event", False, image_topic=topics.snapshot(sid), content_type="image/jpeg"),
+        entity("snapshot", "Last event", False, image_topic=topics.snapshot(sid), content_type="image/jpeg"),
     ])  # fmt: skip
 
 
@@ -172,7 +174,7 @@ class HomeAssistant(Observer):
         for sid in listed:
             if sid not in self.streams:
                 log.info("homeassistant: stream '%s' is no longer configured; removing its entities", sid)
-                self._remove_configs(sid, forget=False)
+                self._remove_configs(sid)
         self._announced = listed
         self._send_registry()
 
@@ -190,11 +192,10 @@ class HomeAssistant(Observer):
         a stream also leaves a worker when it moves, and the next worker's configs could arrive first."""
         if stream_id not in self.streams:
             return
-        if self.registry_topic is None:
-            self.streams.pop(stream_id, None)
-            self._levels.pop(stream_id, None)
-            return
-        self._remove_configs(stream_id, forget=True)
+        if self.registry_topic is not None:
+            self._remove_configs(stream_id)
+        self.streams.pop(stream_id)
+        self._levels.pop(stream_id, None)
         self._send_registry()
 
     def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
@@ -234,15 +235,11 @@ class HomeAssistant(Observer):
                 continue
             self._queue(topic, json.dumps(payload, separators=(",", ":")).encode(), "state")
 
-    def _remove_configs(self, stream_id: str, *, forget: bool) -> None:
+    def _remove_configs(self, stream_id: str) -> None:
         node = node_id(self.topics.prefix, stream_id)
-        for obj in OBJECTS:
-            component = {"activity": "binary_sensor", "snapshot": "image"}.get(obj, "sensor")
+        for obj, component in COMPONENTS.items():
             self._queue(config_topic(self.config.prefix, component, node, obj), b"", "state")
         self._queue(self.topics.stream(stream_id, "activity"), b"", "status")  # its retained state goes too
-        if forget:
-            self.streams.pop(stream_id, None)
-            self._levels.pop(stream_id, None)
 
     def _send_registry(self) -> None:
         if self.registry_topic is not None and self._announced is not None:

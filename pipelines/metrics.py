@@ -32,7 +32,7 @@ from streamer.media import SourceState
 
 from .events import Event, Scores
 from .observers import Observer, streamer_version
-from .stats import Rates, Stamps
+from .stats import STAGE_NAMES, Rates, Stamps
 
 if TYPE_CHECKING:
     from .analyzer import Analyzer
@@ -50,7 +50,7 @@ class Metrics(Observer, Collector):
         ProcessCollector(registry=self.registry)
         stage = Histogram("streamer_stage_latency_seconds", "Per-timestep latency of each pipeline stage",
                           ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
-        self._stages = {name: stage.labels(name) for name in ("sync", "batch", "model", "publish", "total")}
+        self._stages = [stage.labels(name) for name in STAGE_NAMES]
         self._batch = Histogram("streamer_batch_size", "Timesteps per model call", buckets=BATCH_BUCKETS,
                                 registry=self.registry)  # fmt: skip
         self.registry.register(self)
@@ -62,12 +62,8 @@ class Metrics(Observer, Collector):
     # -- fed by the analyzer ----------------------------------------------------------------------------------
 
     def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
-        s = self._stages
-        s["sync"].observe(max(0.0, stamps.received - stamps.decoded))
-        s["batch"].observe(max(0.0, stamps.batched - stamps.received))
-        s["model"].observe(max(0.0, stamps.inferred - stamps.batched))
-        s["publish"].observe(max(0.0, stamps.published - stamps.inferred))
-        s["total"].observe(max(0.0, stamps.published - stamps.decoded))
+        for histogram, seconds in zip(self._stages, stamps.latencies(), strict=True):
+            histogram.observe(max(0.0, seconds))
 
     def batch(self, size: int) -> None:
         self._batch.observe(size)

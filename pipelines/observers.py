@@ -81,13 +81,7 @@ class Observers(Observer):
         self._each("stream_removed", stream_id)
 
     def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
-        for o in self.items:  # per timestep: no getattr
-            try:
-                o.scored(stream_id, scores, stamps)
-            except Exception:
-                if id(o) not in self._failed:
-                    self._failed.add(id(o))
-                    log.exception("%s.scored failed (logged once)", type(o).__name__)
+        self._each("scored", stream_id, scores, stamps)
 
     def batch(self, size: int) -> None:
         self._each("batch", size)

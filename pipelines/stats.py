@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 STAGES = ("decoded", "received", "batched", "inferred", "published")
+STAGE_NAMES = ("sync", "batch", "model", "publish", "total")  # the latencies between them, and all of it
 WINDOW = 4096  # latency samples kept per stage
 
 
@@ -26,6 +27,11 @@ class Stamps:
     batched: float = 0.0
     inferred: float = 0.0
     published: float = 0.0
+
+    def latencies(self) -> tuple[float, float, float, float, float]:
+        """Seconds spent in each of STAGE_NAMES."""
+        return (self.received - self.decoded, self.batched - self.received, self.inferred - self.batched,
+                self.published - self.inferred, self.published - self.decoded)  # fmt: skip
 
 
 @dataclass
@@ -45,7 +51,7 @@ class PipelineStats:
     streams: dict[str, StreamCounters] = field(default_factory=dict)
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=WINDOW))
     stage_ms: dict[str, deque[float]] = field(
-        default_factory=lambda: {name: deque(maxlen=WINDOW) for name in ("sync", "batch", "model", "publish", "total")}
+        default_factory=lambda: {name: deque(maxlen=WINDOW) for name in STAGE_NAMES}
     )
 
     def stream(self, stream_id: str) -> StreamCounters:
@@ -55,12 +61,8 @@ class PipelineStats:
         return counters
 
     def record(self, stamps: Stamps) -> None:
-        s = self.stage_ms
-        s["sync"].append(1000 * (stamps.received - stamps.decoded))
-        s["batch"].append(1000 * (stamps.batched - stamps.received))
-        s["model"].append(1000 * (stamps.inferred - stamps.batched))
-        s["publish"].append(1000 * (stamps.published - stamps.inferred))
-        s["total"].append(1000 * (stamps.published - stamps.decoded))
+        for samples, seconds in zip(self.stage_ms.values(), stamps.latencies(), strict=True):
+            samples.append(1000 * seconds)
 
     def report(
         self,

@@ -13,7 +13,7 @@ import aiomqtt
 
 from pipelines.bench.mosquitto import free_port
 from pipelines.config import HomeAssistantConfig, StreamConfig
-from pipelines.homeassistant import OBJECTS, HomeAssistant, discovery_configs, node_id
+from pipelines.homeassistant import COMPONENTS, HomeAssistant, discovery_configs, node_id
 from pipelines.outbox import Outbox
 from pipelines.topics import Topics
 from streamer.spec import parse_source
@@ -62,7 +62,7 @@ def check_config(topic: str, payload: dict[str, Any]) -> None:
     match = CONFIG_RE.match(topic)
     assert match, topic
     component, node, obj = match.groups()
-    assert obj in OBJECTS
+    assert COMPONENTS[obj] == component
     for key in ["name", "unique_id", "availability", *REQUIRED[component]]:
         assert key in payload, (topic, key)
     assert re.fullmatch(r"[a-zA-Z0-9_-]+", payload["unique_id"]) and payload["unique_id"] == f"{node}_{obj}"
