@@ -79,6 +79,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="default tcp")
     group.add_argument("--low-latency", choices=("auto", "on", "off"),
                        help="demux/decode for latency (default auto: on for live sources)")  # fmt: skip
+    group.add_argument("--fast-decode", choices=("auto", "on", "off"),
+                       help="decode video without the deblocking filter (default auto: on for files, whose "
+                            "snapshots are decoded again in full)")  # fmt: skip
     group.add_argument("--av-option", type=_key_value, action="append", metavar="KEY=VALUE",
                        help="FFmpeg demuxer/protocol option, overrides the defaults (repeatable)")  # fmt: skip
     group.add_argument("--luma-size", metavar="WxH", help="analysis image size (default 160x90)")
@@ -108,6 +111,7 @@ def stream_flags(args: argparse.Namespace) -> dict[str, Any]:
         "loop": args.loop,
         "rtsp_transport": args.rtsp_transport,
         "low_latency": args.low_latency,
+        "fast_decode": args.fast_decode,
         "av_options": dict(args.av_option) if args.av_option else None,
         "sync_wait_ms": args.sync_wait_ms,
         "stall_timeout": args.stall_timeout,

@@ -270,7 +270,7 @@ def size(path: str, value: Any) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def low_latency(path: str, value: Any) -> bool | None:
+def on_off_auto(path: str, value: Any) -> bool | None:
     if value == "auto":
         return None
     if isinstance(value, bool):
@@ -318,7 +318,8 @@ STREAM_KEYS: dict[str, Check] = {
     "realtime": boolean,
     "loop": boolean,
     "rtsp_transport": choice("tcp", "udp"),
-    "low_latency": low_latency,
+    "low_latency": on_off_auto,
+    "fast_decode": on_off_auto,
     "av_options": string_table,
     "stall_timeout": number(0, lo_open=True),
     "sync_wait_ms": number(0),

@@ -14,20 +14,28 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 * Recorded media over HTTP (an mp4, an HLS VOD playlist: the demuxer knows a duration) is analyzed like a file:
   not ``live``, so the hand-off waits for the analyzer instead of dropping.
 * A protocol, demuxer or decoder this FFmpeg lacks is :class:`SourceUnsupportedError`: permanent, not retried.
+* Files decode without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of H.264 decoding, invisible
+  in the small analysis image, but it would show in a snapshot) and keep no decoded picture: a snapshot is the
+  frame decoded again from the file, at full quality (:class:`FileFrame`). A file's decoding then never waits
+  for pictures held for snapshots, and can run ahead of the analyzer.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import av
 import av.logging
+import numpy as np
+import numpy.typing as npt
 
 from .audio import AudioConverter
 from .errors import (
@@ -49,9 +57,11 @@ LIVE_DEMUX_OPTIONS = {"fflags": "nobuffer", "probesize": "65536", "analyzedurati
 log = logging.getLogger(__name__)
 
 _CODEC_FLAG_LOW_DELAY = 1 << 19  # AV_CODEC_FLAG_LOW_DELAY: no frame threading, output frames at once
+_SEEK_MARGIN = 1.0  # seconds before a frame to seek to when decoding it again (B-frames shown before their key)
 _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before the source counts as broken
 _AVFMT_NOTIMESTAMPS = 0x0080  # the demuxer has no timestamps (mpjpeg): FFmpeg numbers frames at a guessed rate
 _SEGMENTED_FORMATS = frozenset({"hls", "dash"})  # live media arriving a segment at a time: no drift check
+AUDIO_HOLD = 2.0  # media seconds a file's audio waits at most for its video to be decoded as far
 ARRIVAL_MEASURE = (10, 2.0)  # an arrival-stamped source is announced after this many frames or seconds
 ARRIVAL_AUDIO_TOLERANCE = 0.3  # seconds arrival may jitter before audio stamped on arrival is re-anchored
 DRIFT_LIMIT = 0.3  # a live source whose media time runs this much slower or faster than the wall clock ...
@@ -210,6 +220,51 @@ def stamped_on_arrival(container: Any, spec: SourceSpec) -> bool:
     return spec.is_live and bool(container.format.flags & _AVFMT_NOTIMESTAMPS)
 
 
+@dataclass(frozen=True, slots=True)
+class FileFrame:
+    """A file's frame by its track and timestamp, decoded again (at full quality) when its picture is asked for.
+
+    A snapshot is taken once per event; keeping every timestep's picture instead would hold 1.4 MB each at 720p
+    and hold the file's decoding back to what the analyzer has scored."""
+
+    resident: ClassVar[bool] = False
+    spec: SourceSpec
+    options: SourceOptions
+    track: int  # the container's stream index
+    pts: int  # in the track's time base
+
+    def to_bgr(self) -> npt.NDArray[np.uint8]:
+        container = open_container(self.spec, replace(self.options, low_latency=False))
+        with container:
+            stream = container.streams[self.track]
+            stream.codec_context.thread_type = "AUTO"
+            margin = round(_SEEK_MARGIN / float(stream.time_base))
+            container.seek(max(self.pts - margin, stream.start_time or 0), stream=stream, backward=True)
+            before = None  # the last frame shown before it (its timestamp not found: the nearest one)
+            for frame in container.decode(stream):
+                if frame.pts is None or frame.pts < self.pts:
+                    before = frame if frame.pts is not None else before
+                    continue
+                if frame.pts > self.pts and before is not None and self.pts - before.pts < frame.pts - self.pts:
+                    frame = before
+                image: npt.NDArray[np.uint8] = frame.to_ndarray(format="bgr24")
+                return image
+            if before is None:
+                raise DecodeError(self.spec.stream_id, f"{self.spec.redacted}: the frame to snapshot is gone")
+            last: npt.NDArray[np.uint8] = before.to_ndarray(format="bgr24")
+            return last
+
+
+def frame_threads() -> int:
+    """Decoder threads for a file: more frames in flight than FFmpeg's own choice (one per core, plus one).
+
+    Between two packets the decoding thread does per-frame work of its own (the luma image, audio, the hand-off)
+    and waits for the interpreter lock; with only cores + 1 frames in flight the decoder's threads then wait too.
+    On 2 cores, a 240 s 720p30 file in ``streamer run``: 3 threads 24.1-24.4 s, 8 threads 19.8-21.3 s, 12 no
+    better (benchmarks/README.md, "Analyzer throughput on files")."""
+    return min(16, max(8, (os.cpu_count() or 1) + 1))
+
+
 def run_av(ctx: WorkerContext) -> None:
     """Worker for files and network streams."""
     spec, options = ctx.spec, ctx.options
@@ -319,11 +374,17 @@ class _Decoder:
         self.info = describe(container, spec, self.video, self.audio)
         live = self.info.live
         low_latency = live if options.low_latency is None else options.low_latency
+        # a file's snapshot is its frame decoded again (FileFrame), unless it has no timestamp to find it by
+        self.from_file = spec.kind is SourceKind.FILE and options.keep_full_frames
         if self.video is not None:
             if low_latency:
                 self.video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
             else:
                 self.video.codec_context.thread_type = "AUTO"
+                self.video.codec_context.thread_count = frame_threads()
+            fast = spec.kind is SourceKind.FILE if options.fast_decode is None else options.fast_decode
+            if fast:
+                self.video.codec_context.options = {"skip_loop_filter": "all"}
         self.arrival = stamped_on_arrival(container, spec)
         check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS
         self.drift = _DriftCheck() if check and self.video is not None else None
@@ -337,6 +398,10 @@ class _Decoder:
         self.last_raw: float | None = None
         self.arrival_origin: float | None = None  # monotonic time of the first frame, when stamped on arrival
         self.video_tick = float(self.video.time_base) if self.video is not None else 0.0
+        # a file's audio waits for its video to be decoded as far (frame threads hold frames back)
+        hold = not live and self.pacer is None and self.video is not None and self.audio is not None
+        self.held_audio: collections.deque[AudioChunk] | None = collections.deque() if hold else None
+        self.video_end = -math.inf  # where the decoded video has reached, media time
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
 
     def run(self) -> None:
@@ -370,6 +435,7 @@ class _Decoder:
                 elif frame.pts is not None:
                     self._audio(frame, now)
         self._send_audio(self.converter.flush(time.time()))
+        self._release_audio(everything=True)
         self.announcer.announce()
         _check_complete(ctx, self.announcer.info)
 
@@ -399,10 +465,17 @@ class _Decoder:
         luma = luma_from_av(frame, options.luma_size)
         if self.pacer is not None:
             self.pacer.wait(t)
-        full = AvFullFrame(frame) if options.keep_full_frames else None
+        full: FileFrame | AvFullFrame | None = None
+        if self.from_file and frame.pts is not None and not self.arrival:
+            full = FileFrame(ctx.spec, options, self.video.index, frame.pts)
+        elif options.keep_full_frames:
+            full = AvFullFrame(frame)
         item = VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now)
         self.announcer.send(item, (frame.width, frame.height))
         timeline.reached(t + duration)
+        self.video_end = t + duration
+        if self.held_audio:
+            self._release_audio()
 
     def _audio(self, frame: Any, now: float) -> None:
         timeline = self.ctx.timeline
@@ -438,8 +511,24 @@ class _Decoder:
             chunk = AudioChunk(t=chunk.t + skip / sr, samples=chunk.samples[skip:], wall_time=chunk.wall_time)
         if pacer is not None:
             pacer.wait(chunk.t)
+        if self.held_audio is None:
+            self._hand_audio(chunk)
+            return
+        self.held_audio.append(chunk)
+        self._release_audio()
+
+    def _release_audio(self, *, everything: bool = False) -> None:
+        """A file's audio goes on once the video has reached it (or after AUDIO_HOLD seconds: a video track that
+        ended or has a hole). The video decoder's frame threads and B-frames hold its frames back by up to a
+        second against the audio decoded from the same stretch of the file, which the sync would otherwise take
+        for a video track gone missing (its max_wait, 0.5 s)."""
+        held = self.held_audio
+        while held and (everything or held[0].t < self.video_end or held[-1].t - held[0].t > AUDIO_HOLD):
+            self._hand_audio(held.popleft())
+
+    def _hand_audio(self, chunk: AudioChunk) -> None:
         self.announcer.send(chunk)
-        ctx.timeline.reached(chunk.end(sr))
+        self.ctx.timeline.reached(chunk.end(self.ctx.options.sample_rate))
 
 
 def _check_complete(ctx: WorkerContext, info: StreamInfo) -> None:

@@ -17,7 +17,8 @@ publishes.
   timestep's middle frame (the one a snapshot would show) stays in the child as :class:`KeptFrame` until the
   analyzer says that timestep is scored (``scored``), or *pins* it as an open event's peak (``pin``): then it
   is kept until the next pin and encoded as JPEG on request (``snapshot``). Memory per stream is flat: the frames
-  of timesteps in flight plus one.
+  of timesteps in flight plus one. A file's frames hold no picture (:class:`~streamer.av_input.FileFrame`: it
+  is decoded again from the file when asked for), so a file runs up to :data:`FILE_INBOX` timesteps ahead.
 * Flow: a file's timesteps wait when the analyzer's lane is full (the connection stops being read, the child's
   ``drain`` waits, its decode thread waits: nothing is lost); a live stream's lane drops its oldest instead, so its
   connection is always read. Children run at a lower priority (``nice``): when the cores are short, capture falls
@@ -50,7 +51,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from . import errors
 from .errors import SourceError
@@ -64,6 +65,12 @@ log = logging.getLogger(__name__)
 
 _HEADER = 4  # bytes of big-endian length before each pickled message
 INBOX = 4  # messages a RemoteStream holds before it stops reading its connection (backpressure)
+# A file's timesteps run ahead further (about 50 KB each at the default sizes): its ingest process goes on
+# decoding while the analyzer starts (importing torch: 2-3 s) or scores a batch. A file keeps no decoded
+# picture per timestep (its snapshots are decoded again), but one that cannot (no timestamps: a raw H.264
+# stream) waits once RESIDENT_LIMIT of its timesteps' pictures are held for the analyzer.
+FILE_INBOX = 256
+RESIDENT_LIMIT = 48
 SNAPSHOT_TIMEOUT = 10.0
 RESTART_BACKOFF = (1.0, 30.0)  # a live stream's dead ingest process: first and longest wait before a new one
 
@@ -89,6 +96,7 @@ class IngestJob:
 class KeptFrame:
     """Stands in a timestep's frame for its full-resolution picture, kept in the ingest process: timestep ``k``'s."""
 
+    resident: ClassVar[bool] = False
     k: int
 
     def to_bgr(self) -> Any:
@@ -144,7 +152,7 @@ def _rebuild_error(name: str, stream_id: str, cause: str) -> SourceError:
 class RemoteStream:
     """One stream captured in an ingest process: ``async for ts in remote`` yields its timesteps in order."""
 
-    def __init__(self, stream_id: str, *, restartable: bool = False) -> None:
+    def __init__(self, stream_id: str, *, restartable: bool = False, inbox: int = INBOX) -> None:
         self.stream_id = stream_id
         self.restartable = restartable  # a dead child is replaced (live streams) instead of ending the stream
         self._on_state: Callable[[StateChange], None] | None = None
@@ -153,7 +161,7 @@ class RemoteStream:
         self.on_gap: Callable[[Discontinuity], None] | None = None
         self.dropped_video = 0  # video frames its capture dropped, over every child it had
         self._dropped_before = 0  # by the children before this one (each counts from 0)
-        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(INBOX)
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(inbox)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._replies: dict[int, asyncio.Future[bytes | None]] = {}
@@ -335,7 +343,7 @@ class IngestHub:
         self._streams = list(streams)
         self._nice = nice
         self._cores = cores
-        self.remotes = {s.spec.stream_id: RemoteStream(s.spec.stream_id, restartable=s.spec.is_live) for s in streams}
+        self.remotes = {s.spec.stream_id: _remote(s) for s in streams}
         self._dir: str | None = None
         self._server: asyncio.Server | None = None
         self._procs: list[asyncio.subprocess.Process] = []
@@ -379,7 +387,7 @@ class IngestHub:
         stream_id = stream.spec.stream_id
         if stream_id in self.remotes:
             raise ValueError(f"stream '{stream_id}' is already captured")
-        remote = self.remotes[stream_id] = RemoteStream(stream_id, restartable=stream.spec.is_live)
+        remote = self.remotes[stream_id] = _remote(stream)
         self._streams.append(stream)
         if self._server is not None:
             self._spawned.add(stream_id)
@@ -449,6 +457,11 @@ class IngestHub:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
+def _remote(stream: IngestStream) -> RemoteStream:
+    spec = stream.spec
+    return RemoteStream(spec.stream_id, restartable=spec.is_live, inbox=INBOX if spec.is_live else FILE_INBOX)
+
+
 async def _reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
     """Wait for a child told to stop (its connections closed); kill it after ``grace`` seconds (a capture thread
     stuck in a network read)."""
@@ -497,6 +510,26 @@ def unpack(p: PackedTimestep, k_offset: int = 0, reset: bool = False) -> Timeste
                     p[11] or reset)  # fmt: skip
 
 
+class Kept:
+    """A child's full frames by timestep, until the analyzer has scored them."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, FullFrame] = {}
+        self._released = asyncio.Event()
+
+    def release(self, k: int) -> None:
+        """Timesteps up to ``k`` are scored."""
+        for key in [key for key in self.frames if key <= k]:
+            del self.frames[key]
+        self._released.set()
+
+    async def room(self) -> None:
+        """Wait while RESIDENT_LIMIT decoded pictures are held (a file's frames are decoded again instead)."""
+        while sum(f.resident for f in self.frames.values()) >= RESIDENT_LIMIT:
+            self._released.clear()
+            await self._released.wait()
+
+
 async def _serve(address: str, item: IngestStream) -> None:
     from .snapshot import encode_full
     from .stream import Stream
@@ -504,7 +537,7 @@ async def _serve(address: str, item: IngestStream) -> None:
     reader, writer = await asyncio.open_unix_connection(address)
     stream_id = item.spec.stream_id
     _write(writer, ("hello", stream_id))
-    kept: dict[int, FullFrame] = {}
+    kept = Kept()
     pinned: tuple[int, FullFrame] | None = None
 
     def send(message: tuple[Any, ...]) -> None:
@@ -519,8 +552,10 @@ async def _serve(address: str, item: IngestStream) -> None:
             )  # fmt: skip
             async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:
-                    send(("ts", pack(ts, kept), stream.dropped_video))
+                    send(("ts", pack(ts, kept.frames), stream.dropped_video))
                     await writer.drain()
+                    if not item.spec.is_live:
+                        await kept.room()
         except SourceError as exc:
             send(_error_message(exc))
         except ConnectionError:
@@ -539,15 +574,14 @@ async def _serve(address: str, item: IngestStream) -> None:
                 break  # the analyzer closed the connection, or is gone
             kind = message[0]
             if kind == "scored":
-                for k in [k for k in kept if k <= message[1]]:
-                    del kept[k]
+                kept.release(message[1])
             elif kind == "pin":
-                frame = kept.get(message[1])
+                frame = kept.frames.get(message[1])
                 if frame is not None:
                     pinned = (message[1], frame)
             elif kind == "snapshot":
                 _, request, k = message
-                full = pinned[1] if pinned is not None and pinned[0] == k else kept.get(k)
+                full = pinned[1] if pinned is not None and pinned[0] == k else kept.frames.get(k)
                 jpeg = None
                 if full is not None:
                     try:

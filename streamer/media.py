@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,9 @@ Samples = npt.NDArray[np.float32]  # (n,), mono, -1..1
 class FullFrame(Protocol):
     """The full-resolution picture behind a frame, converted only when asked (e.g. for a snapshot)."""
 
+    # whether it holds the decoded picture in memory (about 1.4 MB at 720p), or can make it again when asked
+    resident: ClassVar[bool]
+
     def to_bgr(self) -> npt.NDArray[np.uint8]:
         """(height, width, 3) BGR, as OpenCV expects."""
         ...
@@ -30,6 +33,7 @@ class FullFrame(Protocol):
 class AvFullFrame:
     """Keeps the decoded ``av.VideoFrame``; converting it costs a swscale pass, paid only on demand."""
 
+    resident: ClassVar[bool] = True
     frame: Any  # av.VideoFrame
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:
@@ -41,6 +45,7 @@ class AvFullFrame:
 class ArrayFullFrame:
     """A full-resolution BGR image already in memory (camera capture)."""
 
+    resident: ClassVar[bool] = True
     image: npt.NDArray[np.uint8]
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -160,6 +161,7 @@ def render_audio(p: SyntheticParams, start: int, count: int, rate: int) -> Sampl
 
 @dataclass(frozen=True, slots=True)
 class SyntheticFullFrame:
+    resident: ClassVar[bool] = False  # drawn again when asked for
     params: SyntheticParams
     index: int
 

@@ -25,6 +25,7 @@ beta = 0.2
 hop_ms = 50
 rtsp_transport = "udp"
 av_options = { probesize = 32 }
+fast_decode = true
 
 [[streams]]
 source = "synthetic:?events=a@1"
@@ -58,6 +59,7 @@ def test_a_file_with_streams_sections_and_defaults(tmp_path: Path) -> None:
     assert front.sync.hop == 0.05 and front.source.segment_align == 0.05
     assert front.source.rtsp_transport == "udp" and dict(front.source.av_options) == {"probesize": "32"}
     assert front.source.luma_size == (96, 54)
+    assert front.source.fast_decode is True and back.source.fast_decode is None  # None: on for files only
     assert synthetic.events.threshold == 0.3 and (synthetic.alpha, synthetic.beta) == (0.5, 0.5)
     assert back.events.threshold == 0.6 and back.sync.hop == 0.1
     assert config.mqtt.tls and config.mqtt.host == "broker.example" and config.mqtt.port == 8884
@@ -96,6 +98,7 @@ def test_credentials_from_the_environment() -> None:
         ("[[streams]]\nsource = 'a.mp4'\nbeta = -1", "streams[0].beta: expected a number >= 0, got -1"),
         ("[defaults]\nthreshold = 'high'", "defaults.threshold: expected a number > 0 and <= 1, got 'high'"),
         ("[[streams]]\nsource = 'a.mp4'\nrealtime = 'yes'", "streams[0].realtime: expected true or false"),
+        ("[defaults]\nfast_decode = 'fast'", 'defaults.fast_decode: expected true, false or "auto"'),
         ("[device]\ntype = 'tpu'", "device.type: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
         ("[[streams]]\nname = 'x'", "streams[0]: missing key 'source'"),
         ("[[streams]]\nsource = 'a.mp4'\n[[streams]]\nsource = 'b/a.mkv'", "stream 'a' is given twice"),

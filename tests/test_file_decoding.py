@@ -1,0 +1,156 @@
+"""Files decode fast and keep no pictures (issue 14): no deblocking in the analysis, snapshots decoded again in
+full from the file, and a file's ingest process runs ahead of the analyzer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from streamer.av_input import FileFrame
+from streamer.ingest import FILE_INBOX, INBOX, RESIDENT_LIMIT, IngestHub, IngestStream, Kept
+from streamer.luma import luma_from_av
+from streamer.media import AvFullFrame, VideoFrame
+from streamer.options import SourceOptions
+from streamer.source import Source
+from streamer.spec import parse_source
+from streamer.sync import SyncOptions
+
+
+def _textured_clip(path: Path, frames: int = 90, keyint: int = 60) -> Path:
+    """Moving noise at a low bitrate, B-frames on: deblocking changes nearly every decoded picture."""
+    rng = np.random.default_rng(7)
+    texture = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"crf": "38", "g": str(keyint), "bf": "2", "preset": "veryfast"}
+        for i in range(frames):
+            picture = texture[i % 200 : i % 200 + 240, 2 * i % 300 : 2 * i % 300 + 320]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+def _decode(path: Path, *, deblock: bool) -> dict[int, Any]:
+    """Reference pictures, BGR, by pts."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if not deblock:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        return {f.pts: f for f in container.decode(stream)}
+
+
+def test_a_files_frame_decoded_again_is_the_full_quality_picture(tmp_path: Path) -> None:
+    """First frame, B-frames, the last before a key frame and the key frame itself: each equal to the normal
+    decoder's picture, bit for bit."""
+    clip = _textured_clip(tmp_path / "t.mp4")
+    reference = _decode(clip, deblock=True)
+    spec, options = parse_source(str(clip)), SourceOptions()
+    with av.open(str(clip)) as container:
+        track = container.streams.video[0].index
+    ordered = sorted(reference)
+    for pts in (ordered[0], ordered[1], ordered[2], ordered[59], ordered[60], ordered[-1]):
+        got = FileFrame(spec, options, track, pts).to_bgr()
+        assert np.array_equal(got, reference[pts].to_ndarray(format="bgr24")), pts
+
+
+async def _frames(clip: Path, options: SourceOptions) -> list[VideoFrame]:
+    return [item async for item in Source(parse_source(f"t={clip}"), options) if isinstance(item, VideoFrame)]
+
+
+async def test_files_are_analyzed_without_deblocking_and_snapshot_with_it(tmp_path: Path) -> None:
+    """By default a file's analysis image comes from the decoder without its deblocking filter, and its frames
+    keep no picture: the snapshot is the deblocked picture decoded again. ``fast_decode = false`` analyzes the
+    deblocked pictures."""
+    clip = _textured_clip(tmp_path / "t.mp4")
+    size = SourceOptions().luma_size
+    fast = {pts: luma_from_av(f, size) for pts, f in _decode(clip, deblock=False).items()}
+    full = {pts: luma_from_av(f, size) for pts, f in _decode(clip, deblock=True).items()}
+    ordered = sorted(full)
+    assert sum(not np.array_equal(fast[p], full[p]) for p in ordered) > len(ordered) // 2  # the filter matters
+
+    frames = await _frames(clip, SourceOptions())
+    assert len(frames) == len(ordered)
+    assert all(np.array_equal(f.luma, fast[p]) for f, p in zip(frames, ordered, strict=True))
+    assert all(isinstance(f.full, FileFrame) and not f.full.resident for f in frames)
+    middle = frames[45].full
+    assert middle is not None
+    assert np.array_equal(middle.to_bgr(), _decode(clip, deblock=True)[ordered[45]].to_ndarray(format="bgr24"))
+
+    frames = await _frames(clip, SourceOptions(fast_decode=False))
+    assert all(np.array_equal(f.luma, full[p]) for f, p in zip(frames, ordered, strict=True))
+
+
+async def _queued_after(hub: IngestHub, stream_id: str, seconds: float) -> int:
+    """Timesteps a stream's ingest process sent ahead while nothing consumed them."""
+    await asyncio.sleep(seconds)
+    remote = hub.remotes[stream_id]
+    return sum(1 for message in list(remote._inbox._queue) if message[0] == "ts")  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(120)
+async def test_a_file_runs_ahead_of_the_analyzer(tmp_path: Path) -> None:
+    """With nothing consuming it, a file's ingest process sends far more than a live stream's inbox holds (it
+    decodes on while the analyzer starts), up to FILE_INBOX timesteps."""
+    from .media import make_clip
+
+    clip = make_clip(tmp_path / "long.mp4", duration=32.0, flashes=[1.0])
+    hub = IngestHub([IngestStream(parse_source(f"file={clip}"), SourceOptions(), SyncOptions())])
+    try:
+        await hub.start()
+        queued = 0
+        async with asyncio.timeout(60):
+            while queued < FILE_INBOX - 1:  # and its "info"
+                queued = await _queued_after(hub, "file", 0.2)
+        assert queued > 4 * RESIDENT_LIMIT > INBOX
+        steps = []
+        async for ts in hub.remotes["file"]:
+            steps.append(ts.k)
+        assert steps == list(range(len(steps))) and len(steps) >= 315  # all of it, in order
+    finally:
+        await hub.close()
+
+
+async def test_held_pictures_stop_a_file_until_scored() -> None:
+    """A file's frames that hold their decoded picture (no timestamp to decode it again by) stop its ingest at
+    RESIDENT_LIMIT of them until the analyzer has scored some; frames decoded again on demand do not count."""
+    kept = Kept()
+    spec = parse_source("f=/tmp/x.mp4")
+    for k in range(3 * RESIDENT_LIMIT):
+        kept.frames[k] = FileFrame(spec, SourceOptions(), 0, k)
+    await asyncio.wait_for(kept.room(), 1.0)
+    kept.frames.clear()
+    for k in range(RESIDENT_LIMIT):
+        kept.frames[k] = AvFullFrame(None)
+    waiting = asyncio.ensure_future(kept.room())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    kept.release(-1)  # nothing scored yet
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    kept.release(0)
+    await asyncio.wait_for(waiting, 1.0)
+    assert sorted(kept.frames) == list(range(1, RESIDENT_LIMIT))
+
+
+async def test_a_files_video_held_back_by_its_decoder_is_not_taken_for_missing(tmp_path: Path) -> None:
+    """The decoder's frame threads and B-frames hold a file's video back by up to a second against the audio of
+    the same stretch (half a second with FFmpeg's own thread count at 10 fps); every timestep must still have its
+    video (the sync skips a modality that lags by more
+    than max_wait, 0.5 s: a stalled track, which a file's never is)."""
+    from streamer.stream import Stream
+
+    from .media import make_clip
+
+    # 10 fps (a security camera's recording): each frame held back is 100 ms
+    clip = make_clip(tmp_path / "av.mp4", duration=6.0, fps=10, flashes=[2.0], beeps=[2.0])
+    steps = [ts async for ts in Stream(parse_source(f"c={clip}"))]
+    assert len(steps) >= 60
+    assert [ts.k for ts in steps if ts.video_missing or ts.audio_missing] == []
