@@ -14,10 +14,10 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 * Recorded media over HTTP (an mp4, an HLS VOD playlist: the demuxer knows a duration) is analyzed like a file:
   not ``live``, so the hand-off waits for the analyzer instead of dropping.
 * A protocol, demuxer or decoder this FFmpeg lacks is :class:`SourceUnsupportedError`: permanent, not retried.
-* Files decode without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of H.264 decoding, invisible
-  in the small analysis image, but it would show in a snapshot) and keep no decoded picture: a snapshot is the
-  frame decoded again from the file, at full quality (:class:`FileFrame`). A file's decoding then never waits
-  for pictures held for snapshots, and can run ahead of the analyzer.
+* MP4/MOV and Matroska/WebM files decode without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of
+  H.264 decoding, invisible in the small analysis image, but it would show in a snapshot) and keep no decoded
+  picture: a snapshot is the frame decoded again from the file, at full quality (:class:`FileFrame`). Their
+  decoding then never waits for pictures held for snapshots, and can run ahead of the analyzer.
 """
 
 from __future__ import annotations
@@ -220,12 +220,23 @@ def stamped_on_arrival(container: Any, spec: SourceSpec) -> bool:
     return spec.is_live and bool(container.format.flags & _AVFMT_NOTIMESTAMPS)
 
 
+# Containers whose index seeks a track to the key frame at or before a timestamp exactly (MP4/MOV, Matroska/WebM).
+# Others do not: an MPEG-TS seek lands a GOP late or off a key frame, AVI's B-frames come back with other
+# timestamps. Their frames keep the decoded picture instead, and are decoded with the deblocking filter.
+_EXACT_SEEK_FORMATS = frozenset({"mov", "mp4", "matroska", "webm"})
+
+
+def seeks_exactly(container: Any) -> bool:
+    return bool(_EXACT_SEEK_FORMATS & set(container.format.name.split(",")))
+
+
 @dataclass(frozen=True, slots=True)
 class FileFrame:
     """A file's frame by its track and timestamp, decoded again (at full quality) when its picture is asked for.
 
     A snapshot is taken once per event; keeping every timestep's picture instead would hold 1.4 MB each at 720p
-    and hold the file's decoding back to what the analyzer has scored."""
+    and hold the file's decoding back to what the analyzer has scored. Only for containers that
+    :func:`seeks_exactly`; should a seek still land after the frame, it is decoded from the start."""
 
     resident: ClassVar[bool] = False
     spec: SourceSpec
@@ -234,25 +245,35 @@ class FileFrame:
     pts: int  # in the track's time base
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:
-        container = open_container(self.spec, replace(self.options, low_latency=False))
-        with container:
-            stream = container.streams[self.track]
-            stream.codec_context.thread_type = "AUTO"
-            margin = round(_SEEK_MARGIN / float(stream.time_base))
-            container.seek(max(self.pts - margin, stream.start_time or 0), stream=stream, backward=True)
-            before = None  # the last frame shown before it (its timestamp not found: the nearest one)
-            for frame in container.decode(stream):
-                if frame.pts is None or frame.pts < self.pts:
-                    before = frame if frame.pts is not None else before
-                    continue
-                if frame.pts > self.pts and before is not None and self.pts - before.pts < frame.pts - self.pts:
-                    frame = before
-                image: npt.NDArray[np.uint8] = frame.to_ndarray(format="bgr24")
-                return image
-            if before is None:
-                raise DecodeError(self.spec.stream_id, f"{self.spec.redacted}: the frame to snapshot is gone")
-            last: npt.NDArray[np.uint8] = before.to_ndarray(format="bgr24")
-            return last
+        for seek in (True, False):  # from a second before it; should that land after it, from the start
+            with open_container(self.spec, replace(self.options, low_latency=False)) as container:
+                stream = container.streams[self.track]
+                stream.codec_context.thread_type = "AUTO"
+                if seek:
+                    margin = round(_SEEK_MARGIN / float(stream.time_base))
+                    container.seek(max(self.pts - margin, stream.start_time or 0), stream=stream, backward=True)
+                frame = self._find(container, stream)
+                if frame is not None:
+                    image: npt.NDArray[np.uint8] = frame.to_ndarray(format="bgr24")
+                    return image
+        raise DecodeError(self.spec.stream_id, f"{self.spec.redacted}: the frame to snapshot is gone")
+
+    def _find(self, container: Any, stream: Any) -> Any:
+        """The frame with this timestamp (else the nearest), decoding from where the container was sought; None
+        when the first frame decoded is already past it."""
+        before = None  # the last frame shown before it
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            if frame.pts < self.pts:
+                before = frame
+                continue
+            if before is None and frame.pts > self.pts:
+                return None
+            if frame.pts > self.pts and before is not None and self.pts - before.pts < frame.pts - self.pts:
+                return before
+            return frame
+        return before
 
 
 def frame_threads() -> int:
@@ -375,14 +396,15 @@ class _Decoder:
         live = self.info.live
         low_latency = live if options.low_latency is None else options.low_latency
         # a file's snapshot is its frame decoded again (FileFrame), unless it has no timestamp to find it by
-        self.from_file = spec.kind is SourceKind.FILE and options.keep_full_frames
+        redecodable = spec.kind is SourceKind.FILE and seeks_exactly(container)
+        self.from_file = redecodable and options.keep_full_frames
         if self.video is not None:
             if low_latency:
                 self.video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
             else:
                 self.video.codec_context.thread_type = "AUTO"
                 self.video.codec_context.thread_count = frame_threads()
-            fast = spec.kind is SourceKind.FILE if options.fast_decode is None else options.fast_decode
+            fast = redecodable if options.fast_decode is None else options.fast_decode
             if fast:
                 self.video.codec_context.options = {"skip_loop_filter": "all"}
         self.arrival = stamped_on_arrival(container, spec)

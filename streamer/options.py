@@ -21,7 +21,7 @@ class SourceOptions:
     sample_rate: int = 16000  # analysis audio: mono float32 at this rate
     keep_full_frames: bool = True  # keep each decoded picture reachable for snapshots (converted on demand)
     # skip the video decoder's deblocking filter (15-20% of H.264 decoding; invisible in the small analysis
-    # image); None: for files only, whose snapshots are decoded again from the file at full quality
+    # image); None: for MP4/MOV and Matroska/WebM files, whose snapshots are decoded again from the file in full
     fast_decode: bool | None = None
     queue_size: int = 64  # items between the decode thread and asyncio
     # which track of each kind to analyze, counted from 0 among that kind's tracks; None: the first one FFmpeg can
