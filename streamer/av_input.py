@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -61,7 +62,9 @@ _SEEK_MARGIN = 1.0  # seconds before a frame to seek to when decoding it again (
 _MAX_BAD_PACKETS = 100  # consecutive undecodable packets before the source counts as broken
 _AVFMT_NOTIMESTAMPS = 0x0080  # the demuxer has no timestamps (mpjpeg): FFmpeg numbers frames at a guessed rate
 _SEGMENTED_FORMATS = frozenset({"hls", "dash"})  # live media arriving a segment at a time: no drift check
-AUDIO_HOLD = 2.0  # media seconds a file's audio waits at most for its video to be decoded as far
+# A file's audio waits for its video to be decoded as far, unless the demuxer has read this many seconds of it
+# with no video packet (a hole in the video track, or its end)
+AUDIO_HOLD = 2.0
 ARRIVAL_MEASURE = (10, 2.0)  # an arrival-stamped source is announced after this many frames or seconds
 ARRIVAL_AUDIO_TOLERANCE = 0.3  # seconds arrival may jitter before audio stamped on arrival is re-anchored
 DRIFT_LIMIT = 0.3  # a live source whose media time runs this much slower or faster than the wall clock ...
@@ -230,6 +233,15 @@ def seeks_exactly(container: Any) -> bool:
     return bool(_EXACT_SEEK_FORMATS & set(container.format.name.split(",")))
 
 
+def file_identity(spec: SourceSpec) -> tuple[int, int] | None:
+    """(device, inode) of a file source that is a regular file (not a FIFO or a device), else None."""
+    try:
+        status = os.stat(spec.params.get("path", spec.uri))
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
+
+
 @dataclass(frozen=True, slots=True)
 class FileFrame:
     """A file's frame by its track and timestamp, decoded again (at full quality) when its picture is asked for.
@@ -243,8 +255,11 @@ class FileFrame:
     options: SourceOptions
     track: int  # the container's stream index
     pts: int  # in the track's time base
+    identity: tuple[int, int]  # the file's (device, inode) when it was analyzed: a file replaced since is not it
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:
+        if file_identity(self.spec) != self.identity:
+            raise DecodeError(self.spec.stream_id, f"{self.spec.redacted}: replaced or gone since it was analyzed")
         for seek in (True, False):  # from a second before it; should that land after it, from the start
             with open_container(self.spec, replace(self.options, low_latency=False)) as container:
                 stream = container.streams[self.track]
@@ -277,7 +292,8 @@ class FileFrame:
 
 
 def frame_threads() -> int:
-    """Decoder threads for a file: more frames in flight than FFmpeg's own choice (one per core, plus one).
+    """Decoder threads when latency does not matter (files, recorded media, ``low_latency`` off): more frames in
+    flight than FFmpeg's own choice (one per core, plus one).
 
     Between two packets the decoding thread does per-frame work of its own (the luma image, audio, the hand-off)
     and waits for the interpreter lock; with only cores + 1 frames in flight the decoder's threads then wait too.
@@ -395,8 +411,10 @@ class _Decoder:
         self.info = describe(container, spec, self.video, self.audio)
         live = self.info.live
         low_latency = live if options.low_latency is None else options.low_latency
-        # a file's snapshot is its frame decoded again (FileFrame), unless it has no timestamp to find it by
-        redecodable = spec.kind is SourceKind.FILE and seeks_exactly(container)
+        # a snapshot of a regular MP4/MOV or Matroska file is its frame decoded again (FileFrame); other files'
+        # frames, and frames without a timestamp, keep their picture
+        self.identity = file_identity(spec) if spec.kind is SourceKind.FILE else None
+        redecodable = self.identity is not None and seeks_exactly(container)
         self.from_file = redecodable and options.keep_full_frames
         if self.video is not None:
             if low_latency:
@@ -421,9 +439,10 @@ class _Decoder:
         self.arrival_origin: float | None = None  # monotonic time of the first frame, when stamped on arrival
         self.video_tick = float(self.video.time_base) if self.video is not None else 0.0
         # a file's audio waits for its video to be decoded as far (frame threads hold frames back)
-        hold = not live and self.pacer is None and self.video is not None and self.audio is not None
-        self.held_audio: collections.deque[AudioChunk] | None = collections.deque() if hold else None
+        hold = not live and self.video is not None and self.audio is not None
+        self.held_audio: collections.deque[tuple[AudioChunk, float]] | None = collections.deque() if hold else None
         self.video_end = -math.inf  # where the decoded video has reached, media time
+        self.video_demuxed = -math.inf  # the latest raw time of a video packet read from the file
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
 
     def run(self) -> None:
@@ -439,6 +458,10 @@ class _Decoder:
                 return
             if packet.stream is not self.video and packet.stream is not self.audio:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
+            if packet.stream is self.video and self.held_audio is not None:
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is not None:
+                    self.video_demuxed = max(self.video_demuxed, stamp * self.video_tick)
             try:
                 frames = packet.decode()
             except av.error.EOFError:
@@ -457,7 +480,8 @@ class _Decoder:
                 elif frame.pts is not None:
                     self._audio(frame, now)
         self._send_audio(self.converter.flush(time.time()))
-        self._release_audio(everything=True)
+        if self.held_audio is not None:
+            self._release_audio(everything=True)
         self.announcer.announce()
         _check_complete(ctx, self.announcer.info)
 
@@ -488,8 +512,10 @@ class _Decoder:
         if self.pacer is not None:
             self.pacer.wait(t)
         full: FileFrame | AvFullFrame | None = None
-        if self.from_file and frame.pts is not None and not self.arrival:
-            full = FileFrame(ctx.spec, options, self.video.index, frame.pts)
+        # (after a timestamp jump the same pts may come twice in the file: keep the picture)
+        if self.from_file and frame.pts is not None and not self.arrival and not timeline.jumps:
+            assert self.identity is not None
+            full = FileFrame(ctx.spec, options, self.video.index, frame.pts, self.identity)
         elif options.keep_full_frames:
             full = AvFullFrame(frame)
         item = VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now)
@@ -507,7 +533,7 @@ class _Decoder:
             t = timeline.to_stream_time("audio", time.monotonic())
         else:
             t = timeline.to_stream_time("audio", frame.pts * self.audio_tick)
-        self._send_audio(self.converter.convert(frame, t, now))
+        self._send_audio(self.converter.convert(frame, t, now), frame.pts * self.audio_tick)
 
     def _switch_to_arrival(self, ratio: float) -> None:
         ctx = self.ctx
@@ -520,7 +546,8 @@ class _Decoder:
         self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
         ctx.timeline.start_segment(ctx.timeline.end)
 
-    def _send_audio(self, chunk: AudioChunk | None) -> None:
+    def _send_audio(self, chunk: AudioChunk | None, raw: float = math.inf) -> None:
+        """``raw``: the chunk's time in the file (to compare with its video packets'), when it has one."""
         ctx, pacer = self.ctx, self.pacer
         if chunk is None:
             return
@@ -536,17 +563,23 @@ class _Decoder:
         if self.held_audio is None:
             self._hand_audio(chunk)
             return
-        self.held_audio.append(chunk)
+        self.held_audio.append((chunk, raw))
         self._release_audio()
 
     def _release_audio(self, *, everything: bool = False) -> None:
-        """A file's audio goes on once the video has reached it (or after AUDIO_HOLD seconds: a video track that
-        ended or has a hole). The video decoder's frame threads and B-frames hold its frames back by up to a
-        second against the audio decoded from the same stretch of the file, which the sync would otherwise take
-        for a video track gone missing (its max_wait, 0.5 s)."""
+        """A file's audio goes on once the video has been decoded as far, or when no video packet was read
+        within AUDIO_HOLD seconds before it (a hole in the video track, or its end). The decoder's frame threads
+        and B-frames hold its frames back by a number of frames against the audio decoded from the same stretch
+        of the file (seconds at a low frame rate), which the sync would otherwise take for a video track gone
+        missing (its max_wait, 0.5 s)."""
         held = self.held_audio
-        while held and (everything or held[0].t < self.video_end or held[-1].t - held[0].t > AUDIO_HOLD):
-            self._hand_audio(held.popleft())
+        assert held is not None
+        while held:
+            chunk, raw = held[0]
+            if not (everything or chunk.t < self.video_end or raw - self.video_demuxed > AUDIO_HOLD):
+                return
+            held.popleft()
+            self._hand_audio(chunk)
 
     def _hand_audio(self, chunk: AudioChunk) -> None:
         self.announcer.send(chunk)

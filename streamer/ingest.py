@@ -17,8 +17,9 @@ publishes.
   timestep's middle frame (the one a snapshot would show) stays in the child as :class:`KeptFrame` until the
   analyzer says that timestep is scored (``scored``), or *pins* it as an open event's peak (``pin``): then it
   is kept until the next pin and encoded as JPEG on request (``snapshot``). Memory per stream is flat: the frames
-  of timesteps in flight plus one. A file's frames hold no picture (:class:`~streamer.av_input.FileFrame`: it
-  is decoded again from the file when asked for), so a file runs up to :data:`FILE_INBOX` timesteps ahead.
+  of timesteps in flight plus one. An MP4/MOV or Matroska file's frames hold no picture
+  (:class:`~streamer.av_input.FileFrame`: it is decoded again from the file when asked for), so such a file runs
+  up to :data:`FILE_INBOX` timesteps ahead; other files up to :data:`RESIDENT_LIMIT`.
 * Flow: a file's timesteps wait when the analyzer's lane is full (the connection stops being read, the child's
   ``drain`` waits, its decode thread waits: nothing is lost); a live stream's lane drops its oldest instead, so its
   connection is always read. Children run at a lower priority (``nice``): when the cores are short, capture falls
@@ -66,9 +67,9 @@ log = logging.getLogger(__name__)
 _HEADER = 4  # bytes of big-endian length before each pickled message
 INBOX = 4  # messages a RemoteStream holds before it stops reading its connection (backpressure)
 # A file's timesteps run ahead further (about 50 KB each at the default sizes): its ingest process goes on
-# decoding while the analyzer starts (importing torch: 2-3 s) or scores a batch. A file keeps no decoded
-# picture per timestep (its snapshots are decoded again), but one that cannot (no timestamps: a raw H.264
-# stream) waits once RESIDENT_LIMIT of its timesteps' pictures are held for the analyzer.
+# decoding while the analyzer starts (importing torch: 2-3 s) or scores a batch. An MP4/MOV or Matroska file
+# keeps no decoded picture per timestep (its snapshots are decoded again); other files (MPEG-TS, AVI, ...) and
+# frames without a timestamp keep theirs, and such a stream waits once RESIDENT_LIMIT of them are held.
 FILE_INBOX = 256
 RESIDENT_LIMIT = 48
 SNAPSHOT_TIMEOUT = 10.0
@@ -565,6 +566,16 @@ async def _serve(address: str, item: IngestStream) -> None:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
 
+    async def snapshot(request: int, full: FullFrame | None) -> None:
+        jpeg = None
+        if full is not None:
+            try:
+                jpeg = await asyncio.to_thread(encode_full, full)
+            except Exception as exc:  # a snapshot is a nicety: never let it take the stream down
+                log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
+        send(("jpeg", request, jpeg))
+
+    answers: set[asyncio.Task[None]] = set()
     producer = asyncio.get_running_loop().create_task(produce(), name=f"stream-{stream_id}")
     try:
         while True:
@@ -582,17 +593,17 @@ async def _serve(address: str, item: IngestStream) -> None:
             elif kind == "snapshot":
                 _, request, k = message
                 full = pinned[1] if pinned is not None and pinned[0] == k else kept.frames.get(k)
-                jpeg = None
-                if full is not None:
-                    try:
-                        jpeg = await asyncio.to_thread(encode_full, full)
-                    except Exception as exc:  # a snapshot is a nicety: never let it take the stream down
-                        log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
-                send(("jpeg", request, jpeg))
+                # in a task of its own: a file's frame is decoded again (up to a GOP), and meanwhile this loop
+                # must go on reading "scored" and "stop"
+                answer = asyncio.get_running_loop().create_task(snapshot(request, full), name=f"snapshot-{k}")
+                answers.add(answer)
+                answer.add_done_callback(answers.discard)
             elif kind == "stop":
                 producer.cancel()
     finally:
         producer.cancel()
+        for answer in list(answers):
+            answer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
         writer.close()

@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from streamer.av_input import FileFrame
+from streamer.av_input import FileFrame, file_identity
 from streamer.ingest import FILE_INBOX, INBOX, RESIDENT_LIMIT, IngestHub, IngestStream, Kept
 from streamer.luma import luma_from_av
 from streamer.media import AvFullFrame, VideoFrame
@@ -58,8 +58,10 @@ def test_a_files_frame_decoded_again_is_the_full_quality_picture(tmp_path: Path,
     with av.open(str(clip)) as container:
         track = container.streams.video[0].index
     ordered = sorted(reference)
+    identity = file_identity(spec)
+    assert identity is not None
     for pts in (ordered[0], ordered[1], ordered[2], ordered[59], ordered[60], ordered[-1]):
-        got = FileFrame(spec, options, track, pts).to_bgr()
+        got = FileFrame(spec, options, track, pts, identity).to_bgr()
         assert np.array_equal(got, reference[pts].to_ndarray(format="bgr24")), pts
 
 
@@ -132,12 +134,12 @@ async def test_a_file_runs_ahead_of_the_analyzer(tmp_path: Path) -> None:
 
 
 async def test_held_pictures_stop_a_file_until_scored() -> None:
-    """A file's frames that hold their decoded picture (no timestamp to decode it again by) stop its ingest at
+    """A file's frames that hold their decoded picture (MPEG-TS, AVI, no timestamp) stop its ingest at
     RESIDENT_LIMIT of them until the analyzer has scored some; frames decoded again on demand do not count."""
     kept = Kept()
     spec = parse_source("f=/tmp/x.mp4")
     for k in range(3 * RESIDENT_LIMIT):
-        kept.frames[k] = FileFrame(spec, SourceOptions(), 0, k)
+        kept.frames[k] = FileFrame(spec, SourceOptions(), 0, k, (0, 0))
     await asyncio.wait_for(kept.room(), 1.0)
     kept.frames.clear()
     for k in range(RESIDENT_LIMIT):
@@ -153,17 +155,42 @@ async def test_held_pictures_stop_a_file_until_scored() -> None:
     assert sorted(kept.frames) == list(range(1, RESIDENT_LIMIT))
 
 
-async def test_a_files_video_held_back_by_its_decoder_is_not_taken_for_missing(tmp_path: Path) -> None:
-    """The decoder's frame threads and B-frames hold a file's video back by up to a second against the audio of
-    the same stretch (half a second with FFmpeg's own thread count at 10 fps); every timestep must still have its
-    video (the sync skips a modality that lags by more
-    than max_wait, 0.5 s: a stalled track, which a file's never is)."""
+@pytest.mark.parametrize(("fps", "threads", "realtime"), [(10, None, False), (5, 16, False), (10, None, True)])
+async def test_a_files_video_held_back_by_its_decoder_is_not_taken_for_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fps: int, threads: int | None, realtime: bool
+) -> None:
+    """The decoder's frame threads and B-frames hold a file's video back by a number of frames against the audio
+    of the same stretch: half a second with FFmpeg's own 3 threads at 10 fps, 3.4 s with 16 threads (a machine
+    of 15 cores or more) at 5 fps. Every timestep must still have its video (the sync skips a modality that
+    lags by more than max_wait, 0.5 s: a stalled track, which a file's never is), paced or not."""
+    import streamer.av_input
     from streamer.stream import Stream
 
     from .media import make_clip
 
-    # 10 fps (a security camera's recording): each frame held back is 100 ms
-    clip = make_clip(tmp_path / "av.mp4", duration=6.0, fps=10, flashes=[2.0], beeps=[2.0])
-    steps = [ts async for ts in Stream(parse_source(f"c={clip}"))]
-    assert len(steps) >= 60
+    if threads is not None:
+        monkeypatch.setattr(streamer.av_input, "frame_threads", lambda: threads)
+    seconds = 3.0 if realtime else 8.0
+    clip = make_clip(tmp_path / "av.mp4", duration=seconds, fps=fps, flashes=[2.0], beeps=[2.0])
+    options = SourceOptions(realtime=realtime)
+    steps = [ts async for ts in Stream(parse_source(f"c={clip}"), options)]
+    assert len(steps) >= seconds * 10
     assert [ts.k for ts in steps if ts.video_missing or ts.audio_missing] == []
+
+
+def test_a_file_replaced_since_it_was_analyzed_gives_no_snapshot(tmp_path: Path) -> None:
+    """A rotating recorder or a watch folder may put another file under the same name: its frame at that
+    timestamp is not the one analyzed."""
+    from streamer.errors import DecodeError
+
+    clip = _textured_clip(tmp_path / "t.mp4", frames=30)
+    spec = parse_source(str(clip))
+    identity = file_identity(spec)
+    assert identity is not None
+    frame = FileFrame(spec, SourceOptions(), 0, 0, identity)
+    assert frame.to_bgr().shape == (240, 320, 3)
+    other = _textured_clip(tmp_path / "other.mp4", frames=30)
+    other.replace(clip)
+    with pytest.raises(DecodeError, match="replaced or gone since it was analyzed"):
+        frame.to_bgr()
+    assert file_identity(parse_source(str(tmp_path))) is None  # a directory, like a FIFO, is not a regular file
