@@ -282,12 +282,12 @@ class FileFrame:
                 continue
             if frame.pts < self.pts:
                 before = frame
-                continue
-            if before is None and frame.pts > self.pts:
+            elif frame.pts == self.pts:
+                return frame
+            elif before is None:
                 return None
-            if frame.pts > self.pts and before is not None and self.pts - before.pts < frame.pts - self.pts:
-                return before
-            return frame
+            else:  # no frame has its timestamp: the nearer of the two around it
+                return before if self.pts - before.pts < frame.pts - self.pts else frame
         return before
 
 
@@ -411,11 +411,11 @@ class _Decoder:
         self.info = describe(container, spec, self.video, self.audio)
         live = self.info.live
         low_latency = live if options.low_latency is None else options.low_latency
-        # a snapshot of a regular MP4/MOV or Matroska file is its frame decoded again (FileFrame); other files'
-        # frames, and frames without a timestamp, keep their picture
-        self.identity = file_identity(spec) if spec.kind is SourceKind.FILE else None
-        redecodable = self.identity is not None and seeks_exactly(container)
-        self.from_file = redecodable and options.keep_full_frames
+        # a snapshot of a regular MP4/MOV or Matroska file is its frame decoded again (FileFrame): the file's
+        # identity then; other files' frames, and frames without a timestamp, keep their picture
+        identity = file_identity(spec) if spec.kind is SourceKind.FILE else None
+        redecodable = identity is not None and seeks_exactly(container)
+        self.redecode = identity if redecodable and options.keep_full_frames else None
         if self.video is not None:
             if low_latency:
                 self.video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
@@ -513,9 +513,8 @@ class _Decoder:
             self.pacer.wait(t)
         full: FileFrame | AvFullFrame | None = None
         # (after a timestamp jump the same pts may come twice in the file: keep the picture)
-        if self.from_file and frame.pts is not None and not self.arrival and not timeline.jumps:
-            assert self.identity is not None
-            full = FileFrame(ctx.spec, options, self.video.index, frame.pts, self.identity)
+        if self.redecode is not None and frame.pts is not None and not timeline.jumps:
+            full = FileFrame(ctx.spec, options, self.video.index, frame.pts, self.redecode)
         elif options.keep_full_frames:
             full = AvFullFrame(frame)
         item = VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now)

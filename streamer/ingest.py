@@ -478,6 +478,31 @@ async def _reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
 # -- the child's side ------------------------------------------------------------------------------------------
 
 
+class Kept:
+    """A child's full frames by timestep, until the analyzer has scored them."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, FullFrame] = {}
+        self._resident = 0  # how many of them hold their decoded picture
+        self._released = asyncio.Event()
+
+    def add(self, k: int, full: FullFrame) -> None:
+        self.frames[k] = full
+        self._resident += full.resident
+
+    def release(self, k: int) -> None:
+        """Timesteps up to ``k`` are scored."""
+        for key in [key for key in self.frames if key <= k]:
+            self._resident -= self.frames.pop(key).resident
+        self._released.set()
+
+    async def room(self) -> None:
+        """Wait while RESIDENT_LIMIT decoded pictures are held (a file's frames are decoded again instead)."""
+        while self._resident >= RESIDENT_LIMIT:
+            self._released.clear()
+            await self._released.wait()
+
+
 # A timestep on the wire: plain tuples, numbers and arrays. Pickling the frozen dataclasses themselves (and
 # ``dataclasses.replace`` to drop the full frames) took 0.23 ms per timestep and unpickling 0.10 ms; this takes
 # 0.07 and 0.04 (720p clip, 300 timesteps).
@@ -485,7 +510,7 @@ PackedFrame = tuple[float, Any, float | None, float, int | None]  # t, luma, dur
 PackedTimestep = tuple[str, int, float, float, tuple[PackedFrame, ...], Any, int, bool, bool, bool, float, bool]
 
 
-def pack(ts: Timestep, kept: dict[int, FullFrame]) -> PackedTimestep:
+def pack(ts: Timestep, kept: Kept) -> PackedTimestep:
     """The timestep for the wire; its middle frame's full picture (the snapshot's) stays in ``kept`` under
     ``ts.k`` and travels as that key."""
     middle = len(ts.frames) // 2
@@ -493,7 +518,7 @@ def pack(ts: Timestep, kept: dict[int, FullFrame]) -> PackedTimestep:
     for i, f in enumerate(ts.frames):
         key = None
         if i == middle and f.full is not None:
-            kept[ts.k] = f.full
+            kept.add(ts.k, f.full)
             key = ts.k
         frames.append((f.t, f.luma, f.duration, f.wall_time, key))
     return (ts.stream_id, ts.k, ts.t, ts.hop, tuple(frames), ts.audio_window, ts.context, ts.video_repeated,
@@ -509,26 +534,6 @@ def unpack(p: PackedTimestep, k_offset: int = 0, reset: bool = False) -> Timeste
     )
     return Timestep(p[0], p[1] + k_offset, p[2] + dt, p[3], frames, p[5], p[6], p[7], p[8], p[9], p[10],
                     p[11] or reset)  # fmt: skip
-
-
-class Kept:
-    """A child's full frames by timestep, until the analyzer has scored them."""
-
-    def __init__(self) -> None:
-        self.frames: dict[int, FullFrame] = {}
-        self._released = asyncio.Event()
-
-    def release(self, k: int) -> None:
-        """Timesteps up to ``k`` are scored."""
-        for key in [key for key in self.frames if key <= k]:
-            del self.frames[key]
-        self._released.set()
-
-    async def room(self) -> None:
-        """Wait while RESIDENT_LIMIT decoded pictures are held (a file's frames are decoded again instead)."""
-        while sum(f.resident for f in self.frames.values()) >= RESIDENT_LIMIT:
-            self._released.clear()
-            await self._released.wait()
 
 
 async def _serve(address: str, item: IngestStream) -> None:
@@ -553,7 +558,7 @@ async def _serve(address: str, item: IngestStream) -> None:
             )  # fmt: skip
             async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:
-                    send(("ts", pack(ts, kept.frames), stream.dropped_video))
+                    send(("ts", pack(ts, kept), stream.dropped_video))
                     await writer.drain()
                     if not item.spec.is_live:
                         await kept.room()

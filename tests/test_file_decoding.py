@@ -139,11 +139,11 @@ async def test_held_pictures_stop_a_file_until_scored() -> None:
     kept = Kept()
     spec = parse_source("f=/tmp/x.mp4")
     for k in range(3 * RESIDENT_LIMIT):
-        kept.frames[k] = FileFrame(spec, SourceOptions(), 0, k, (0, 0))
+        kept.add(k, FileFrame(spec, SourceOptions(), 0, k, (0, 0)))
     await asyncio.wait_for(kept.room(), 1.0)
-    kept.frames.clear()
+    kept = Kept()
     for k in range(RESIDENT_LIMIT):
-        kept.frames[k] = AvFullFrame(None)
+        kept.add(k, AvFullFrame(None))
     waiting = asyncio.ensure_future(kept.room())
     await asyncio.sleep(0.05)
     assert not waiting.done()

@@ -214,13 +214,13 @@ async def test_a_state_that_comes_before_its_consumer_listens_is_told_when_it_do
 
 async def test_dropped_frames_add_up_over_replaced_ingest_processes() -> None:
     """A counter (Prometheus ``..._total``) must not go down when a live stream's ingest process is replaced."""
-    from streamer.ingest import RemoteStream, pack
+    from streamer.ingest import Kept, RemoteStream, pack
     from streamer.media import Timestep
 
     remote = RemoteStream("a", restartable=True)
     import numpy as np
 
-    ts = pack(Timestep("a", 0, 0.0, 0.1, (), np.zeros(0, np.float32), 0), {})
+    ts = pack(Timestep("a", 0, 0.0, 0.1, (), np.zeros(0, np.float32), 0), Kept())
     for message in (("ts", ts, 5), ("restart", "killed"), ("ts", ts, 2), ("end",)):
         remote._inbox.put_nowait(message)
     seen = [remote.dropped_video async for _ in remote]
