@@ -73,6 +73,11 @@ INBOX = 4  # messages a RemoteStream holds before it stops reading its connectio
 FILE_INBOX = 256
 RESIDENT_LIMIT = 48
 SNAPSHOT_TIMEOUT = 10.0
+# Live streams beyond this many processes a core share them. A process's fixed costs (its interpreter, event
+# loop and wake-ups) then serve several streams: 32 live 320x240 streams on 2 cores cost 4.1-5.0% of a core each
+# in 4-8 processes against 6.0-7.0% in 32 (benchmarks/README.md, "Live capacity"). The price: a crash in one
+# stream's decoder restarts the streams it shares a process with.
+LIVE_PROCESSES_PER_CORE = 2
 RESTART_BACKOFF = (1.0, 30.0)  # a live stream's dead ingest process: first and longest wait before a new one
 
 
@@ -105,12 +110,15 @@ class KeptFrame:
 
 
 def plan_processes(streams: Sequence[IngestStream], cores: int | None = None) -> list[list[IngestStream]]:
-    """Group streams into ingest processes: each live stream alone; the others (files, synthetic) dealt round-robin
-    over at most one process per core."""
-    live = [[s] for s in streams if s.spec.is_live]
+    """Group streams into ingest processes: each live stream alone, up to :data:`LIVE_PROCESSES_PER_CORE` processes
+    a core, then dealt round-robin over that many; the others (files, synthetic) dealt round-robin over at most
+    one process per core."""
+    n_cores = max(1, cores or os.cpu_count() or 1)
+    live = [s for s in streams if s.spec.is_live]
     rest = [s for s in streams if not s.spec.is_live]
-    n = min(len(rest), max(1, cores or os.cpu_count() or 1))
-    return live + [rest[i::n] for i in range(n)]
+    n_live = min(len(live), LIVE_PROCESSES_PER_CORE * n_cores)
+    n = min(len(rest), n_cores)
+    return [live[i::n_live] for i in range(n_live)] + [rest[i::n] for i in range(n)]
 
 
 # -- wire --------------------------------------------------------------------------------------------------------
@@ -421,17 +429,21 @@ class IngestHub:
         remote.attach(reader, writer)
 
     async def _watch(self, group: list[IngestStream], proc: asyncio.subprocess.Process) -> None:
-        """Wait for the group's child to exit; replace it while its streams are live and going on."""
-        remotes = [self.remotes[s.spec.stream_id] for s in group if s.spec.stream_id in self.remotes]
+        """Wait for the group's child to exit; replace it while some of its streams are live and going on (a new
+        child runs those only)."""
         backoff = RESTART_BACKOFF[0]
         while True:
+            remotes = {s.spec.stream_id: self.remotes.get(s.spec.stream_id) for s in group}
             started = time.monotonic()
             code = await proc.wait()
             if self._closing:
                 return
-            for remote in remotes:
-                remote.fail(f"the ingest process exited with code {code}")
-            if not remotes or not all(r.restartable and not r.finished for r in remotes):
+            for remote in remotes.values():
+                if remote is not None:
+                    remote.fail(f"the ingest process exited with code {code}")
+            group = [s for s in group if (r := remotes[s.spec.stream_id]) is not None and r.restartable
+                     and not r.finished and self.remotes.get(s.spec.stream_id) is r]  # fmt: skip
+            if not group:
                 return
             if time.monotonic() - started > 60:  # it had been running a while: a new row of failures
                 backoff = RESTART_BACKOFF[0]

@@ -30,6 +30,21 @@ def test_each_live_stream_has_a_process_and_files_share_one_per_core() -> None:
     assert [[s.spec.stream_id for s in g] for g in plan_processes([_item("f=/tmp/a.mp4")], cores=16)] == [["f"]]
 
 
+def test_many_live_streams_share_a_few_processes_a_core() -> None:
+    """Past LIVE_PROCESSES_PER_CORE a core, live streams share processes (their fixed costs are most of a small
+    stream's), dealt evenly; files keep to their own."""
+    from streamer.ingest import LIVE_PROCESSES_PER_CORE
+
+    n = 2 * LIVE_PROCESSES_PER_CORE
+    streams = [_item(f"cam{i}=rtsp://127.0.0.1:9/{i}") for i in range(4 * n + 1)] + [_item("f=/tmp/x.mp4")]
+    groups = [[s.spec.stream_id for s in g] for g in plan_processes(streams, cores=2)]
+    assert len(groups) == n + 1 and groups[-1] == ["f"]
+    assert sorted(len(g) for g in groups[:-1]) == [4] * (n - 1) + [5]
+    assert groups[0] == [f"cam{i}" for i in range(0, 4 * n + 1, n)]
+    alone = plan_processes(streams[:n], cores=2)
+    assert [len(g) for g in alone] == [1] * n
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -110,6 +125,62 @@ async def test_a_live_streams_killed_ingest_process_is_started_again(tmp_path: P
     first, *later = found[restarted]
     assert round(first) == 2 and len(later) == 2, found
     assert later[0] > 4.0 and later[1] - later[0] == pytest.approx(4.0, abs=0.15), found  # after the kill, 4 s apart
+
+
+@pytest.mark.timeout(120)
+async def test_live_streams_sharing_a_killed_ingest_process_all_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three live streams in one ingest process: SIGKILL it. Each stream says it is reconnecting and goes on in a
+    new process, its next timestep marked reset; a stream removed meanwhile is not started again."""
+    from streamer import ingest
+    from streamer.ingest import IngestHub
+    from streamer.media import SourceState, StateChange
+
+    monkeypatch.setattr(ingest, "LIVE_PROCESSES_PER_CORE", 1)
+    hub = IngestHub([_item(f"s{i}=synthetic:?duration=60") for i in range(4)], cores=1)
+    spawned: list[list[str]] = []
+    spawn = hub._spawn
+
+    async def recorded(group: list[IngestStream]) -> asyncio.subprocess.Process:
+        spawned.append([s.spec.stream_id for s in group])
+        return await spawn(group)
+
+    monkeypatch.setattr(hub, "_spawn", recorded)
+    counts = {f"s{i}": [0, 0] for i in range(3)}  # timesteps before the kill, after it (the first one reset)
+    states: dict[str, list[SourceState]] = {name: [] for name in counts}
+    killed = asyncio.Event()
+
+    async def consume(name: str) -> None:
+        remote = hub.remotes[name]
+
+        def told(change: StateChange, name: str = name) -> None:
+            states[name].append(change.state)
+
+        remote.on_state = told
+        async for ts in remote:
+            if not killed.is_set():
+                counts[name][0] += 1
+            elif counts[name][1] or ts.reset:
+                counts[name][1] += 1
+            if counts[name][1] >= 10:
+                return
+
+    await hub.start()
+    try:
+        async with asyncio.timeout(90):
+            tasks = [asyncio.create_task(consume(name)) for name in counts]
+            while min(before for before, _ in counts.values()) < 10:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            await hub.remove("s3")
+            children = _children(os.getpid())
+            assert len(children) == 1 and spawned == [["s0", "s1", "s2", "s3"]], (children, spawned)
+            killed.set()
+            os.kill(children[0], signal.SIGKILL)
+            await asyncio.gather(*tasks)
+    finally:
+        await hub.close()
+    assert spawned == [["s0", "s1", "s2", "s3"], ["s0", "s1", "s2"]]
+    assert all(after >= 10 for _, after in counts.values()), counts
+    assert all(SourceState.RECONNECTING in seen for seen in states.values()), states
 
 
 def test_the_config_chooses_capture_in_processes_or_threads(tmp_path: Path) -> None:
