@@ -33,8 +33,12 @@ def _frames(layout: str, fmt: str, rate: int, sizes: list[int], start: float = 0
     return out
 
 
-@pytest.mark.parametrize(("layout", "fmt", "rate", "size"), [("stereo", "fltp", 48000, 960), ("mono", "s16", 44100, 1024)])
-def test_gathered_frames_give_the_same_samples_in_a_chunk_a_timestep(layout: str, fmt: str, rate: int, size: int) -> None:
+@pytest.mark.parametrize(
+    ("layout", "fmt", "rate", "size"), [("stereo", "fltp", 48000, 960), ("mono", "s16", 44100, 1024)]
+)
+def test_gathered_frames_give_the_same_samples_in_a_chunk_a_timestep(
+    layout: str, fmt: str, rate: int, size: int
+) -> None:
     frames = _frames(layout, fmt, rate, [size] * 60)
     one_by_one = AudioConverter(16000)
     expected = [c for f, t in frames if (c := one_by_one.convert(f, t, 0.0)) is not None]
