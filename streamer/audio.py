@@ -7,8 +7,8 @@ the two disagree by more than ``tolerance`` (a gap or a jump), so resampler dela
 A live stream's codec hands over 50-100 small frames a second (Opus: 10-20 ms each), and each converted frame
 was a chunk carried through the hand-off and the sync on its own: a third of a live stream's capture CPU
 (benchmarks/README.md, "Live capacity"). :meth:`AudioConverter.push` gathers decoded frames until they reach the
-next timestep boundary (``gather``: the hop) and converts them in one call into one chunk. Only the frame that
-reaches a boundary can complete a timestep, so nothing comes out later; the samples are the same.
+next timestep boundary (``gather``: the hop), converted one by one, and sends them as one chunk. Only samples that
+reach a boundary can complete a timestep, so nothing comes out later; the samples are the same.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 
 from .media import AudioChunk, Samples
 
-# sample formats whose planes numpy reads directly (planar ones end in "p"), by their sample type
-_SAMPLE_TYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32,
-                 "dbl": np.float64}  # fmt: skip
-_EPS = 1e-3  # seconds: as the sync reckons a boundary reached
+# seconds short of a boundary at which audio has reached it, as the sync reckons (its 1 ms, and float rounding):
+# a resampler's delay leaves audio that is aligned with the timesteps exactly 1 ms short of each boundary, which
+# the sync's float arithmetic reads as reached at some boundaries and not at others
+_REACHED = 1e-3 + 1e-6
 
 
 class AudioConverter:
@@ -34,40 +34,40 @@ class AudioConverter:
         self.gather = gather  # seconds: push() gathers frames until they reach a multiple of it
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         self._next_t: float | None = None
-        self._held: list[Any] = []  # frames gathered by push(), not converted yet
-        self._held_t = 0.0  # the first one's time
-        self._held_end = 0.0  # where the last one ends, by the times given
-        self._held_raw: Any = None  # what the caller gave with the first one
+        self._held: list[Samples] = []  # samples gathered by push(), not sent yet
+        self._held_t = 0.0  # their time
+        self._held_end = 0.0  # where they end
+        self._boundary = 0.0  # where they are sent
+        self._held_raw: Any = None  # what the caller gave with the first of them
 
     def push(self, frame: Any, t: float, wall_time: float, raw: Any = None) -> list[tuple[AudioChunk, Any]]:
-        """Like :meth:`convert`, gathering frames until they reach the next multiple of ``gather`` seconds: the
-        chunks ready, each with the ``raw`` given with its first frame. A frame that does not follow the ones
-        held (a jump of more than ``tolerance``, another format) has them converted first."""
+        """Like :meth:`convert`, but the converted samples are gathered until they reach the next multiple of
+        ``gather`` seconds as the sync reckons it (within a millisecond, by the time stamped here): the chunks
+        ready, each with the ``raw`` given with its first frame. Samples that do not follow those held
+        (re-anchored: a gap, a jump) send those first."""
+        chunk = self.convert(frame, t, wall_time)
+        if self.gather is None:
+            return [(chunk, raw)] if chunk is not None else []
+        if chunk is None:
+            return []
         out: list[tuple[AudioChunk, Any]] = []
-        gatherable = self.gather is not None and frame.format.name.rstrip("p") in _SAMPLE_TYPES
-        if self._held and (
-            not gatherable or abs(t - self._held_end) > self.tolerance or not _same(frame, self._held[0])
-        ):
-            out += self._release(wall_time)
-        if not gatherable:
-            chunk = self.convert(frame, t, wall_time)
-            return out + ([(chunk, raw)] if chunk is not None else [])
+        if self._held and abs(chunk.t - self._held_end) > 1e-9:
+            out.append(self._release(wall_time))
         if not self._held:
-            self._held_t, self._held_raw = t, raw
-        self._held.append(frame)
-        self._held_end = t + frame.samples / frame.sample_rate
-        assert self.gather is not None
-        if math.floor((self._held_end + _EPS) / self.gather) != math.floor((self._held_t + _EPS) / self.gather):
-            out += self._release(wall_time)
+            self._held_t, self._held_raw = chunk.t, raw
+            # the next boundary after their start; when they start just short of one, that one: the samples sent
+            # before may have been read as short of it (by float rounding), and these are the ones that reach it
+            self._boundary = (math.floor(chunk.t / self.gather + 1e-6) + 1) * self.gather
+        self._held.append(chunk.samples)
+        self._held_end = chunk.t + len(chunk.samples) / self.sample_rate
+        if self._held_end >= self._boundary - _REACHED:
+            out.append(self._release(wall_time))
         return out
 
-    def _release(self, wall_time: float) -> list[tuple[AudioChunk, Any]]:
+    def _release(self, wall_time: float) -> tuple[AudioChunk, Any]:
         held, self._held = self._held, []
-        if not held:
-            return []
-        frame = held[0] if len(held) == 1 else _joined(held)
-        chunk = self.convert(frame, self._held_t, wall_time)
-        return [(chunk, self._held_raw)] if chunk is not None else []
+        samples = held[0] if len(held) == 1 else np.concatenate(held)
+        return AudioChunk(t=self._held_t, samples=samples, wall_time=wall_time), self._held_raw
 
     def convert(self, frame: Any, t: float, wall_time: float) -> AudioChunk | None:
         """``av.AudioFrame`` whose first sample is at stream time ``t`` -> a mono float32 chunk (or nothing yet)."""
@@ -75,7 +75,7 @@ class AudioConverter:
 
     def flush(self, wall_time: float) -> list[tuple[AudioChunk, Any]]:
         """What is held and what the resampler still has: the end of the media."""
-        out = self._release(wall_time)
+        out = [self._release(wall_time)] if self._held else []
         chunk = self._chunk(self._resampler.resample(None), self._next_t, wall_time)
         return out + ([(chunk, None)] if chunk is not None else [])
 
@@ -98,23 +98,3 @@ class AudioConverter:
         chunk = AudioChunk(t=self._next_t, samples=samples, wall_time=wall_time)
         self._next_t += len(samples) / self.sample_rate
         return chunk
-
-
-def _same(a: Any, b: Any) -> bool:
-    return bool(a.format.name == b.format.name and a.layout.name == b.layout.name and a.sample_rate == b.sample_rate)
-
-
-def _joined(frames: list[Any]) -> Any:
-    """Decoded frames of one format, layout and rate as one frame: read in place, joined plane by plane."""
-    first = frames[0]
-    kind = _SAMPLE_TYPES[first.format.name.rstrip("p")]
-    planar = first.format.is_planar
-    channels = len(first.layout.channels)
-    per_plane = 1 if planar else channels
-    planes = [
-        np.concatenate([np.frombuffer(f.planes[i], kind, f.samples * per_plane) for f in frames])
-        for i in range(channels if planar else 1)
-    ]
-    joined = av.AudioFrame.from_ndarray(np.stack(planes), format=first.format.name, layout=first.layout.name)
-    joined.sample_rate = first.sample_rate
-    return joined

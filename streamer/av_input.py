@@ -430,7 +430,9 @@ class _Decoder:
         self.drift = _DriftCheck() if check and self.video is not None else None
         self.announcer = _Announcer(ctx, self.info, measure_fps=self.arrival)
         # decoded audio is gathered up to each timestep boundary (the hop), then converted and sent as one chunk
-        self.converter = AudioConverter(options.sample_rate, gather=options.segment_align)
+        self.converter = AudioConverter(
+            options.sample_rate, gather=options.segment_align if options.gather_audio else None
+        )
         if self.arrival:
             self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
         self.pacer = Pacer(ctx.quit) if options.realtime and not spec.is_live else None

@@ -32,7 +32,8 @@ TONE_DBFS = -30.0
 
 
 async def watch(url: str, seconds: float | None) -> None:
-    source = Source(parse_source(f"floor={url}"), SourceOptions())
+    # audio frame by frame as decoded (not gathered up to the next timestep boundary): the floor is decoding
+    source = Source(parse_source(f"floor={url}"), SourceOptions(gather_audio=False))
     flashing = toning = False
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
