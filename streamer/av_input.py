@@ -429,10 +429,7 @@ class _Decoder:
         check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS
         self.drift = _DriftCheck() if check and self.video is not None else None
         self.announcer = _Announcer(ctx, self.info, measure_fps=self.arrival)
-        # decoded audio is gathered up to each timestep boundary (the hop), then converted and sent as one chunk
-        self.converter = AudioConverter(
-            options.sample_rate, gather=options.segment_align if options.gather_audio else None
-        )
+        self.converter = AudioConverter(options.sample_rate)
         if self.arrival:
             self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
         self.pacer = Pacer(ctx.quit) if options.realtime and not spec.is_live else None
@@ -482,8 +479,7 @@ class _Decoder:
                     self._video(frame, now)
                 elif frame.pts is not None:
                     self._audio(frame, now)
-        for chunk, raw in self.converter.flush(time.time()):
-            self._send_audio(chunk, math.inf if raw is None else raw)
+        self._send_audio(self.converter.flush(time.time()))
         if self.held_audio is not None:
             self._release_audio(everything=True)
         self.announcer.announce()
@@ -536,8 +532,7 @@ class _Decoder:
             t = timeline.to_stream_time("audio", time.monotonic())
         else:
             t = timeline.to_stream_time("audio", frame.pts * self.audio_tick)
-        for chunk, raw in self.converter.push(frame, t, now, frame.pts * self.audio_tick):
-            self._send_audio(chunk, raw)
+        self._send_audio(self.converter.convert(frame, t, now), frame.pts * self.audio_tick)
 
     def _switch_to_arrival(self, ratio: float) -> None:
         ctx = self.ctx
@@ -550,9 +545,11 @@ class _Decoder:
         self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
         ctx.timeline.start_segment(ctx.timeline.end)
 
-    def _send_audio(self, chunk: AudioChunk, raw: float) -> None:
-        """``raw``: the chunk's time in the file (to compare with its video packets'), or infinity."""
+    def _send_audio(self, chunk: AudioChunk | None, raw: float = math.inf) -> None:
+        """``raw``: the chunk's time in the file (to compare with its video packets'), when it has one."""
         ctx, pacer = self.ctx, self.pacer
+        if chunk is None:
+            return
         sr = ctx.options.sample_rate
         start = ctx.timeline.segment_start
         if chunk.t < start - 1e-9:  # trim what lies before the stream's start

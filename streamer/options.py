@@ -37,9 +37,6 @@ class SourceOptions:
     healthy_after: float = 10.0  # seconds a connection must stay up before its failures are forgiven
     offline_after: int = 5  # consecutive failures before the state goes from reconnecting to offline
     segment_align: float = 0.1  # reconnects and loops restart on a multiple of this (the hop)
-    # hand decoded audio over once it reaches each multiple of segment_align (one chunk a timestep, not one a codec
-    # frame: streamer.audio); off: frame by frame, as soon as decoded (the latency benchmark's decode-only floor)
-    gather_audio: bool = True
 
     def __post_init__(self) -> None:
         width, height = self.luma_size

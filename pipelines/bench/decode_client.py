@@ -32,8 +32,7 @@ TONE_DBFS = -30.0
 
 
 async def watch(url: str, seconds: float | None) -> None:
-    # audio frame by frame as decoded (not gathered up to the next timestep boundary): the floor is decoding
-    source = Source(parse_source(f"floor={url}"), SourceOptions(gather_audio=False))
+    source = Source(parse_source(f"floor={url}"), SourceOptions())
     flashing = toning = False
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
