@@ -3,9 +3,9 @@
 Why: in one process, every capture thread's per-packet Python work (a 10 ms Opus packet is decoded, resampled
 and handed over on its own) and the model's many small torch calls all queue for one interpreter lock. Past
 about a dozen live streams on 2 cores the threads spent more time passing the lock than holding it, and the model
-starved (see ``../shared/PERF.md``). Here each live stream runs in a process of its own (files share a few,
-one per core, since they wait for the model anyway), and the analyzer's process only scores, detects and
-publishes.
+starved (see ``../shared/PERF.md``). Here each live stream runs in a process of its own up to
+:data:`LIVE_PROCESSES_PER_CORE` processes a core, then live streams share them (files share a few, one per core,
+since they wait for the model anyway), and the analyzer's process only scores, detects and publishes.
 
 * :class:`IngestHub` (in the analyzer) listens on a Unix socket in a private temporary directory, starts
   ``python -m streamer.ingest`` children (job on stdin: no credential on a command line), and gives each stream
@@ -29,12 +29,12 @@ publishes.
 * A live stream's child that dies (a crash in a decoder, the OOM killer) is started again after a backoff
   (1 s doubling to 30 s), like a reconnect: the stream goes ``reconnecting``, an open event ends (a gap), and
   its timesteps go on from the wall-clock time elapsed, on the same timeline (the new child's own count starts
-  at 0: :class:`RemoteStream` shifts it). A file's or a finite source's dead child ends its stream with a
-  one-line error instead. It stays in the analyzer's
-  session: with the kernel's autogroup scheduling each session shares the CPU equally whatever its nice value,
-  so children in sessions of their own starved the analyzer (16 streams: its threads waited on the run queue
-  about 90% of the time). A child that dies ends its streams with a
-  one-line :class:`~streamer.errors.SourceError`; the other streams go on.
+  at 0: :class:`RemoteStream` shifts it). The new child runs those of the dead one's streams still going on. A
+  file's or a finite source's dead child ends its streams with a one-line
+  :class:`~streamer.errors.SourceError` instead. The other children's streams go on either way.
+* Children stay in the analyzer's session: with the kernel's autogroup scheduling each session shares the CPU
+  equally whatever its nice value, so children in sessions of their own starved the analyzer (16 streams: its
+  threads waited on the run queue about 90% of the time).
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ FILE_INBOX = 256
 RESIDENT_LIMIT = 48
 SNAPSHOT_TIMEOUT = 10.0
 # Live streams beyond this many processes a core share them. A process's fixed costs (its interpreter, event
-# loop and wake-ups) then serve several streams: 32 live 320x240 streams on 2 cores cost 4.1-5.0% of a core each
-# in 4-8 processes against 6.0-7.0% in 32 (benchmarks/README.md, "Live capacity"). The price: a crash in one
-# stream's decoder restarts the streams it shares a process with.
+# loop, wake-ups, scheduling) then serve several streams: 16 live 320x240 streams on 2 cores cost 4.8% of a core
+# each, 4 to a process, against 6.6% alone; at 32 streams 2 a core (8 to a process) gave the lowest added p99 of
+# 1, 2 and 4 (benchmarks/README.md, "Live capacity"). The price: a crash in one stream's decoder restarts the
+# streams it shares a process with.
 LIVE_PROCESSES_PER_CORE = 2
 RESTART_BACKOFF = (1.0, 30.0)  # a live stream's dead ingest process: first and longest wait before a new one
 
