@@ -202,7 +202,8 @@ class AnalyzerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     duration: float | None = None  # media seconds to analyze per stream (None: to the end / until stopped)
     events_out: Path | None = None
-    # "process": each live stream captured in a process of its own, files in one per core (streamer.ingest);
+    # "process": live streams captured in processes of their own (sharing them past 2 a core), files in one per
+    # core (streamer.ingest);
     # "thread": capture threads in the analyzer's process (one interpreter lock for all)
     ingest: str = "process"
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)

@@ -129,8 +129,9 @@ async def test_a_live_streams_killed_ingest_process_is_started_again(tmp_path: P
 
 @pytest.mark.timeout(120)
 async def test_live_streams_sharing_a_killed_ingest_process_all_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three live streams in one ingest process: SIGKILL it. Each stream says it is reconnecting and goes on in a
-    new process, its next timestep marked reset; a stream removed meanwhile is not started again."""
+    """Four live streams in one ingest process, one of them then removed: SIGKILL it. Each other stream says it is
+    reconnecting and goes on in a new process, its next timestep marked reset; the removed one is not started
+    again."""
     from streamer import ingest
     from streamer.ingest import IngestHub
     from streamer.media import SourceState, StateChange
