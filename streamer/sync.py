@@ -54,6 +54,7 @@ class TimestepAssembler:
         self.has_audio = has_audio
         self._sr = options.sample_rate
         self._ctx = round(options.context * self._sr)
+        self._eps_samples = round(_EPS * self._sr)
         self._next_k = 0
         self._frames: list[VideoFrame] = []
         self._last_frame: VideoFrame | None = None
@@ -143,7 +144,9 @@ class TimestepAssembler:
             end = self.next_t + hop
             video_done = not self.has_video or self._video_wm >= end - _EPS
             audio_wm = self._audio_wm / self._sr
-            audio_done = not self.has_audio or audio_wm >= end - _EPS
+            # in samples: in float, audio 1 ms short of a boundary (a resampler's delay on audio aligned with the
+            # timesteps) reached 0.1 s and 0.2 s but not 0.3 s, and waited there for one more packet
+            audio_done = not self.has_audio or self._audio_wm >= round(end * self._sr) - self._eps_samples
             if not (video_done and audio_done):
                 lead = max(self._video_wm if self.has_video else 0.0, audio_wm if self.has_audio else 0.0)
                 if lead < end + wait - _EPS:

@@ -124,3 +124,13 @@ def test_final_partial_timestep_has_only_real_samples() -> None:
     asm = TimestepAssembler("a", OPTS, has_video=False, has_audio=True)
     out = asm.push_audio(chunk(0.0, 0.13)) + asm.flush()
     assert [len(ts.audio) for ts in out] == [1600, 480]
+
+
+def test_audio_a_millisecond_short_of_every_boundary_reaches_each_alike() -> None:
+    """A resampler's delay leaves audio that is aligned with the timesteps exactly 1 ms short of each boundary
+    (16 samples at 16 kHz). Each boundary must count it as reached: in float, 0.1 s and 0.2 s did and 0.3 s and
+    0.7 s did not, and those timesteps waited for one more audio packet."""
+    for k in range(1, 12):
+        sync = TimestepAssembler("a", SyncOptions(), has_video=False, has_audio=True)
+        samples = np.zeros(k * 1600 - 16, np.float32)
+        assert len(sync.push_audio(AudioChunk(t=0.0, samples=samples, wall_time=0.0))) == k, k
