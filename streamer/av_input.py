@@ -79,9 +79,27 @@ def demux_options(spec: SourceSpec, options: SourceOptions) -> dict[str, str]:
             opts.update(LIVE_DEMUX_OPTIONS)
         if spec.scheme in ("rtsp", "rtsps"):
             opts["rtsp_transport"] = options.rtsp_transport
+            # FFmpeg's own socket timeout (microseconds): what ends a silent RTSP connection (read_timeout())
+            opts["timeout"] = str(round(max(options.open_timeout, options.stall_timeout) * 1_000_000))
         opts.update(tls_options(spec, options))
     opts.update(options.av_options)
     return opts
+
+
+def read_timeout(spec: SourceSpec, options: SourceOptions) -> float | None:
+    """PyAV's read timeout for a live source (seconds), or None where FFmpeg's own socket timeout stands in.
+
+    PyAV checks its timeout in FFmpeg's interrupt callback, taking the interpreter lock on every call, and FFmpeg
+    calls it on every small socket read and poll: several times an RTP packet. Alone in a process that costs
+    nothing measurable; with several live streams sharing an ingest process, their capture threads queue for
+    the lock on it, about 15% of the process's CPU (benchmarks/README.md, "Live capacity"). So ``rtsp`` goes
+    without: FFmpeg's ``timeout`` (:func:`demux_options`) ends a connection that falls silent, without the lock,
+    and :class:`~streamer.source.Source` reports a stall a second after ``stall_timeout`` without media either
+    way (also where a server still sends RTCP) and reconnects. Other live sources keep PyAV's timeout (``rtsps``
+    too: FFmpeg's timeout over TLS is not tested here)."""
+    if spec.kind is SourceKind.NETWORK and spec.scheme == "rtsp":
+        return None
+    return options.stall_timeout
 
 
 def explain(exc: BaseException, spec: SourceSpec) -> str:
@@ -114,7 +132,7 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
                 target,
                 mode="r",
                 options=demux_options(spec, options),
-                timeout=(options.open_timeout, options.stall_timeout) if spec.is_live else None,
+                timeout=(options.open_timeout, read_timeout(spec, options)) if spec.is_live else None,
             )
     except CertificateError as exc:
         raise SourceCertificateError(spec.stream_id, f"cannot open {spec.redacted}: {exc}") from exc

@@ -7,7 +7,9 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 
@@ -122,3 +124,36 @@ async def test_stalled_server_is_detected_and_reconnected(rtsp_server: RtspServe
     assert [c.state for c in states][-1] is SourceState.ONLINE
     ks = [ts.k for ts in steps]
     assert ks == sorted(set(ks))
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+async def test_a_stalled_connections_capture_thread_ends_while_the_server_stays_stalled(
+    rtsp_server: RtspServers, transport: Literal["tcp", "udp"]
+) -> None:
+    """RTSP is read without PyAV's read timeout (it takes the interpreter lock on every socket read): FFmpeg's
+    own socket timeout must end the stalled connection's thread, or every stall would leave one behind for good."""
+    server = rtsp_server()
+    states: list[StateChange] = []
+    options = SourceOptions(
+        rtsp_transport=transport, backoff_initial=0.2, backoff_max=1.0, stall_timeout=1.0, open_timeout=2.0
+    )
+    stream = Stream(parse_source(f"stalls={server.url}"), options, on_state=states.append)
+    steps: list[Timestep] = []
+
+    async def consume() -> None:
+        async for ts in stream:
+            steps.append(ts)
+
+    consumer = asyncio.create_task(consume(), name="consume-stalls")
+    try:
+        await wait_for(lambda: any(not ts.video_missing for ts in steps), 20, "video before the stall")
+        (stalled,) = [t for t in threading.enumerate() if t.name == "capture-stalls"]
+        server.pause()
+        await wait_for(lambda: any(c.state is SourceState.RECONNECTING for c in states), 15, "stall detected")
+        # FFmpeg's timeout is max(open_timeout, stall_timeout) = 2 s; it gives up after one to two of them
+        await wait_for(lambda: not stalled.is_alive(), 15, "the stalled connection's thread to end")
+        assert server.running, "the server was still stalled"
+    finally:
+        server.resume()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)

@@ -1,0 +1,121 @@
+"""Capture CPU of live RTSP streams sharing one ingest process: FFmpeg's socket timeout against PyAV's read timeout.
+
+    .venv/bin/python benchmarks/ingest_cpu.py [--streams 8] [--pairs 3] [--seconds 20] [--size 320x240]
+        [--audio-frame-ms 20] [--json out.json]
+
+Starts the impulse server (``pipelines/bench/impulse_server.py``, GStreamer under ``/usr/bin/python3``), then,
+``pairs`` times, two child processes one after the other, each running ``streams`` :class:`~streamer.stream.Stream`
+clients of it on one event loop, as an ingest process shared by live streams does (its timesteps are packed and
+pickled as for the wire): one opened as the code does (RTSP read without PyAV's read timeout, FFmpeg's own
+``timeout`` instead), one with PyAV's read timeout put back (:func:`streamer.av_input.read_timeout` returning
+``stall_timeout``, as before). Each child reports its CPU (``time.process_time``) over ``seconds`` after a warm-up,
+as a percentage of a core a stream. Reported: both per pair, the medians, and the ratio of the medians (the code
+over PyAV's timeout; below 1 is cheaper). The pairs alternate which goes first; the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipelines.bench.latency import SERVER_SCRIPT, SYSTEM_PYTHON  # noqa: E402
+from pipelines.bench.mosquitto import free_port  # noqa: E402
+
+CHILD = """
+import asyncio, os, pickle, sys, time
+sys.path.insert(0, {root!r})
+import streamer.av_input as av_input
+if {pyav_timeout!r}:
+    av_input.read_timeout = lambda spec, options: options.stall_timeout
+from pipelines.config import build_config
+from streamer.ingest import Kept, pack
+from streamer.stream import Stream
+
+async def one(sc, counts, i):
+    kept = Kept()
+    async for ts in Stream(sc.spec, sc.source, sc.sync):
+        pickle.dumps(("ts", pack(ts, kept), 0), protocol=pickle.HIGHEST_PROTOCOL)
+        kept.release(ts.k)
+        counts[i] += 1
+
+async def main():
+    cfg = build_config(None, sources=[f"s{{i}}={url}" for i in range({streams})], mqtt_flags={{"url": "none"}})
+    counts = [0] * {streams}
+    tasks = [asyncio.create_task(one(sc, counts, i)) for i, sc in enumerate(cfg.streams)]
+    await asyncio.sleep({warmup})
+    c0, n0 = time.process_time(), sum(counts)
+    await asyncio.sleep({seconds})
+    c1, n1 = time.process_time(), sum(counts)
+    print(100 * (c1 - c0) / {seconds} / {streams}, (n1 - n0) / {seconds} / {streams}, flush=True)
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+def measure(url: str, streams: int, seconds: float, *, pyav_timeout: bool) -> tuple[float, float]:
+    """(% of a core a stream, timesteps a second a stream) of one child."""
+    code = CHILD.format(
+        root=str(ROOT), url=url, streams=streams, seconds=seconds, warmup=6.0, pyav_timeout=pyav_timeout
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise SystemExit(f"child failed: {out.stderr[-2000:]}")
+    cpu, rate = out.stdout.split()
+    return float(cpu), float(rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--size", default="320x240")
+    parser.add_argument("--audio-frame-ms", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    width, height = args.size.split("x")
+    port = free_port()
+    server = subprocess.Popen(
+        [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width", width,
+         "--height", height, "--audio-frame-ms", str(args.audio_frame_ms)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        if not ready.startswith("READY "):
+            raise SystemExit("the impulse server did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
+        url = ready.split()[1]
+        rows: list[dict[str, float]] = []
+        for pair in range(args.pairs):
+            order = (False, True) if pair % 2 == 0 else (True, False)
+            row: dict[str, float] = {}
+            for pyav in order:
+                cpu, rate = measure(url, args.streams, args.seconds, pyav_timeout=pyav)
+                row["pyav_timeout" if pyav else "ffmpeg_timeout"] = cpu
+                row["timesteps_per_s" + ("_pyav" if pyav else "")] = rate
+            rows.append(row)
+            print(f"pair {pair + 1}: FFmpeg's timeout (the code) {row['ffmpeg_timeout']:.2f}%, PyAV's read timeout "
+                  f"{row['pyav_timeout']:.2f}% of a core a stream", flush=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(10)
+    ffmpeg = statistics.median(r["ffmpeg_timeout"] for r in rows)
+    pyav = statistics.median(r["pyav_timeout"] for r in rows)
+    print(f"{args.streams} streams in one process, {os.cpu_count()} cores: median {ffmpeg:.2f}% against {pyav:.2f}% "
+          f"of a core a stream; ratio {ffmpeg / pyav:.2f}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"streams": args.streams, "pairs": rows, "ratio": ffmpeg / pyav}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
