@@ -9,8 +9,9 @@ clients of it on one event loop, as an ingest process shared by live streams doe
 pickled as for the wire): one opened as the code does (RTSP read without PyAV's read timeout, FFmpeg's own
 ``timeout`` instead), one with PyAV's read timeout put back (:func:`streamer.av_input.read_timeout` returning
 ``stall_timeout``, as before). Each child reports its CPU (``time.process_time``) over ``seconds`` after a warm-up,
-as a percentage of a core a stream. Reported: both per pair, the medians, and the ratio of the medians (the code
-over PyAV's timeout; below 1 is cheaper). The pairs alternate which goes first; the machine is shared and noisy.
+as a percentage of a core a stream, and how long a timestep took from its last video frame decoded to out of
+the sync (p50, p99). Reported: both per pair, the medians, and the ratio of the median CPUs (the code over
+PyAV's timeout; below 1 is cheaper). The pairs alternate which goes first; the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -39,38 +40,45 @@ from pipelines.config import build_config
 from streamer.ingest import Kept, pack
 from streamer.stream import Stream
 
-async def one(sc, counts, i):
+async def one(sc, counts, i, delays):
     kept = Kept()
     async for ts in Stream(sc.spec, sc.source, sc.sync):
         pickle.dumps(("ts", pack(ts, kept), 0), protocol=pickle.HIGHEST_PROTOCOL)
         kept.release(ts.k)
         counts[i] += 1
+        if ts.frames and not ts.video_repeated:
+            delays.append(time.time() - max(f.wall_time for f in ts.frames))
 
 async def main():
     cfg = build_config(None, sources=[f"s{{i}}={url}" for i in range({streams})], mqtt_flags={{"url": "none"}})
     counts = [0] * {streams}
-    tasks = [asyncio.create_task(one(sc, counts, i)) for i, sc in enumerate(cfg.streams)]
+    delays = []
+    tasks = [asyncio.create_task(one(sc, counts, i, delays)) for i, sc in enumerate(cfg.streams)]
     await asyncio.sleep({warmup})
     c0, n0 = time.process_time(), sum(counts)
+    delays.clear()
     await asyncio.sleep({seconds})
     c1, n1 = time.process_time(), sum(counts)
-    print(100 * (c1 - c0) / {seconds} / {streams}, (n1 - n0) / {seconds} / {streams}, flush=True)
+    delays.sort()
+    p50, p99 = (1000 * delays[int(q * (len(delays) - 1))] for q in (0.5, 0.99))
+    print(100 * (c1 - c0) / {seconds} / {streams}, (n1 - n0) / {seconds} / {streams}, p50, p99, flush=True)
     os._exit(0)
 
 asyncio.run(main())
 """
 
 
-def measure(url: str, streams: int, seconds: float, *, pyav_timeout: bool) -> tuple[float, float]:
-    """(% of a core a stream, timesteps a second a stream) of one child."""
+def measure(url: str, streams: int, seconds: float, *, pyav_timeout: bool) -> dict[str, float]:
+    """One child: % of a core a stream, timesteps a second a stream, and the p50 and p99 (ms) from a timestep's
+    last video frame decoded to the timestep out of the sync."""
     code = CHILD.format(
         root=str(ROOT), url=url, streams=streams, seconds=seconds, warmup=6.0, pyav_timeout=pyav_timeout
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120)
     if out.returncode != 0:
         raise SystemExit(f"child failed: {out.stderr[-2000:]}")
-    cpu, rate = out.stdout.split()
-    return float(cpu), float(rate)
+    cpu, rate, p50, p99 = (float(x) for x in out.stdout.split())
+    return {"cpu": cpu, "timesteps_per_s": rate, "out_p50_ms": p50, "out_p99_ms": p99}
 
 
 def main() -> None:
@@ -95,26 +103,29 @@ def main() -> None:
         if not ready.startswith("READY "):
             raise SystemExit("the impulse server did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
         url = ready.split()[1]
-        rows: list[dict[str, float]] = []
+        pairs: list[dict[str, dict[str, float]]] = []
         for pair in range(args.pairs):
-            order = (False, True) if pair % 2 == 0 else (True, False)
-            row: dict[str, float] = {}
-            for pyav in order:
-                cpu, rate = measure(url, args.streams, args.seconds, pyav_timeout=pyav)
-                row["pyav_timeout" if pyav else "ffmpeg_timeout"] = cpu
-                row["timesteps_per_s" + ("_pyav" if pyav else "")] = rate
-            rows.append(row)
-            print(f"pair {pair + 1}: FFmpeg's timeout (the code) {row['ffmpeg_timeout']:.2f}%, PyAV's read timeout "
-                  f"{row['pyav_timeout']:.2f}% of a core a stream", flush=True)  # fmt: skip
+            row: dict[str, dict[str, float]] = {}
+            for pyav in (False, True) if pair % 2 == 0 else (True, False):
+                row["pyav" if pyav else "code"] = measure(url, args.streams, args.seconds, pyav_timeout=pyav)
+            pairs.append(row)
+            print(f"pair {pair + 1}: " + "; ".join(_describe(name, row[name]) for name in ("code", "pyav")), flush=True)
     finally:
         server.terminate()
         server.wait(10)
-    ffmpeg = statistics.median(r["ffmpeg_timeout"] for r in rows)
-    pyav = statistics.median(r["pyav_timeout"] for r in rows)
-    print(f"{args.streams} streams in one process, {os.cpu_count()} cores: median {ffmpeg:.2f}% against {pyav:.2f}% "
-          f"of a core a stream; ratio {ffmpeg / pyav:.2f}")  # fmt: skip
+    medians = {name: {key: statistics.median(p[name][key] for p in pairs) for key in pairs[0][name]}
+               for name in ("code", "pyav")}  # fmt: skip
+    ratio = medians["code"]["cpu"] / medians["pyav"]["cpu"]
+    both = "; ".join(_describe(name, medians[name]) for name in ("code", "pyav"))
+    print(f"{args.streams} streams in one process, {os.cpu_count()} cores, medians: {both}; CPU ratio {ratio:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"streams": args.streams, "pairs": rows, "ratio": ffmpeg / pyav}, indent=2))
+        args.json.write_text(json.dumps({"streams": args.streams, "pairs": pairs, "cpu_ratio": ratio}, indent=2))
+
+
+def _describe(name: str, m: dict[str, float]) -> str:
+    label = "FFmpeg's timeout (the code)" if name == "code" else "PyAV's read timeout"
+    return (f"{label} {m['cpu']:.2f}% of a core a stream, decoded to timestep p50 {m['out_p50_ms']:.0f} ms, "
+            f"p99 {m['out_p99_ms']:.0f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":
