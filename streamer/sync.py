@@ -143,12 +143,13 @@ class TimestepAssembler:
         while True:
             end = self.next_t + hop
             video_done = not self.has_video or self._video_wm >= end - _EPS
-            audio_wm = self._audio_wm / self._sr
             # in samples: in float, audio 1 ms short of a boundary (a resampler's delay on audio aligned with the
             # timesteps) reached 0.1 s and 0.2 s but not 0.3 s, and waited there for one more packet
             audio_done = not self.has_audio or self._audio_wm >= round(end * self._sr) - self._eps_samples
             if not (video_done and audio_done):
-                lead = max(self._video_wm if self.has_video else 0.0, audio_wm if self.has_audio else 0.0)
+                lead = max(
+                    self._video_wm if self.has_video else 0.0, self._audio_wm / self._sr if self.has_audio else 0.0
+                )
                 if lead < end + wait - _EPS:
                     return out
             out.append(self._emit(final=False))

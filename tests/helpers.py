@@ -26,8 +26,10 @@ async def until(condition: Callable[[], T], seconds: float) -> T:
         await asyncio.sleep(0.05)
 
 
-async def collect(stream: Stream, limit: int | None = None) -> list[Timestep]:
-    steps: list[Timestep] = []
+async def collect(stream: Stream, limit: int | None = None, into: list[Timestep] | None = None) -> list[Timestep]:
+    """``stream``'s timesteps (up to ``limit``), appended to ``into`` as they come when given (run it as a task
+    and read the list while it runs)."""
+    steps: list[Timestep] = [] if into is None else into
     async for ts in stream:
         steps.append(ts)
         if limit is not None and len(steps) >= limit:

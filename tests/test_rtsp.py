@@ -19,6 +19,7 @@ from streamer.spec import parse_source
 from streamer.stream import Stream
 
 from .conftest import RtspServers
+from .helpers import collect
 
 pytestmark = pytest.mark.rtsp
 
@@ -58,10 +59,6 @@ async def test_killed_server_reconnects_and_the_timeline_goes_on(rtsp_server: Rt
     stream = Stream(parse_source(f"cam={server.url}"), options, on_state=states.append)
     steps: list[Timestep] = []
 
-    async def consume() -> None:
-        async for ts in stream:
-            steps.append(ts)
-
     def seen(state: SourceState) -> int:
         return sum(change.state is state for change in states)
 
@@ -69,7 +66,7 @@ async def test_killed_server_reconnects_and_the_timeline_goes_on(rtsp_server: Rt
         """Timesteps from index ``since`` on that carry both video and audio."""
         return sum(not (ts.video_missing or ts.audio_missing) for ts in steps[since:])
 
-    consumer = asyncio.create_task(consume(), name="consume-cam")
+    consumer = asyncio.create_task(collect(stream, into=steps), name="consume-cam")
     try:
         await wait_for(lambda: complete(0) >= 10, 20, "timesteps before the kill")
         await asyncio.to_thread(server.kill)
@@ -103,11 +100,7 @@ async def test_stalled_server_is_detected_and_reconnected(rtsp_server: RtspServe
     stream = Stream(parse_source(server.url), options, on_state=states.append)
     steps: list[Timestep] = []
 
-    async def consume() -> None:
-        async for ts in stream:
-            steps.append(ts)
-
-    consumer = asyncio.create_task(consume(), name="consume-stalled")
+    consumer = asyncio.create_task(collect(stream, into=steps), name="consume-stalled")
     try:
         await wait_for(lambda: any(not ts.video_missing for ts in steps), 20, "video before the stall")
         server.pause()
@@ -140,11 +133,7 @@ async def test_a_stalled_connections_capture_thread_ends_while_the_server_stays_
     stream = Stream(parse_source(f"stalls={server.url}"), options, on_state=states.append)
     steps: list[Timestep] = []
 
-    async def consume() -> None:
-        async for ts in stream:
-            steps.append(ts)
-
-    consumer = asyncio.create_task(consume(), name="consume-stalls")
+    consumer = asyncio.create_task(collect(stream, into=steps), name="consume-stalls")
     try:
         await wait_for(lambda: any(not ts.video_missing for ts in steps), 20, "video before the stall")
         (stalled,) = [t for t in threading.enumerate() if t.name == "capture-stalls"]
