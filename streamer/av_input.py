@@ -447,7 +447,7 @@ class _Decoder:
         check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS
         self.drift = _DriftCheck() if check and self.video is not None else None
         self.announcer = _Announcer(ctx, self.info, measure_fps=self.arrival)
-        self.converter = AudioConverter(options.sample_rate)
+        self.converter = AudioConverter(options.sample_rate, hop=options.segment_align)
         if self.arrival:
             self.converter.tolerance = ARRIVAL_AUDIO_TOLERANCE
         self.pacer = Pacer(ctx.quit) if options.realtime and not spec.is_live else None
@@ -550,7 +550,8 @@ class _Decoder:
             t = timeline.to_stream_time("audio", time.monotonic())
         else:
             t = timeline.to_stream_time("audio", frame.pts * self.audio_tick)
-        self._send_audio(self.converter.convert(frame, t, now), frame.pts * self.audio_tick)
+        for chunk in self.converter.push(frame, t, now):
+            self._send_audio(chunk, frame.pts * self.audio_tick)
 
     def _switch_to_arrival(self, ratio: float) -> None:
         ctx = self.ctx

@@ -159,15 +159,14 @@ def _microphone(mic: Any) -> Any:
     """The microphone's thread body: samples stamped at capture on the monotonic clock."""
 
     def worker(ctx: WorkerContext) -> None:
-        converter = AudioConverter(ctx.options.sample_rate)
+        converter = AudioConverter(ctx.options.sample_rate, hop=ctx.options.segment_align)
         with mic:
             for frame in mic.decode(audio=0):
                 if ctx.quit.is_set():
                     return
                 now = time.monotonic()
                 captured = now - frame.samples / frame.sample_rate  # the first sample's capture time
-                chunk = converter.convert(frame, ctx.timeline.to_stream_time("audio", captured), time.time())
-                if chunk is not None:
+                for chunk in converter.push(frame, ctx.timeline.to_stream_time("audio", captured), time.time()):
                     ctx.send(chunk)
                     ctx.timeline.reached(chunk.end(ctx.options.sample_rate))
 
