@@ -1,7 +1,7 @@
-"""Capture CPU of live RTSP streams sharing one ingest process: FFmpeg's socket timeout against PyAV's read timeout.
+"""Capture CPU of live RTSP streams sharing one ingest process: the code against a baseline in the same run.
 
     .venv/bin/python benchmarks/ingest_cpu.py [--streams 8] [--pairs 3] [--seconds 20] [--size 320x240]
-        [--audio-frame-ms 20] [--json out.json]
+        [--audio-frame-ms 20] [--against CHECKOUT] [--json out.json]
 
 Starts the impulse server (``pipelines/bench/impulse_server.py``, GStreamer under ``/usr/bin/python3``), then,
 ``pairs`` times, two child processes one after the other, each running ``streams`` :class:`~streamer.stream.Stream`
@@ -12,6 +12,9 @@ pickled as for the wire): one opened as the code does (RTSP read without PyAV's 
 as a percentage of a core a stream, and how long a timestep took from its last video frame decoded to out of
 the sync (p50, p99). Reported: both per pair, the medians, and the ratio of the median CPUs (the code over
 PyAV's timeout; below 1 is cheaper). The pairs alternate which goes first; the machine is shared and noisy.
+
+``--against CHECKOUT`` (another commit's work tree, e.g. from ``git worktree add``): the baseline is that
+checkout's code instead of PyAV's timeout put back, for any change to the capture path.
 """
 
 from __future__ import annotations
@@ -68,13 +71,14 @@ asyncio.run(main())
 """
 
 
-def measure(url: str, streams: int, seconds: float, *, pyav_timeout: bool) -> dict[str, float]:
-    """One child: % of a core a stream, timesteps a second a stream, and the p50 and p99 (ms) from a timestep's
-    last video frame decoded to the timestep out of the sync."""
+def measure(url: str, streams: int, seconds: float, *, pyav_timeout: bool, root: Path = ROOT) -> dict[str, float]:
+    """One child running ``root``'s code: % of a core a stream, timesteps a second a stream, and the p50 and p99
+    (ms) from a timestep's last video frame decoded to the timestep out of the sync."""
     code = CHILD.format(
-        root=str(ROOT), url=url, streams=streams, seconds=seconds, warmup=6.0, pyav_timeout=pyav_timeout
+        root=str(root), url=url, streams=streams, seconds=seconds, warmup=6.0, pyav_timeout=pyav_timeout
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=seconds + 120,
+                         cwd=root)  # fmt: skip
     if out.returncode != 0:
         raise SystemExit(f"child failed: {out.stderr[-2000:]}")
     cpu, rate, p50, p99 = (float(x) for x in out.stdout.split())
@@ -88,8 +92,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--audio-frame-ms", type=int, default=20)
+    parser.add_argument("--against", type=Path, help="baseline: this checkout's code (default: PyAV's timeout)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    base = "against" if args.against else "pyav"
+    labels["against"] = f"{args.against}" if args.against else ""
     width, height = args.size.split("x")
     port = free_port()
     server = subprocess.Popen(
@@ -106,24 +113,28 @@ def main() -> None:
         pairs: list[dict[str, dict[str, float]]] = []
         for pair in range(args.pairs):
             row: dict[str, dict[str, float]] = {}
-            for pyav in (False, True) if pair % 2 == 0 else (True, False):
-                row["pyav" if pyav else "code"] = measure(url, args.streams, args.seconds, pyav_timeout=pyav)
+            for name in ("code", base) if pair % 2 == 0 else (base, "code"):
+                root = args.against.resolve() if name == "against" else ROOT
+                row[name] = measure(url, args.streams, args.seconds, pyav_timeout=name == "pyav", root=root)
             pairs.append(row)
-            print(f"pair {pair + 1}: " + "; ".join(_describe(name, row[name]) for name in ("code", "pyav")), flush=True)
+            print(f"pair {pair + 1}: " + "; ".join(_describe(name, row[name]) for name in ("code", base)), flush=True)
     finally:
         server.terminate()
         server.wait(10)
     medians = {name: {key: statistics.median(p[name][key] for p in pairs) for key in pairs[0][name]}
-               for name in ("code", "pyav")}  # fmt: skip
-    ratio = medians["code"]["cpu"] / medians["pyav"]["cpu"]
-    both = "; ".join(_describe(name, medians[name]) for name in ("code", "pyav"))
+               for name in ("code", base)}  # fmt: skip
+    ratio = medians["code"]["cpu"] / medians[base]["cpu"]
+    both = "; ".join(_describe(name, medians[name]) for name in ("code", base))
     print(f"{args.streams} streams in one process, {os.cpu_count()} cores, medians: {both}; CPU ratio {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"streams": args.streams, "pairs": pairs, "cpu_ratio": ratio}, indent=2))
 
 
+labels = {"code": "the code", "pyav": "PyAV's read timeout", "against": ""}
+
+
 def _describe(name: str, m: dict[str, float]) -> str:
-    label = "FFmpeg's timeout (the code)" if name == "code" else "PyAV's read timeout"
+    label = labels[name]
     return (f"{label} {m['cpu']:.2f}% of a core a stream, decoded to timestep p50 {m['out_p50_ms']:.0f} ms, "
             f"p99 {m['out_p99_ms']:.0f} ms")  # fmt: skip
 
