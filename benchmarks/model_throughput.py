@@ -1,7 +1,6 @@
 """Model throughput: timesteps/s at batch 1, 8, 64, 256, and batched vs one-at-a-time in the same run.
 
     .venv/bin/python benchmarks/model_throughput.py [--device auto|cpu|cuda] [--repeats 5] [--json out.json]
-    .venv/bin/python benchmarks/model_throughput.py --pairs 3 [--threads 1]   # freed memory kept vs not
 
 Each timestep carries 3 luma frames of 160x90 and 200 ms of 16 kHz audio (100 ms look-back + 100 ms), as the
 ingest layer makes them at 30 fps and hop 100 ms. A *call* is ``FusionModel.score``: pack into one buffer, one
@@ -10,20 +9,19 @@ timestep each; "one at a time" scores the same B timesteps in B calls of one. Re
 ``repeats`` of timesteps/s per batch size, the time per call, and the speedup of batch 64 over 64 single calls;
 then a file's batch: 16 consecutive timesteps of one stream in one call against 16 calls of one.
 
-The model runs as in the analyzer: in a thread of its own, with freed memory kept mapped (``models.memory``).
-``--malloc default`` leaves glibc's allocator as it is; ``--pairs N`` runs both, alternately, N times each, in
-child processes (the setting is per process) and reports the median time per call of each and their ratio.
+Mind that these figures include page faults the analyzer does not have: between calls glibc gives the freed
+buffers back to the kernel here (700 faults a call at a batch of 8, 1600 at 32), while the long-running
+analyzer's heaps stay mapped (347 faults a second in all at 32 live streams). With ``MALLOC_TOP_PAD_=268435456``
+in the environment (freed memory kept mapped) the times per call here are about half (benchmarks/README.md,
+"Model throughput").
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +30,6 @@ import numpy as np
 import torch
 
 from models import FusionModel, resolve_device
-from models.memory import keep_freed_memory
 from streamer.media import Timestep, VideoFrame
 
 
@@ -46,41 +43,15 @@ def make_timesteps(n: int, seed: int = 0) -> list[Timestep]:
     return steps
 
 
-_MODEL_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
-
-
 def timed(fn: object, repeats: int) -> float:
-    """Median seconds of ``fn()`` run in a thread of its own, as the analyzer runs the model."""
     assert callable(fn)
-    _MODEL_THREAD.submit(fn).result()  # warm-up (allocations, kernels)
+    fn()  # warm-up (allocations, kernels)
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        _MODEL_THREAD.submit(fn).result()
+        fn()
         runs.append(time.perf_counter() - start)
     return statistics.median(runs)
-
-
-def compare_malloc(args: argparse.Namespace) -> int:
-    """Alternate child runs with freed memory kept and with glibc's default; medians and the ratio."""
-    runs: dict[str, list[dict[str, float]]] = {"keep": [], "default": []}
-    for pair in range(args.pairs):
-        for mode in ("keep", "default") if pair % 2 == 0 else ("default", "keep"):
-            with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                command = [sys.executable, __file__, "--device", args.device, "--repeats", str(args.repeats),
-                           "--batches", args.batches, "--malloc", mode, "--json", out.name]  # fmt: skip
-                if args.threads:
-                    command += ["--threads", str(args.threads)]
-                subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-                result = json.loads(Path(out.name).read_text())
-            runs[mode].append({size: b["ms_per_call"] for size, b in result["batches"].items()})
-    medians = {mode: {size: statistics.median(r[size] for r in rs) for size in rs[0]} for mode, rs in runs.items()}
-    report = {"pairs": args.pairs, "ms_per_call": medians,
-              "ratio": {size: round(medians["keep"][size] / medians["default"][size], 2) for size in medians["keep"]}}
-    print(json.dumps(report, indent=2))  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
 
 
 def main() -> int:
@@ -89,15 +60,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", default="1,8,64,256")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep freed memory mapped as the analyzer does (default), or glibc's default")
-    parser.add_argument("--pairs", type=int, help="compare --malloc keep and default, alternately, N times each")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.pairs:
-        return compare_malloc(args)
-    if args.malloc == "keep":
-        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -19,7 +19,6 @@ import torch
 from models.device import resolve_device
 from models.fusion import FusionModel
 from models.heads import FusionHead
-from models.memory import keep_freed_memory
 from models.plugins import load_module
 from streamer.errors import ConfigError
 from streamer.media import Timestep, VideoFrame
@@ -50,7 +49,6 @@ class ModelRunner:
             # The model's tensors are small and the capture threads keep the cores busy decoding: more intra-op
             # threads only contend with them (measured: one thread halves the model's time inside the analyzer).
             torch.set_num_threads(config.threads)
-            keep_freed_memory()  # the model's buffers stay mapped between calls: half its CPU went in page faults
 
     @staticmethod
     def _learned_head(config: ModelConfig) -> tuple[FusionHead | None, dict[str, object]]:
