@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     base = "against" if args.against else "pyav"
-    labels["against"] = f"{args.against}" if args.against else ""
+    labels = {"code": "the code", "pyav": "PyAV's read timeout", "against": str(args.against)}
     width, height = args.size.split("x")
     port = free_port()
     server = subprocess.Popen(
@@ -117,24 +117,21 @@ def main() -> None:
                 root = args.against.resolve() if name == "against" else ROOT
                 row[name] = measure(url, args.streams, args.seconds, pyav_timeout=name == "pyav", root=root)
             pairs.append(row)
-            print(f"pair {pair + 1}: " + "; ".join(_describe(name, row[name]) for name in ("code", base)), flush=True)
+            said = "; ".join(_describe(labels[name], row[name]) for name in ("code", base))
+            print(f"pair {pair + 1}: {said}", flush=True)
     finally:
         server.terminate()
         server.wait(10)
     medians = {name: {key: statistics.median(p[name][key] for p in pairs) for key in pairs[0][name]}
                for name in ("code", base)}  # fmt: skip
     ratio = medians["code"]["cpu"] / medians[base]["cpu"]
-    both = "; ".join(_describe(name, medians[name]) for name in ("code", base))
+    both = "; ".join(_describe(labels[name], medians[name]) for name in ("code", base))
     print(f"{args.streams} streams in one process, {os.cpu_count()} cores, medians: {both}; CPU ratio {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"streams": args.streams, "pairs": pairs, "cpu_ratio": ratio}, indent=2))
 
 
-labels = {"code": "the code", "pyav": "PyAV's read timeout", "against": ""}
-
-
-def _describe(name: str, m: dict[str, float]) -> str:
-    label = labels[name]
+def _describe(label: str, m: dict[str, float]) -> str:
     return (f"{label} {m['cpu']:.2f}% of a core a stream, decoded to timestep p50 {m['out_p50_ms']:.0f} ms, "
             f"p99 {m['out_p99_ms']:.0f} ms")  # fmt: skip
 

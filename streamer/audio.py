@@ -25,8 +25,7 @@ import av.filter
 import numpy as np
 
 from .media import AudioChunk, Samples
-
-_EPS = 1e-3  # seconds: audio within a millisecond of a timestep boundary reaches it (as the sync reckons it)
+from .sync import BOUNDARY_EPS
 
 
 class AudioConverter:
@@ -39,8 +38,7 @@ class AudioConverter:
         self._next_t: float | None = None  # stream time of the next output sample
         self._pending: float | None = None  # stream time of the first frame pushed since the last chunk
         self._pending_end = 0.0  # where the input pushed so far ends, stream time
-        self._held = 0.0  # seconds of input in the filter not taken out yet
-        self._delay = 0.0  # of which the filter keeps back (its delay, as last seen)
+        self._pushed = 0.0  # seconds of input pushed since the last chunk (the filter also keeps back its delay)
 
     def push(self, frame: Any, t: float, wall_time: float) -> list[AudioChunk]:
         """``av.AudioFrame`` whose first sample is at stream time ``t`` -> mono float32 chunks (none yet, one, or
@@ -60,7 +58,7 @@ class AudioConverter:
         if self._pending is None:
             self._pending = t
         self._pending_end = t + duration
-        self._held += duration
+        self._pushed += duration
         # a new filter's first frame comes out at once: what it keeps back is its delay, which _due allows for
         if self.hop is None or first or self._due():
             out.append(self._take(wall_time))
@@ -74,7 +72,7 @@ class AudioConverter:
         self._graph.push(None)
         samples = self._pull()
         self._graph = self._key = self._pending = None
-        self._held = self._delay = 0.0
+        self._pushed = 0.0
         return None if samples is None or t is None else self._stamp(samples, t, wall_time)
 
     def add_samples(self, samples: Samples, t: float, wall_time: float) -> AudioChunk:
@@ -89,8 +87,9 @@ class AudioConverter:
         start = self._next_t  # where the last chunk ended, unless the next one starts anew (see _stamp)
         if start is None or abs(self._pending - start) > self.tolerance:
             start = self._pending
-        reach = start + self._held - self._delay
-        return math.floor(reach / self.hop + 1e-9) > math.floor((start + _EPS) / self.hop)
+        # the last chunk ended its delay short of its input; this one will end the same delay short of its own
+        reach = start + self._pushed
+        return math.floor(reach / self.hop + 1e-9) > math.floor((start + BOUNDARY_EPS) / self.hop)
 
     def _take(self, wall_time: float) -> AudioChunk | None:
         if self._pending is None:
@@ -100,8 +99,7 @@ class AudioConverter:
         if samples is None:
             return None  # all in the filter's delay so far: the next chunk starts at this frame still
         self._pending = None
-        self._held -= len(samples) / self.sample_rate
-        self._delay = max(0.0, self._held)
+        self._pushed = 0.0
         return self._stamp(samples, t, wall_time)
 
     def _pull(self) -> Samples | None:

@@ -544,14 +544,15 @@ class _Decoder:
 
     def _audio(self, frame: Any, now: float) -> None:
         timeline = self.ctx.timeline
+        raw = frame.pts * self.audio_tick
         if self.arrival:
             # no timestamps to trust: chunks follow each other by their sample count, re-anchored on arrival
             # when they fall behind or ahead of it (AudioConverter's tolerance)
             t = timeline.to_stream_time("audio", time.monotonic())
         else:
-            t = timeline.to_stream_time("audio", frame.pts * self.audio_tick)
+            t = timeline.to_stream_time("audio", raw)
         for chunk in self.converter.push(frame, t, now):
-            self._send_audio(chunk, frame.pts * self.audio_tick)
+            self._send_audio(chunk, raw)
 
     def _switch_to_arrival(self, ratio: float) -> None:
         ctx = self.ctx

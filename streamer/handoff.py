@@ -25,6 +25,7 @@ import threading
 from typing import Generic, TypeVar
 
 from .media import AudioChunk, VideoFrame
+from .sync import BOUNDARY_EPS
 
 T = TypeVar("T")
 AUDIO_SLACK = 4  # live queues hold up to this many times maxsize items before audio is dropped
@@ -101,7 +102,7 @@ class MediaQueue(Generic[T]):
             modality, at = "audio", item.t + len(item.samples) / rate
         else:
             return True
-        index = math.floor((at + 1e-3) / hop)
+        index = math.floor((at + BOUNDARY_EPS) / hop)
         if index == self._timestep[modality]:
             return False
         self._timestep[modality] = index  # changed (a jump back too)

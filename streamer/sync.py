@@ -17,7 +17,7 @@ import numpy as np
 
 from .media import AudioChunk, Samples, Timestep, VideoFrame
 
-_EPS = 1e-3  # seconds: timestamps within a millisecond of a boundary count as reaching it
+BOUNDARY_EPS = 1e-3  # seconds: timestamps within a millisecond of a boundary count as reaching it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,7 +54,7 @@ class TimestepAssembler:
         self.has_audio = has_audio
         self._sr = options.sample_rate
         self._ctx = round(options.context * self._sr)
-        self._eps_samples = round(_EPS * self._sr)
+        self._eps_samples = round(BOUNDARY_EPS * self._sr)
         self._next_k = 0
         self._frames: list[VideoFrame] = []
         self._last_frame: VideoFrame | None = None
@@ -76,7 +76,7 @@ class TimestepAssembler:
         self.has_video, self.has_audio = has_video, has_audio
 
     def push_video(self, frame: VideoFrame) -> list[Timestep]:
-        if frame.t < self.next_t - _EPS:
+        if frame.t < self.next_t - BOUNDARY_EPS:
             self.stats.late_frames += 1
         self._frames.append(frame)
         self._video_wm = max(self._video_wm, frame.t + (frame.duration or 0.0))
@@ -115,7 +115,7 @@ class TimestepAssembler:
         if self._frames:
             end = max(end, self._frames[-1].t + 1e-6)
         out: list[Timestep] = []
-        while self.next_t < end - _EPS:
+        while self.next_t < end - BOUNDARY_EPS:
             out.append(self._emit(final=True))
         return out
 
@@ -142,7 +142,7 @@ class TimestepAssembler:
         hop, wait = self.options.hop, self.options.max_wait
         while True:
             end = self.next_t + hop
-            video_done = not self.has_video or self._video_wm >= end - _EPS
+            video_done = not self.has_video or self._video_wm >= end - BOUNDARY_EPS
             # in samples: in float, audio 1 ms short of a boundary (a resampler's delay on audio aligned with the
             # timesteps) reached 0.1 s and 0.2 s but not 0.3 s, and waited there for one more packet
             audio_done = not self.has_audio or self._audio_wm >= round(end * self._sr) - self._eps_samples
@@ -150,7 +150,7 @@ class TimestepAssembler:
                 lead = max(
                     self._video_wm if self.has_video else 0.0, self._audio_wm / self._sr if self.has_audio else 0.0
                 )
-                if lead < end + wait - _EPS:
+                if lead < end + wait - BOUNDARY_EPS:
                     return out
             out.append(self._emit(final=False))
 
@@ -159,11 +159,11 @@ class TimestepAssembler:
         start, end = k * hop, (k + 1) * hop
         # Video: the frames before the end (late ones included), else the previous frame repeated.
         cut = 0
-        while cut < len(self._frames) and self._frames[cut].t < end - _EPS:
+        while cut < len(self._frames) and self._frames[cut].t < end - BOUNDARY_EPS:
             cut += 1
         frames, self._frames = self._frames[:cut], self._frames[cut:]
         repeated = False
-        video_passed = self._video_wm >= end - _EPS or final
+        video_passed = self._video_wm >= end - BOUNDARY_EPS or final
         if frames:
             self._last_frame = frames[-1]
         elif self.has_video and video_passed and self._last_frame is not None:
