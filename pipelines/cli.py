@@ -82,6 +82,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fast-decode", choices=("auto", "on", "off"),
                        help="decode video without the deblocking filter (default auto: on for files, whose "
                             "snapshots are decoded again in full)")  # fmt: skip
+    group.add_argument("--hwaccel", metavar="TYPE[:DEVICE]",
+                       help="decode video on a hardware device: cuda, cuda:1, vaapi, ... or auto (the first that "
+                            "opens); without it, or where it does not open, in software")  # fmt: skip
     group.add_argument("--av-option", type=_key_value, action="append", metavar="KEY=VALUE",
                        help="FFmpeg demuxer/protocol option, overrides the defaults (repeatable)")  # fmt: skip
     group.add_argument("--luma-size", metavar="WxH", help="analysis image size (default 160x90)")
@@ -112,6 +115,7 @@ def stream_flags(args: argparse.Namespace) -> dict[str, Any]:
         "rtsp_transport": args.rtsp_transport,
         "low_latency": args.low_latency,
         "fast_decode": args.fast_decode,
+        "hwaccel": args.hwaccel,
         "av_options": dict(args.av_option) if args.av_option else None,
         "sync_wait_ms": args.sync_wait_ms,
         "stall_timeout": args.stall_timeout,
@@ -287,6 +291,7 @@ def add_bench_parsers(commands: Any) -> None:
     latency.add_argument("--hop-ms", type=_positive, default=100.0, help="the analyzer's hop (default 100)")
     latency.add_argument("--max-wait-ms", type=_number, help="the batcher's max wait (default: the analyzer's)")
     latency.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    latency.add_argument("--hwaccel", metavar="TYPE", help="decode video on this hardware device (cuda, auto, ...)")
     latency.add_argument("--interval", type=_positive, default=2.0, help="seconds between impulses (2, +jitter)")
     latency.add_argument(
         "--impulse",
@@ -329,6 +334,7 @@ def add_bench_parsers(commands: Any) -> None:
     capacity.add_argument("--limit", type=int, default=128, help="largest N tried (128)")
     capacity.add_argument("--step", type=int, default=4, help="resolution of the search in streams (4)")
     capacity.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    capacity.add_argument("--hwaccel", metavar="TYPE", help="decode video on this hardware device (cuda, auto, ...)")
     capacity.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
     capacity.add_argument("--plot", type=Path, metavar="FILE.png", help="p99 against N per mode (PNG)")
     capacity.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
@@ -454,6 +460,13 @@ async def _bench_report(args: argparse.Namespace, run: Any, options: Any, table:
 async def _bench(args: argparse.Namespace) -> int:
     import json
 
+    if getattr(args, "hwaccel", None) is not None:
+        from streamer.hwaccel import check
+
+        try:
+            args.hwaccel = check(args.hwaccel)
+        except ValueError as exc:
+            raise ConfigError(f"bench {args.bench}: --{exc}") from None
     if args.bench == "throughput":
         from .bench.throughput import format_table, run_throughput
 
@@ -469,7 +482,8 @@ async def _bench(args: argparse.Namespace) -> int:
             raise ConfigError("bench capacity: --start, --limit, --step, --impulses and --fps must be >= 1")
         cap = CapacityOptions(width=args.size[0], height=args.size[1], fps=args.fps,
                               audio_frame_ms=args.audio_frame_ms, impulses=args.impulses, start=args.start,
-                              limit=args.limit, step=args.step, device=args.device)  # fmt: skip
+                              limit=args.limit, step=args.step, device=args.device,
+                              hwaccel=args.hwaccel)  # fmt: skip
         report = await _bench_report(args, run_capacity, cap, format_capacity, plot_capacity)
     else:
         from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
@@ -477,7 +491,8 @@ async def _bench(args: argparse.Namespace) -> int:
         options = LatencyOptions(streams=args.streams, impulses=args.impulses, hop_ms=args.hop_ms,
                                  max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval,
                                  impulse=args.impulse, threshold=args.threshold, width=args.size[0],
-                                 height=args.size[1], fps=args.fps, audio_frame_ms=args.audio_frame_ms)  # fmt: skip
+                                 height=args.size[1], fps=args.fps, audio_frame_ms=args.audio_frame_ms,
+                                 hwaccel=args.hwaccel)  # fmt: skip
         report = await _bench_report(args, run_latency, options, format_report, plot_report)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

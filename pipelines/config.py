@@ -321,6 +321,7 @@ STREAM_KEYS: dict[str, Check] = {
     "rtsp_transport": choice("tcp", "udp"),
     "low_latency": on_off_auto,
     "fast_decode": on_off_auto,
+    "hwaccel": string,
     "av_options": string_table,
     "stall_timeout": number(0, lo_open=True),
     "sync_wait_ms": number(0),

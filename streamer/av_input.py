@@ -47,6 +47,7 @@ from .errors import (
     SourceUnsupportedError,
     UnsupportedCodecError,
 )
+from .hwaccel import decoder_device, in_use
 from .luma import luma_from_av
 from .media import AudioChunk, AudioInfo, AvFullFrame, StreamInfo, VideoFrame, VideoInfo
 from .options import SourceOptions
@@ -133,6 +134,7 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
                 mode="r",
                 options=demux_options(spec, options),
                 timeout=(options.open_timeout, read_timeout(spec, options)) if spec.is_live else None,
+                hwaccel=decoder_device(spec.stream_id, options.hwaccel),
             )
     except CertificateError as exc:
         raise SourceCertificateError(spec.stream_id, f"cannot open {spec.redacted}: {exc}") from exc
@@ -209,13 +211,17 @@ def decodable_tracks(container: Any, spec: SourceSpec, options: SourceOptions | 
     return picked[0], picked[1]
 
 
-def describe(container: Any, spec: SourceSpec, video: Any, audio: Any) -> StreamInfo:
-    """What the source carries: ``video``/``audio`` are the tracks :func:`decodable_tracks` picked."""
+def describe(container: Any, spec: SourceSpec, video: Any, audio: Any, hwaccel: str | None = None) -> StreamInfo:
+    """What the source carries: ``video``/``audio`` are the tracks :func:`decodable_tracks` picked; ``hwaccel``
+    the setting the container was opened with (:func:`open_container`)."""
     vinfo = ainfo = None
     if video is not None:
         rate = video.average_rate or video.guessed_rate
         cc = video.codec_context
-        vinfo = VideoInfo(codec=cc.name, width=cc.width, height=cc.height, fps=round(float(rate), 3) if rate else None)
+        vinfo = VideoInfo(
+            codec=cc.name, width=cc.width, height=cc.height, fps=round(float(rate), 3) if rate else None,
+            hwaccel=in_use(cc, hwaccel),
+        )  # fmt: skip
     if audio is not None:
         cc = audio.codec_context
         ainfo = AudioInfo(codec=cc.name, sample_rate=cc.sample_rate, channels=cc.channels)
@@ -426,7 +432,7 @@ class _Decoder:
         if not container.streams.video and not container.streams.audio:
             raise DecodeError(spec.stream_id, f"{spec.redacted}: no audio or video stream in it")
         self.video, self.audio = decodable_tracks(container, spec, options)
-        self.info = describe(container, spec, self.video, self.audio)
+        self.info = describe(container, spec, self.video, self.audio, options.hwaccel)
         live = self.info.live
         low_latency = live if options.low_latency is None else options.low_latency
         # a snapshot of a regular MP4/MOV or Matroska file is its frame decoded again (FileFrame): the file's

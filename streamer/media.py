@@ -93,6 +93,7 @@ class VideoInfo:
     width: int
     height: int
     fps: float | None
+    hwaccel: str | None = None  # the hardware device type decoding it ("cuda"), None: software (streamer.hwaccel)
 
 
 @dataclass(frozen=True, slots=True)

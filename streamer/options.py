@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from . import hwaccel as _hwaccel
+
 
 @dataclass(frozen=True, kw_only=True)
 class SourceOptions:
@@ -23,6 +25,8 @@ class SourceOptions:
     # skip the video decoder's deblocking filter (15-20% of H.264 decoding; invisible in the small analysis
     # image); None: for MP4/MOV and Matroska/WebM files, whose snapshots are decoded again from the file in full
     fast_decode: bool | None = None
+    # decode video on a hardware device (streamer.hwaccel): "cuda", "cuda:1", "vaapi", ..., "auto"; None: software
+    hwaccel: str | None = None
     queue_size: int = 64  # items between the decode thread and asyncio
     # which track of each kind to analyze, counted from 0 among that kind's tracks; None: the first one FFmpeg can
     # decode; -1: none (ignore that modality)
@@ -50,3 +54,4 @@ class SourceOptions:
             raise ValueError(f"rtsp_transport must be tcp or udp, got {self.rtsp_transport!r}")
         if min(self.open_timeout, self.stall_timeout, self.backoff_initial, self.backoff_max) <= 0:
             raise ValueError("timeouts and backoff intervals must be > 0")
+        object.__setattr__(self, "hwaccel", _hwaccel.check(self.hwaccel))

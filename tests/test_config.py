@@ -113,6 +113,7 @@ def test_credentials_from_the_environment() -> None:
         ("[homeassistant]\ndiscovery = true\n[mqtt]\nurl = 'none'", "homeassistant.discovery: needs a broker"),
         ("[homeassistant]\nprefix = 'ha/#'", "mqtt prefix 'ha/#'"),
         ("[[streams]]\nsource = 'a.mp4'\ndevice_class = 'door'", "streams[0].device_class: expected one of motion"),
+        ("[defaults]\nhwaccel = 'nosuch'", "stream 'a': hwaccel: 'nosuch' is not a hardware device type of this"),
     ],
 )
 def test_bad_keys_and_values_are_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -34,7 +34,7 @@ def test_file_description_and_seconds_and_hop(tmp_path: Path) -> None:
     result = probe(str(clip))
     info = json.loads(result.stdout)
     assert info["stream"] == "door" and info["kind"] == "file" and not info["live"]
-    assert info["video"] == {"codec": "h264", "width": 320, "height": 240, "fps": 30.0}
+    assert info["video"] == {"codec": "h264", "width": 320, "height": 240, "fps": 30.0, "hwaccel": None}
     assert info["audio"]["codec"] == "aac" and info["audio"]["sample_rate"] == 48000
     result = probe(f"front={clip}", "--timeline", "--seconds", "1", "--hop-ms", "250")
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -40,13 +40,14 @@ class CapacityOptions:
     limit: int = 128
     step: int = 4
     device: str = "auto"
+    hwaccel: str | None = None  # decode video on this hardware device, in both modes (streamer.hwaccel)
 
 
 def probe_options(options: CapacityOptions, streams: int, *, decode_only: bool) -> LatencyOptions:
     return LatencyOptions(
         streams=streams, impulses=options.impulses, interval=options.interval, device=options.device,
         width=options.width, height=options.height, fps=options.fps, audio_frame_ms=options.audio_frame_ms,
-        decode_only=decode_only,
+        decode_only=decode_only, hwaccel=options.hwaccel,
     )  # fmt: skip
 
 

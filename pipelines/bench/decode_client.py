@@ -1,6 +1,6 @@
 """The latency benchmark's floor: a decode-only client that reports when each impulse comes out of the decoder.
 
-    python -m pipelines.bench.decode_client URL [--seconds S]
+    python -m pipelines.bench.decode_client URL [--seconds S] [--hwaccel TYPE]
 
 Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
 luma, resample; no sync, no model) and prints one JSON line per impulse and modality as soon as it is decoded:
@@ -31,8 +31,8 @@ FLASH_LUMA = 128.0
 TONE_DBFS = -30.0
 
 
-async def watch(url: str, seconds: float | None) -> None:
-    source = Source(parse_source(f"floor={url}"), SourceOptions())
+async def watch(url: str, seconds: float | None, hwaccel: str | None = None) -> None:
+    source = Source(parse_source(f"floor={url}"), SourceOptions(hwaccel=hwaccel))
     flashing = toning = False
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
@@ -66,9 +66,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("url")
     parser.add_argument("--seconds", type=float)
+    parser.add_argument("--hwaccel", help="decode video on this hardware device (as streamer run --hwaccel)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(watch(args.url, args.seconds))
+        asyncio.run(watch(args.url, args.seconds, args.hwaccel))
     return 0
 
 

@@ -65,6 +65,7 @@ class LatencyOptions:
     audio_frame_ms: int = 10  # the Opus frame (packet) length: 10 ms is the most per-packet work, 20 ms is common
     # decode-only clients (the floor; ``streams`` of them with ``decode_only``, when no analyzer runs)
     decode_only: bool = False
+    hwaccel: str | None = None  # decode video on this hardware device (streamer.hwaccel), analyzer and clients
 
 
 @dataclass
@@ -163,7 +164,8 @@ async def run_latency(
         decoders = options.streams if options.decode_only else 1
         for index in range(decoders):
             decoder = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pipelines.bench.decode_client", url, stdout=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "pipelines.bench.decode_client", url,
+                *(["--hwaccel", options.hwaccel] if options.hwaccel else []), stdout=asyncio.subprocess.PIPE,
                 stderr=(workdir / f"decode_client{index}.log").open("w"),
             )  # fmt: skip
             procs.append(decoder)
@@ -188,6 +190,8 @@ async def run_latency(
             run_args += ["--max-wait-ms", str(options.max_wait_ms)]
         if options.threshold is not None:
             run_args += ["--threshold", str(options.threshold)]
+        if options.hwaccel is not None:
+            run_args += ["--hwaccel", options.hwaccel]
         analyzer = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pipelines.cli", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
             stderr=(workdir / "analyzer.log").open("w"),
