@@ -14,6 +14,8 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 * Recorded media over HTTP (an mp4, an HLS VOD playlist: the demuxer knows a duration) is analyzed like a file:
   not ``live``, so the hand-off waits for the analyzer instead of dropping.
 * A protocol, demuxer or decoder this FFmpeg lacks is :class:`SourceUnsupportedError`: permanent, not retried.
+* Video decodes on a hardware device when ``SourceOptions.hwaccel`` asks for one that opens (:mod:`.hwaccel`),
+  else on the CPU.
 * MP4/MOV and Matroska/WebM files decode without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of
   H.264 decoding, invisible in the small analysis image, but it would show in a snapshot) and keep no decoded
   picture: a snapshot is the frame decoded again from the file, at full quality (:class:`FileFrame`). Their
