@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import av
-import av.logging
 import numpy as np
 import numpy.typing as npt
 
@@ -49,6 +48,7 @@ from .errors import (
     SourceUnsupportedError,
     UnsupportedCodecError,
 )
+from .ffmpeg_log import errors_said
 from .hwaccel import decoder_device, in_use
 from .luma import luma_from_av
 from .media import AudioChunk, AudioInfo, AvFullFrame, StreamInfo, VideoFrame, VideoInfo
@@ -154,21 +154,17 @@ class CertificateError(Exception):
 def _certificate_failures_said() -> Iterator[None]:
     """Around opening a TLS source: read FFmpeg's log of this thread, so that a failed certificate verification
     (to FFmpeg, an I/O error) is said as such."""
-    av.logging.set_level(av.logging.ERROR)
-    try:
-        with av.logging.Capture(local=True) as logs:
-            try:
-                yield
-            except OSError as exc:
-                said = " ".join(str(message).strip() for _, name, message in logs if name == "tls")
-                if "certificate" in said.lower() or "verif" in said.lower():
-                    raise CertificateError(
-                        f"TLS: the server's certificate failed verification ({said}); trust its CA with ca_file "
-                        "(--ca-file) or turn verification off with tls_insecure (--tls-insecure)"
-                    ) from exc
-                raise
-    finally:
-        av.logging.set_level(None)
+    with errors_said() as logs:
+        try:
+            yield
+        except OSError as exc:
+            said = " ".join(str(message).strip() for _, name, message in logs if name == "tls")
+            if "certificate" in said.lower() or "verif" in said.lower():
+                raise CertificateError(
+                    f"TLS: the server's certificate failed verification ({said}); trust its CA with ca_file "
+                    "(--ca-file) or turn verification off with tls_insecure (--tls-insecure)"
+                ) from exc
+            raise
 
 
 def decodable_tracks(container: Any, spec: SourceSpec, options: SourceOptions | None = None) -> tuple[Any, Any]:

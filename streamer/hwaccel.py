@@ -26,6 +26,8 @@ import functools
 import logging
 from typing import Any
 
+from .ffmpeg_log import errors_said
+
 log = logging.getLogger(__name__)
 
 NONE = "none"
@@ -92,9 +94,10 @@ def in_use(codec_context: Any, setting: str | None) -> str | None:
     return None if chosen is None else chosen.partition(":")[0]
 
 
+@functools.cache
 def _resolve(setting: str) -> tuple[str | None, dict[str, str]]:
     """The first ``TYPE[:DEVICE]`` of ``setting`` that opens here (None if none does), and why the others did
-    not."""
+    not. Tried once per process: every connection of every stream with this setting reads the answer."""
     candidates = [kind for kind in device_types() if _decoder_for(kind) is not None] if setting == AUTO else [setting]
     causes: dict[str, str] = {}
     for candidate in candidates:
@@ -120,25 +123,21 @@ def _decoder_for(kind: str) -> Any:
     return None
 
 
-@functools.cache
 def _opens(kind: str, device: str | None) -> str | None:
-    """None when a ``kind`` device (``device`` of it) opens in this process, else why not (tried once)."""
+    """None when a ``kind`` device (``device`` of it) opens, else why not: what FFmpeg said ("Cannot load
+    libcuda.so.1"), or the error."""
     import av
-    import av.logging
     from av.codec.hwaccel import HWAccel
 
     codec = _decoder_for(kind)
     if codec is None:
         return "no decoder of this FFmpeg (PyAV's) decodes on it"
-    av.logging.set_level(av.logging.ERROR)  # what FFmpeg says is the cause ("Cannot load libcuda.so.1")
     try:
-        with av.logging.Capture(local=True) as logs:
+        with errors_said() as logs:
             HWAccel(kind, device, options=_DEVICE_OPTIONS.get(kind)).create(codec)
     except (av.FFmpegError, OSError, NotImplementedError) as exc:
-        said = [" ".join(str(message).split()) for level, _, message in logs if level <= av.logging.ERROR]
+        said = [" ".join(str(message).split()) for _, _, message in logs]
         if said:
             return ": ".join(dict.fromkeys(said))
         return " ".join((getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).split())
-    finally:
-        av.logging.set_level(None)
     return None

@@ -22,7 +22,7 @@ from streamer.stream import Stream
 from tests.helpers import collect
 from tests.media import make_clip
 
-CUDA_OPENS = "cuda" in hwaccel.device_types() and hwaccel._opens("cuda", None) is None
+CUDA_OPENS = "cuda" in hwaccel.device_types() and hwaccel._resolve("cuda")[0] is not None
 
 
 async def _decode(clip: Path, setting: str | None, **options: Any) -> tuple[list[Timestep], list[StreamInfo]]:
