@@ -41,7 +41,7 @@ async def soak(streams: int, minutes: float, warmup: float, workdir: Path) -> di
     bursts = ",".join(f"av@{5 + 10 * k}" for k in range(int(minutes * 6) + 12))
     args = [f"s{i}=synthetic:?duration=0&seed={i}&events={bursts}" for i in range(streams)]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.cli", "run", *args, "--mqtt", broker.url, "--prefix", "soak",
+        sys.executable, "-m", "pipelines.cli.main", "run", *args, "--mqtt", broker.url, "--prefix", "soak",
         "--scores", "--stats-interval", "10", "-q", stderr=(workdir / "analyzer.log").open("w"),
     )  # fmt: skip
     try:

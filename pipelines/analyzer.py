@@ -4,10 +4,11 @@ All stages are asyncio tasks in one ``TaskGroup`` (named ``source-ID``, ``model`
 
 * a source task per stream reads its timesteps (:class:`streamer.stream.Stream`: one capture thread per source)
   into its batcher lane (bounded: live streams drop their oldest timestep, files wait);
-* the model task takes batches across streams (:mod:`pipelines.batcher`), scores them on the model's worker
-  thread (:mod:`pipelines.inference`), runs each stream's event detector (:mod:`pipelines.events`) and queues
-  events, scores, snapshots and statuses in the outbox (:mod:`pipelines.outbox`);
-* the MQTT task drains the outbox into the broker (:mod:`pipelines.mqtt`); the stats task reports every
+* the model task takes batches across streams (:mod:`pipelines.stages.batcher`), scores them on the model's
+  worker thread (:mod:`pipelines.stages.inference`), runs each stream's event detector
+  (:mod:`pipelines.stages.events`) and queues events, scores, snapshots and statuses in the outbox
+  (:mod:`pipelines.stages.outbox`);
+* the MQTT task drains the outbox into the broker (:mod:`pipelines.stages.mqtt`); the stats task reports every
   ``stats_interval`` seconds.
 
 A failing stream logs one line naming it and the cause and ends alone; the others go on. :meth:`Analyzer.stop`
@@ -28,25 +29,24 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipelines.config import AnalyzerConfig, StreamConfig
+from pipelines.outputs.observers import Observer, Observers
+from pipelines.stages.batcher import Batcher, Lane
+from pipelines.stages.events import Ended, Event, EventDetector, Scores
+from pipelines.stages.inference import ModelRunner
+from pipelines.stages.mqtt import Publisher
+from pipelines.stages.outbox import Message, Outbox
+from pipelines.stages.stats import PipelineStats, Stamps, percentiles
+from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
 from streamer.ingest import IngestHub, RemoteStream
 from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from streamer.stream import Stream
 
-from .batcher import Batcher, Lane
-from .config import AnalyzerConfig, StreamConfig
-from .events import Ended, Event, EventDetector, Scores
-from .inference import ModelRunner
-from .mqtt import Publisher
-from .observers import Observer, Observers
-from .outbox import Message, Outbox
-from .stats import PipelineStats, Stamps, percentiles
-from .topics import Topics
-
 if TYPE_CHECKING:
-    from .metrics import Metrics
-    from .web import WebServer
-    from .webui import LiveView
+    from pipelines.outputs.metrics import Metrics
+    from pipelines.outputs.web import WebServer
+    from pipelines.outputs.webui import LiveView
 
 log = logging.getLogger("streamer")
 
@@ -139,25 +139,41 @@ class Analyzer:
         if hub is None and config.ingest == "process":
             self._hub = IngestHub([sc.ingest() for sc in config.streams])
 
+    # -- the read-only view its outputs get (pipelines.outputs.observers.AnalyzerView) ----------------------------
+
+    @property
+    def device_name(self) -> str:
+        return self.runner.device_name
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self.publisher is not None and self.publisher.connected.is_set()
+
+    def drops(self, stream_id: str) -> tuple[int, int]:
+        rt = self.streams.get(stream_id)
+        if rt is None:
+            return 0, 0
+        return (rt.stream.dropped_video if rt.stream is not None else 0), rt.lane.dropped
+
     def _observers(self, items: list[Observer], presence: str | None) -> Observers:
         """Home Assistant discovery, the metrics and the web view, as configured, with ``items``."""
         c = self.config
         self.metrics: Metrics | None = None
         self.view: LiveView | None = None
         if c.homeassistant.discovery and self.publisher is not None:
-            from .homeassistant import HomeAssistant
+            from pipelines.outputs.homeassistant import HomeAssistant
 
             ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None,
                                snapshots=c.mqtt.snapshots)  # fmt: skip
             self.publisher.listeners.append(ha)
             items.append(ha)
         if c.metrics is not None:
-            from .metrics import Metrics
+            from pipelines.outputs.metrics import Metrics
 
             self.metrics = Metrics(self)
             items.append(self.metrics)
         if c.ui is not None:
-            from .webui import LiveView
+            from pipelines.outputs.webui import LiveView
 
             self.view = LiveView(self)
             items.append(self.view)
@@ -258,7 +274,7 @@ class Analyzer:
             self._events_out = self.config.events_out.open("a", encoding="utf-8")
         try:
             if self.metrics is not None or self.view is not None:
-                from .web import WebServer, start_endpoints  # aiohttp: only when asked for
+                from pipelines.outputs.web import WebServer, start_endpoints  # aiohttp: only when asked for
 
                 self.web = WebServer()
                 await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)

@@ -21,11 +21,11 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
     [device]
     type = "auto"
 
-    [homeassistant]            # MQTT discovery: a Home Assistant device per stream (pipelines.homeassistant)
+    [homeassistant]            # MQTT discovery: a Home Assistant device per stream (pipelines.outputs.homeassistant)
     discovery = true
 
-    metrics = ":9108"          # Prometheus /metrics (pipelines.metrics)
-    ui = ":8080"               # the live web view (pipelines.webui), on localhost unless a host is given
+    metrics = ":9108"          # Prometheus /metrics (pipelines.outputs.metrics)
+    ui = ":8080"               # the live web view (pipelines.outputs.webui), on localhost unless a host is given
 
 Flags override the file (``--alpha`` sets alpha for every stream). Unknown keys and bad values raise
 :class:`~streamer.errors.ConfigError` naming the key and what is allowed.
@@ -44,12 +44,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from pipelines.stages.topics import check_prefix
 from streamer.errors import ConfigError, StreamerError
 from streamer.options import SourceOptions
 from streamer.spec import SourceSpec, parse_source
 from streamer.sync import SyncOptions
-
-from .topics import check_prefix
 
 if TYPE_CHECKING:
     from models.heads import Checkpoint
@@ -61,7 +60,7 @@ MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 @dataclass(frozen=True, kw_only=True)
 class EventOptions:
-    """When S(t) makes an event (see :mod:`pipelines.events`)."""
+    """When S(t) makes an event (see :mod:`pipelines.stages.events`)."""
 
     # an event starts when S >= threshold: 0.3 lies between nothing (S ~ 0) and one modality alone (S = 0.5 S_v or
     # 0.5 S_a with the default weights, ~0.45-0.5 for a clear sound or movement), both making ~0.9-1
@@ -165,7 +164,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class HomeAssistantConfig:
-    """MQTT discovery (:mod:`pipelines.homeassistant`)."""
+    """MQTT discovery (:mod:`pipelines.outputs.homeassistant`)."""
 
     discovery: bool = False
     prefix: str = "homeassistant"  # Home Assistant's discovery prefix (its MQTT integration's setting)

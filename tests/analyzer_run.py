@@ -13,7 +13,7 @@ from typing import Any
 
 import aiomqtt
 
-STREAMER = [sys.executable, "-m", "pipelines.cli"]
+STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 
 
 @dataclass

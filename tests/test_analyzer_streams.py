@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.analyzer import Analyzer, Hooks
 from pipelines.config import build_config
-from pipelines.events import Event
+from pipelines.stages.events import Event
 
 from .helpers import until
 
@@ -72,7 +72,7 @@ async def test_streams_join_and_leave_a_serving_analyzer(ingest: str) -> None:
 
 
 def test_model_state_is_carried_over() -> None:
-    from pipelines.inference import ModelRunner
+    from pipelines.stages.inference import ModelRunner
 
     config = build_config(mqtt_flags={"url": "none"}, sources=[f"a={SOURCE.format(d=3)}", f"b={SOURCE.format(d=3)}"])
     runner = ModelRunner(config.model)

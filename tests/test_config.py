@@ -142,7 +142,7 @@ def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run", "synthetic:?duration=1", "--mqtt", "none", "-q", "--ui",
+            [sys.executable, "-m", "pipelines.cli.main", "run", "synthetic:?duration=1", "--mqtt", "none", "-q", "--ui",
              f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert result.returncode == 2
@@ -159,7 +159,7 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
 def test_the_command_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     path = config_file(tmp_path, "[[streams]]\nsource = 'a.mp4'\nalpha = 'x'\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--config", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "pipelines.cli.main", "run", "--config", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "streamer: error: streams[0].alpha: expected a number >= 0, got 'x'"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from pipelines.config import MqttConfig
-from pipelines.mqtt import Publisher
-from pipelines.outbox import Kind, Message, Outbox
-from pipelines.topics import Topics
+from pipelines.stages.mqtt import Publisher
+from pipelines.stages.outbox import Kind, Message, Outbox
+from pipelines.stages.topics import Topics
 
 from .analyzer_run import Subscriber, start_streamer, subscribe
 

@@ -12,7 +12,7 @@ import pytest
 
 from models.fusion import FusionModel
 from pipelines.config import EventOptions
-from pipelines.events import Scores, event_intervals
+from pipelines.stages.events import Scores, event_intervals
 from streamer.media import Timestep
 
 from .model_inputs import SR, moving_square_frames, noisy, pink_noise, scene, timestep, tone

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import EventOptions
-from pipelines.events import EventDetector, Scores
+from pipelines.stages.events import EventDetector, Scores
 
 from .analyzer_run import start_streamer, subscribe
 from .burst_clip import make_burst_clip

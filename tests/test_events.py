@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from pipelines.batcher import Batcher
 from pipelines.config import EventOptions
-from pipelines.events import Ended, Event, EventDetector, Scores
-from pipelines.outbox import Message, Outbox
+from pipelines.stages.batcher import Batcher
+from pipelines.stages.events import Ended, Event, EventDetector, Scores
+from pipelines.stages.outbox import Message, Outbox
 
 HOP = 0.1
 

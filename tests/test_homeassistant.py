@@ -13,9 +13,9 @@ import aiomqtt
 
 from pipelines.bench.mosquitto import free_port
 from pipelines.config import HomeAssistantConfig, StreamConfig
-from pipelines.homeassistant import COMPONENTS, HomeAssistant, discovery_configs, node_id
-from pipelines.outbox import Outbox
-from pipelines.topics import Topics
+from pipelines.outputs.homeassistant import COMPONENTS, HomeAssistant, discovery_configs, node_id
+from pipelines.stages.outbox import Outbox
+from pipelines.stages.topics import Topics
 from streamer.spec import parse_source
 
 from .analyzer_run import retained, run_streamer, start_streamer, subscribe

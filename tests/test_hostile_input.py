@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.config import build_config, load_toml
-from pipelines.topics import Topics, check_prefix
+from pipelines.stages.topics import Topics, check_prefix
 from streamer.errors import ConfigError, SourceSpecError
 from streamer.spec import STREAM_ID_RE, parse_source, redact, sanitize_stream_id
 

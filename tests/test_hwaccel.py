@@ -59,13 +59,13 @@ def test_probe_says_where_a_stream_decodes_and_why_not_on_the_device(tmp_path: P
     """From the command line: the description says the CPU decodes it, stderr says why in one line, exit 0; a
     bench refuses a device type there is not in one line, exit 2."""
     clip = make_clip(tmp_path / "door.mp4", duration=1.0)
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "probe", str(clip), "--hwaccel", "cuda"],
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli.main", "probe", str(clip), "--hwaccel", "cuda"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["video"]["hwaccel"] is None
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("streamer: stream 'door': hardware decoding on cuda is unavailable")
-    refused = subprocess.run([sys.executable, "-m", "pipelines.cli", "bench", "capacity", "--hwaccel", "nosuch"],
+    refused = subprocess.run([sys.executable, "-m", "pipelines.cli.main", "bench", "capacity", "--hwaccel", "nosuch"],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "error: bench capacity: --hwaccel: 'nosuch' is not" in refused.stderr

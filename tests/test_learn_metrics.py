@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.config import EventOptions
-from pipelines.events import EventDetector, Scores, event_intervals
 from pipelines.learn.labels import load_dataset
 from pipelines.learn.metrics import (
     EventCounts,
@@ -21,6 +20,7 @@ from pipelines.learn.metrics import (
     roc_auc,
     timestep_labels,
 )
+from pipelines.stages.events import EventDetector, Scores, event_intervals
 from streamer.errors import ConfigError
 
 HOP = 0.1

@@ -95,8 +95,8 @@ async def test_metrics_move_during_a_run(tmp_path: Path, mqtt_broker: Any) -> No
 def test_a_reconnect_is_an_online_source_lost_not_each_retry() -> None:
     from types import SimpleNamespace
 
-    from pipelines.metrics import Metrics
-    from pipelines.stats import PipelineStats
+    from pipelines.outputs.metrics import Metrics
+    from pipelines.stages.stats import PipelineStats
     from streamer.media import SourceState as S
 
     metrics = Metrics(SimpleNamespace(stats=PipelineStats(device="cpu")))  # type: ignore[arg-type]

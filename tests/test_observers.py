@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from pipelines.events import Scores
-from pipelines.observers import Observer, Observers
-from pipelines.stats import Stamps
+from pipelines.outputs.observers import Observer, Observers
+from pipelines.stages.events import Scores
+from pipelines.stages.stats import Stamps
 
 
 class Broken(Observer):

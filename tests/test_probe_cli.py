@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .media import make_clip
 
-STREAMER = [sys.executable, "-m", "pipelines.cli"]
+STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 
 
 def probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -62,5 +62,5 @@ def test_credentials_never_reach_the_output() -> None:
 
 
 def test_probe_stays_light() -> None:
-    code = "import sys, pipelines.cli, pipelines.probe; sys.exit('torch' in sys.modules)"
+    code = "import sys, pipelines.cli.main, pipelines.cli.probe; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -34,7 +34,7 @@ from streamer.worker import WorkerContext
 from .helpers import brightest, collect, loudest
 from .media import make_clip
 
-STREAMER = [sys.executable, "-m", "pipelines.cli"]
+STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 MJPEG_FPS = 10.0
 
 

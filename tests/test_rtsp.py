@@ -26,7 +26,7 @@ pytestmark = pytest.mark.rtsp
 
 def test_probe_describes_and_times_a_live_stream(rtsp_server: RtspServers) -> None:
     server = rtsp_server()
-    cmd = [sys.executable, "-m", "pipelines.cli", "probe", server.url, "--timeline", "--seconds", "3"]
+    cmd = [sys.executable, "-m", "pipelines.cli.main", "probe", server.url, "--timeline", "--seconds", "3"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -52,7 +52,7 @@ from .media_servers import MediaServer, frames_of, free_udp_port, serve_files, u
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.live_heavy]
 
-STREAMER = [sys.executable, "-m", "pipelines.cli"]
+STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 BURSTS = "av@2,av@7,av@12,av@17"  # seen and heard (S near 1)
 BURST_STARTS = (2.0, 7.0, 12.0, 17.0)
 SHORT = {"length": "0.15"}  # shorter than two timesteps: never the median of the 5 a joined stream learns from

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .latency import LatencyOptions, run_latency
-from .throughput import machine_info
+from pipelines.bench.latency import LatencyOptions, run_latency
+from pipelines.bench.throughput import machine_info
 
 BUDGET_OVER_HOP_MS = 80.0  # the live-capacity budget: added p99 <= hop + 80 ms
 

@@ -33,10 +33,9 @@ from typing import Any
 import aiomqtt
 import numpy as np
 
+from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
+from pipelines.bench.throughput import machine_info
 from streamer.errors import ConfigError
-
-from .mosquitto import MOSQUITTO, MqttBroker, free_port
-from .throughput import machine_info
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("impulse_server.py")
@@ -193,7 +192,7 @@ async def run_latency(
         if options.hwaccel is not None:
             run_args += ["--hwaccel", options.hwaccel]
         analyzer = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.cli", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
+            sys.executable, "-m", "pipelines.cli.main", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
             stderr=(workdir / "analyzer.log").open("w"),
         )  # fmt: skip
         procs.append(analyzer)

@@ -42,7 +42,7 @@ from typing import Any
 import av
 import numpy as np
 
-from pipelines.cli import stream_counts
+from pipelines.cli.main import stream_counts
 
 MODES = ("decode", "analyze")
 HOP_S = 0.1  # the default hop (hop_ms = 100): decode-only's timestep count is reported for reference with it

@@ -10,9 +10,8 @@ import signal
 import sys
 from typing import Any
 
+from pipelines.cluster.driver import ClusterDriver, find_workers, namespace_for, stop_workers
 from streamer.errors import EXIT_OK, ConfigError
-
-from .driver import ClusterDriver, find_workers, namespace_for, stop_workers
 
 log = logging.getLogger("streamer")
 
@@ -63,7 +62,7 @@ async def cluster_command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from ..cli import analyzer_config
+    from pipelines.cli.main import analyzer_config
 
     config = analyzer_config(args, args.sources, args.config)
     if config.duration is not None:

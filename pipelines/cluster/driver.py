@@ -28,13 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.cluster.placement import WorkerSlot, place, stream_cost
+from pipelines.config import AnalyzerConfig, StreamConfig
+from pipelines.stages.mqtt import Publisher
+from pipelines.stages.outbox import Message, Outbox
+from pipelines.stages.topics import Topics
 from streamer.errors import ConfigError
-
-from ..config import AnalyzerConfig, StreamConfig
-from ..mqtt import Publisher
-from ..outbox import Message, Outbox
-from ..topics import Topics
-from .placement import WorkerSlot, place, stream_cost
 
 log = logging.getLogger("streamer")
 
@@ -173,7 +172,7 @@ class ClusterDriver:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from .worker import StreamWorker
+        from pipelines.cluster.worker import StreamWorker
 
         actor = ray.remote(StreamWorker)
         return actor.options(

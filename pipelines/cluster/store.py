@@ -15,7 +15,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import StreamConfig
+from pipelines.config import StreamConfig
 
 
 class Store:

@@ -19,9 +19,9 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..analyzer import Analyzer
-from ..config import AnalyzerConfig, StreamConfig
-from .store import Store
+from pipelines.analyzer import Analyzer
+from pipelines.cluster.store import Store
+from pipelines.config import AnalyzerConfig, StreamConfig
 
 log = logging.getLogger("streamer")
 

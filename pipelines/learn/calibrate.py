@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import EventOptions
-from .evaluate import Choice, Scores, best_threshold, fused_scores
-from .extract import RecordingScores
-from .metrics import roc_auc
+from pipelines.config import EventOptions
+from pipelines.learn.evaluate import Choice, Scores, best_threshold, fused_scores
+from pipelines.learn.extract import RecordingScores
+from pipelines.learn.metrics import roc_auc
 
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)  # alpha; beta = 1 - alpha
 

@@ -1,4 +1,5 @@
-"""The commands ``streamer calibrate``, ``streamer train`` and ``streamer evaluate`` (parsers in :mod:`pipelines.cli`).
+"""The commands ``streamer calibrate``, ``streamer train`` and ``streamer evaluate``
+(parsers in :mod:`pipelines.cli.main`).
 
 Each reads the labeled data, takes the per-stream and model settings from ``--config`` and flags as ``streamer
 run`` does, extracts the features (:mod:`~pipelines.learn.extract`) and reports on stdout; recordings that fail
@@ -14,9 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
-
-from ..config import (
+from pipelines.config import (
     EVENT_DEFAULTS,
     EventOptions,
     ModelConfig,
@@ -26,8 +25,9 @@ from ..config import (
     load_toml,
     merged_stream_values,
 )
-from .extract import RecordingScores, extract
-from .labels import Dataset, load_dataset
+from pipelines.learn.extract import RecordingScores, extract
+from pipelines.learn.labels import Dataset, load_dataset
+from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
 
 if TYPE_CHECKING:
     from models.heads import Checkpoint
@@ -109,9 +109,9 @@ def _write_json(path: Path | None, report: dict[str, Any]) -> None:
 
 
 async def calibrate_command(args: argparse.Namespace) -> int:
-    from .calibrate import calibrate
-    from .evaluate import evaluate, fused_scores
-    from .report import calibration_report
+    from pipelines.learn.calibrate import calibrate
+    from pipelines.learn.evaluate import evaluate, fused_scores
+    from pipelines.learn.report import calibration_report
 
     p = Prepared(args)
     await p.extract(args.parallel)
@@ -136,8 +136,7 @@ async def calibrate_command(args: argparse.Namespace) -> int:
 
 async def train_command(args: argparse.Namespace) -> int:
     from models.heads import save_checkpoint
-
-    from .train import TrainOptions, train
+    from pipelines.learn.train import TrainOptions, train
 
     p = Prepared(args)
     await p.extract(args.parallel)
@@ -171,8 +170,8 @@ async def train_command(args: argparse.Namespace) -> int:
 
 
 async def evaluate_command(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, fused_scores, head_scores
-    from .report import evaluation_table, plot_precision_recall
+    from pipelines.learn.evaluate import evaluate, fused_scores, head_scores
+    from pipelines.learn.report import evaluation_table, plot_precision_recall
 
     p = Prepared(args, model_file=args.model)
     await p.extract(args.parallel)

@@ -18,11 +18,10 @@ import torch
 from models.device import resolve_device
 from models.fusion import fuse
 from models.heads import INPUTS, FusionHead
-
-from ..config import EventOptions
-from ..events import event_intervals
-from .extract import RecordingScores
-from .metrics import EventCounts, Interval, accuracy, match_events, precision_recall_curve, roc_auc
+from pipelines.config import EventOptions
+from pipelines.learn.extract import RecordingScores
+from pipelines.learn.metrics import EventCounts, Interval, accuracy, match_events, precision_recall_curve, roc_auc
+from pipelines.stages.events import event_intervals
 
 Scores = npt.NDArray[np.float64]
 THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.02, 0.995, 0.01), 2).tolist())  # sweeps: 0.02 ... 0.99

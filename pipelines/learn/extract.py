@@ -19,16 +19,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.config import ModelConfig, StreamConfig, stream_config
+from pipelines.learn.labels import Dataset, Recording
+from pipelines.learn.metrics import timestep_labels
+from pipelines.stages.batcher import Batcher, Lane
+from pipelines.stages.inference import ModelRunner
 from streamer.errors import SourceError
 from streamer.media import Timestep
 from streamer.spec import SourceKind, SourceSpec
 from streamer.stream import Stream
-
-from ..batcher import Batcher, Lane
-from ..config import ModelConfig, StreamConfig, stream_config
-from ..inference import ModelRunner
-from .labels import Dataset, Recording
-from .metrics import timestep_labels
 
 log = logging.getLogger("streamer")
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .calibrate import Calibration
-from .evaluate import Evaluation
-from .metrics import EventCounts
+from pipelines.learn.calibrate import Calibration
+from pipelines.learn.evaluate import Evaluation
+from pipelines.learn.metrics import EventCounts
 
 
 def _f(x: float | None, digits: int = 2) -> str:

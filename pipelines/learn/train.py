@@ -23,10 +23,9 @@ from torch import Tensor
 
 from models.device import resolve_device
 from models.heads import INPUTS, Checkpoint, FusionHead, make_head
-
-from ..config import EventOptions
-from .evaluate import best_threshold, evaluate, head_scores
-from .extract import RecordingScores
+from pipelines.config import EventOptions
+from pipelines.learn.evaluate import best_threshold, evaluate, head_scores
+from pipelines.learn.extract import RecordingScores
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ Per stream (label ``stream``: its id, which never holds a credential):
 * ``streamer_stream_media_seconds`` (media time reached).
 
 The pipeline: ``streamer_stage_latency_seconds{stage}`` histograms (sync, batch, model, publish, total: see
-:mod:`pipelines.stats`), ``streamer_batch_size`` histogram, ``streamer_outbox_messages``,
+:mod:`pipelines.stages.stats`), ``streamer_batch_size`` histogram, ``streamer_outbox_messages``,
 ``streamer_outbox_events_pending``, ``streamer_outbox_overflow_total`` (events dropped: outbox full),
 ``streamer_outbox_scores_dropped_total``, ``streamer_outbox_rejected_total``, ``streamer_mqtt_connected``,
 ``streamer_model_info{device=...}``, ``streamer_info{version=...}``, and the process's own
@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
+from pipelines.outputs.observers import AnalyzerView, Observer, streamer_version
+from pipelines.stages.events import Event, Scores
+from pipelines.stages.stats import STAGE_NAMES, Rates, Stamps
 from streamer.media import SourceState
-
-from .events import Event, Scores
-from .observers import Observer, streamer_version
-from .stats import STAGE_NAMES, Rates, Stamps
-
-if TYPE_CHECKING:
-    from .analyzer import Analyzer
 
 RATE_WINDOW = 10.0  # seconds the fps gauges average over
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -44,7 +39,7 @@ STATES = [s.value for s in SourceState]
 
 
 class Metrics(Observer, Collector):
-    def __init__(self, analyzer: Analyzer) -> None:
+    def __init__(self, analyzer: AnalyzerView) -> None:
         self.analyzer = analyzer
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
@@ -117,12 +112,11 @@ class Metrics(Observer, Collector):
         status = StateSetMetricFamily("streamer_stream_status", "The stream's state", labels=label)
         rates = self._rates.sample()
         for sid, c in list(a.stats.streams.items()):
-            rt = a.streams.get(sid)
-            dropped_frames = rt.stream.dropped_video if rt is not None and rt.stream is not None else 0
+            dropped_frames, dropped_timesteps = a.drops(sid)
             fps_in, fps_out = rates.get(sid, (0.0, 0.0))
             values = {
                 "frames": c.frames, "timesteps": c.timesteps, "dropped_frames": dropped_frames,
-                "dropped_timesteps": rt.lane.dropped if rt is not None else 0,
+                "dropped_timesteps": dropped_timesteps,
                 "reconnects": self.reconnects.get(sid, 0), "events": self.started.get(sid, 0),
                 "fps_in": round(fps_in, 3), "fps_out": round(fps_out, 3), "media": c.media_t,
             }  # fmt: skip
@@ -138,10 +132,9 @@ class Metrics(Observer, Collector):
         yield _counter("streamer_outbox_overflow", "Events dropped because the outbox was full", outbox.overflow)
         yield _counter("streamer_outbox_scores_dropped", "Score messages dropped (no broker)", outbox.scores_dropped)
         yield _counter("streamer_outbox_rejected", "Messages given up after repeated failures", outbox.rejected)
-        connected = a.publisher is not None and a.publisher.connected.is_set()
-        yield _gauge("streamer_mqtt_connected", "1 while connected to the MQTT broker", int(connected))
+        yield _gauge("streamer_mqtt_connected", "1 while connected to the MQTT broker", int(a.mqtt_connected))
         model = GaugeMetricFamily("streamer_model_info", "The model's device", labels=["device"])
-        model.add_metric([a.runner.device_name], 1)
+        model.add_metric([a.device_name], 1)
         yield model
         info = GaugeMetricFamily("streamer_info", "streamer's version", labels=["version"])
         info.add_metric([streamer_version()], 1)

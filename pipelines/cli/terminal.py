@@ -6,12 +6,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .config import AnalyzerConfig
-from .display import format_event
-from .events import Event
+from pipelines.cli.display import format_event
+from pipelines.config import AnalyzerConfig
+from pipelines.stages.events import Event
 
 if TYPE_CHECKING:
-    from .analyzer import Analyzer, RunSummary
+    from pipelines.analyzer import Analyzer, RunSummary
 
 PROGRESS_PERIOD = 0.2  # seconds between redraws
 

@@ -1,7 +1,7 @@
 """The live web view (``--ui :8080``): per stream, S, S_v and S_a over the last minute with the threshold and the
 event spans, its status and frame rates, its latest snapshot, and the recent events.
 
-Served by the analyzer itself (:mod:`pipelines.web`), read-only, from one page with no build step and nothing
+Served by the analyzer itself (:mod:`pipelines.outputs.web`), read-only, from one page with no build step and nothing
 fetched from elsewhere (``static/index.html``):
 
 * ``GET /``: the page;
@@ -21,19 +21,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from pipelines.config import StreamConfig
+from pipelines.outputs.observers import AnalyzerView, Observer, streamer_version
+from pipelines.stages.events import Event, Scores
+from pipelines.stages.stats import Rates, Stamps
 from streamer.media import SourceState
-
-from .config import StreamConfig
-from .events import Event, Scores
-from .observers import Observer, streamer_version
-from .stats import Rates, Stamps
-
-if TYPE_CHECKING:
-    from .analyzer import Analyzer
 
 HISTORY_S = 60.0  # media seconds of scores kept per stream
 PUSH_PERIOD = 0.25  # seconds between updates to the browsers
@@ -61,7 +57,7 @@ class _Stream:
 class LiveView(Observer):
     wants_snapshots = True
 
-    def __init__(self, analyzer: Analyzer) -> None:
+    def __init__(self, analyzer: AnalyzerView) -> None:
         self.analyzer = analyzer
         self.streams: dict[str, _Stream] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
@@ -118,7 +114,7 @@ class LiveView(Observer):
         return {
             "type": "state",
             "version": streamer_version(),
-            "device": self.analyzer.runner.device_name,
+            "device": self.analyzer.device_name,
             "wall_time": time.time(),
             "streams": {
                 sid: {**s.describe(), **self._info(sid, s), "points": list(s.points)} for sid, s in self.streams.items()
@@ -195,7 +191,7 @@ def _r(x: float | None) -> float | None:
 
 
 def ui_app(view: LiveView) -> web.Application:
-    page = files("pipelines").joinpath("static/index.html").read_bytes()
+    page = files("pipelines.outputs").joinpath("static/index.html").read_bytes()
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8")

@@ -12,14 +12,15 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from streamer.media import SourceState
 
 if TYPE_CHECKING:
-    from .config import StreamConfig
-    from .events import Event, Scores
-    from .stats import Stamps
+    from pipelines.config import StreamConfig
+    from pipelines.stages.events import Event, Scores
+    from pipelines.stages.outbox import Outbox
+    from pipelines.stages.stats import PipelineStats, Stamps
 
 log = logging.getLogger("streamer")
 
@@ -29,6 +30,29 @@ def streamer_version() -> str:
         return version("streamer")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "0+unknown"
+
+
+class AnalyzerView(Protocol):
+    """What an output may read of the analyzer (:class:`pipelines.analyzer.Analyzer` is one): its counters,
+    nothing it could change. Outputs import this, never the analyzer."""
+
+    @property
+    def stats(self) -> PipelineStats: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def device_name(self) -> str:
+        """Where the model runs (``cpu``, ``cuda:0``, ...)."""
+        ...
+
+    @property
+    def mqtt_connected(self) -> bool: ...
+
+    def drops(self, stream_id: str) -> tuple[int, int]:
+        """``(video frames dropped by the capture, timesteps dropped waiting for the model)`` of a stream."""
+        ...
 
 
 class Observer:

@@ -20,11 +20,10 @@ from typing import Any, TextIO
 
 import aiomqtt
 
+from pipelines.cli.display import format_event
+from pipelines.config import AnalyzerConfig
 from streamer.errors import ConfigError
 from streamer.media import StateChange
-
-from .config import AnalyzerConfig
-from .display import format_event
 
 log = logging.getLogger("streamer")
 
@@ -35,7 +34,7 @@ DRAIN_TIMEOUT = 3.0  # seconds to wait for the last events to come back after th
 
 async def broker_answers(host: str, port: int, config: AnalyzerConfig) -> bool:
     """Whether an MQTT broker accepts a connection there (within PROBE_TIMEOUT)."""
-    from .mqtt import tls_context
+    from pipelines.stages.mqtt import tls_context
 
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
@@ -86,8 +85,8 @@ async def demo(
     on_state: Callable[[StateChange], None] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    from .analyzer import Analyzer, Hooks
-    from .topics import Topics
+    from pipelines.analyzer import Analyzer, Hooks
+    from pipelines.stages.topics import Topics
 
     def say(text: str) -> None:
         out.write(text + "\n")

@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from pipelines.config import Address
 from streamer.errors import ConfigError
 
-from .config import Address
-
 if TYPE_CHECKING:
-    from .metrics import Metrics
-    from .webui import LiveView
+    from pipelines.outputs.metrics import Metrics
+    from pipelines.outputs.webui import LiveView
 
 log = logging.getLogger("streamer")
 
@@ -73,7 +72,7 @@ async def start_endpoints(
         url = await server.serve("metrics", metrics_app(metrics), metrics_at)
         log.warning("metrics at %s/metrics", url)
     if view is not None and ui_at is not None:
-        from .webui import ui_app
+        from pipelines.outputs.webui import ui_app
 
         url = await server.serve("ui", ui_app(view), ui_at)
         log.warning("live view at %s/", url)

@@ -16,11 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streamer.errors import EXIT_OK, ConfigError, StreamerError
-from streamer.media import StateChange
-from streamer.spec import parse_source
-
-from .config import (
+from pipelines.config import (
     DEFAULT_MQTT_URL,
     MODEL_KEYS,
     STREAM_KEYS,
@@ -32,6 +28,9 @@ from .config import (
     stream_config,
     take,
 )
+from streamer.errors import EXIT_OK, ConfigError, StreamerError
+from streamer.media import StateChange
+from streamer.spec import parse_source
 
 log = logging.getLogger("streamer")
 
@@ -393,7 +392,7 @@ def _print_state(change: StateChange) -> None:
 
 
 async def _probe(args: argparse.Namespace) -> int:
-    from .probe import probe
+    from pipelines.cli.probe import probe
 
     spec = parse_source(args.source)
     model = ModelConfig(**take(model_flags(args), "", MODEL_KEYS))
@@ -405,9 +404,8 @@ async def _probe(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     import importlib
 
+    from pipelines.cli.terminal import Terminal
     from streamer.ingest import IngestHub
-
-    from .terminal import Terminal
 
     config = analyzer_config(args, args.sources, args.config)
     stop = asyncio.Event()
@@ -417,7 +415,7 @@ async def _run(args: argparse.Namespace) -> int:
         if hub is not None:  # files' ingest processes open and start decoding while torch loads (~2-3 s)
             await hub.start(live=False)
         await asyncio.to_thread(importlib.import_module, "pipelines.analyzer")  # the loop serves the hub meanwhile
-        from .analyzer import Analyzer, Hooks
+        from pipelines.analyzer import Analyzer, Hooks
 
         terminal = Terminal(config, quiet=args.quiet)
         hooks = Hooks(on_event=terminal.event, on_progress=terminal.progress, on_state=_print_state)
@@ -435,7 +433,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from .demo import demo
+    from pipelines.cli.demo import demo
 
     config = analyzer_config(args, [args.source])
     if args.mqtt is None and config.mqtt.url is not None:
@@ -468,7 +466,7 @@ async def _bench(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(f"bench {args.bench}: --{exc}") from None
     if args.bench == "throughput":
-        from .bench.throughput import format_table, run_throughput
+        from pipelines.bench.throughput import format_table, run_throughput
 
         report = await asyncio.to_thread(
             run_throughput, args.media or None, args.streams, repeats=args.repeats, device=args.device,
@@ -476,7 +474,7 @@ async def _bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(format_table(report))
     elif args.bench == "capacity":
-        from .bench.capacity import CapacityOptions, format_capacity, plot_capacity, run_capacity
+        from pipelines.bench.capacity import CapacityOptions, format_capacity, plot_capacity, run_capacity
 
         if min(args.start, args.limit, args.step, args.impulses, args.fps) < 1:
             raise ConfigError("bench capacity: --start, --limit, --step, --impulses and --fps must be >= 1")
@@ -486,7 +484,7 @@ async def _bench(args: argparse.Namespace) -> int:
                               hwaccel=args.hwaccel)  # fmt: skip
         report = await _bench_report(args, run_capacity, cap, format_capacity, plot_capacity)
     else:
-        from .bench.latency import LatencyOptions, format_report, plot_report, run_latency
+        from pipelines.bench.latency import LatencyOptions, format_report, plot_report, run_latency
 
         options = LatencyOptions(streams=args.streams, impulses=args.impulses, hop_ms=args.hop_ms,
                                  max_wait_ms=args.max_wait_ms, device=args.device, interval=args.interval,
@@ -500,25 +498,25 @@ async def _bench(args: argparse.Namespace) -> int:
 
 
 async def _calibrate(args: argparse.Namespace) -> int:
-    from .learn.commands import calibrate_command
+    from pipelines.learn.commands import calibrate_command
 
     return await calibrate_command(args)
 
 
 async def _train(args: argparse.Namespace) -> int:
-    from .learn.commands import train_command
+    from pipelines.learn.commands import train_command
 
     return await train_command(args)
 
 
 async def _evaluate(args: argparse.Namespace) -> int:
-    from .learn.commands import evaluate_command
+    from pipelines.learn.commands import evaluate_command
 
     return await evaluate_command(args)
 
 
 async def _cluster(args: argparse.Namespace) -> int:
-    from .cluster.commands import cluster_command
+    from pipelines.cluster.commands import cluster_command
 
     return await cluster_command(args)
 

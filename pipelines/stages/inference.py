@@ -20,10 +20,9 @@ from models.device import resolve_device
 from models.fusion import FusionModel
 from models.heads import FusionHead
 from models.plugins import load_module
+from pipelines.config import ModelConfig, StreamConfig, load_model
 from streamer.errors import ConfigError
 from streamer.media import Timestep, VideoFrame
-
-from .config import ModelConfig, StreamConfig, load_model
 
 log = logging.getLogger("streamer")
 

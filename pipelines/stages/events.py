@@ -25,9 +25,8 @@ from typing import Any, Literal, overload
 import numpy as np
 import numpy.typing as npt
 
+from pipelines.config import EventOptions
 from streamer.media import VideoFrame
-
-from .config import EventOptions
 
 Intervals = list[tuple[float, float]]
 EndReason = Literal["quiet", "source lost", "stream ended"]

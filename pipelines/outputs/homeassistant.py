@@ -35,15 +35,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.config import HomeAssistantConfig, StreamConfig
+from pipelines.outputs.observers import Observer, streamer_version
+from pipelines.stages.events import Event, Scores
+from pipelines.stages.outbox import Kind, Message, Outbox
+from pipelines.stages.stats import Stamps
+from pipelines.stages.topics import Topics
 from streamer.media import SourceState
 from streamer.spec import STREAM_ID_RE
-
-from .config import HomeAssistantConfig, StreamConfig
-from .events import Event, Scores
-from .observers import Observer, streamer_version
-from .outbox import Kind, Message, Outbox
-from .stats import Stamps
-from .topics import Topics
 
 log = logging.getLogger("streamer")
 

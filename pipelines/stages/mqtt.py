@@ -1,7 +1,7 @@
 """The MQTT publisher: drains the outbox into the broker, reconnecting for as long as the analyzer runs.
 
 On every connection it sets the will ``{prefix}/status = offline`` (retained, QoS 1), then publishes
-``online`` (retained) and what the outbox hands out (:mod:`pipelines.outbox`: events first), keeping up to
+``online`` (retained) and what the outbox hands out (:mod:`pipelines.stages.outbox`: events first), keeping up to
 ``WINDOW`` publishes in flight over the one connection (sent in order, so each stream's events stay in order on
 the wire; each leaves the outbox when its PUBACK comes). A lost connection (broker restart, network, a broker
 closing it on a message it will not take) is retried with jittered exponential backoff (0.5 s doubling to
@@ -27,9 +27,9 @@ from typing import Protocol
 
 import aiomqtt
 
-from .config import MqttConfig
-from .outbox import Message, Outbox
-from .topics import Topics
+from pipelines.config import MqttConfig
+from pipelines.stages.outbox import Message, Outbox
+from pipelines.stages.topics import Topics
 
 log = logging.getLogger(__name__)
 

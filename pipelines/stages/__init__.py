@@ -1,0 +1,10 @@
+"""The analyzer's stages, in the order a timestep goes through them (:mod:`pipelines.analyzer` assembles them):
+
+1. :mod:`~pipelines.stages.batcher`: per-stream lanes -> batches across streams;
+2. :mod:`~pipelines.stages.inference`: the model, on its own thread, scores a batch (S_v, S_a, S);
+3. :mod:`~pipelines.stages.events`: each stream's detector turns S(t) into events;
+4. :mod:`~pipelines.stages.outbox`: events, scores, snapshots and statuses wait for the broker, bounded;
+5. :mod:`~pipelines.stages.mqtt`: the publisher drains the outbox into the broker (topics: :mod:`~.topics`);
+
+and :mod:`~pipelines.stages.stats` times every stage.
+"""
