@@ -30,7 +30,12 @@ import numpy as np
 import torch
 
 from models import FusionModel, resolve_device
+from pipelines.config import ModelConfig, StreamConfig
 from streamer.media import Timestep, VideoFrame
+from streamer.settings import default_of
+
+TAU = default_of(ModelConfig, "tau")
+WEIGHTS = (default_of(StreamConfig, "alpha"), default_of(StreamConfig, "beta"))
 
 
 def make_timesteps(n: int, seed: int = 0) -> list[Timestep]:
@@ -66,8 +71,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     sizes = [int(b) for b in args.batches.split(",")]
-    model = FusionModel(capacity=max(sizes)).to(device)
-    slots = [model.add_stream() for _ in range(max(sizes))]
+    model = FusionModel(tau=TAU, capacity=max(sizes)).to(device)
+    slots = [model.add_stream(*WEIGHTS) for _ in range(max(sizes))]
     steps = make_timesteps(max(sizes))
     results: dict[str, object] = {
         "device": str(device),
@@ -87,8 +92,8 @@ def main() -> int:
     results["batched_64_ms"] = round(batched * 1e3, 2)
     results["speedup_64"] = round(single / batched, 1)
     # a file's batch: 16 consecutive timesteps of one stream in one call (its baselines updated in order)
-    file_model = FusionModel().to(device)
-    file_slot = file_model.add_stream()
+    file_model = FusionModel(tau=TAU).to(device)
+    file_slot = file_model.add_stream(*WEIGHTS)
     run = [replace(ts, stream_id="f", k=k, t=k / 10) for k, ts in enumerate(make_timesteps(16, seed=1))]
     one_stream = timed(lambda: file_model.score(run, [file_slot] * 16), args.repeats)
     one_by_one = timed(lambda: [file_model.score([ts], [file_slot]) for ts in run], args.repeats)

@@ -70,14 +70,14 @@ class AudioActivity(SlotStateMixin):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
-        hop_samples: int = 1600,
+        sample_rate: int,
+        hop_samples: int,
         *,
         n_mels: int = 40,
         bands: int = 10,
         f_min: float = 150.0,
-        hop: float = 0.1,
-        window: float = 8.0,
+        hop: float,
+        window: float,
         k: float = 3.0,
         margin: float = 3.0,
         scale: float = 4.0,

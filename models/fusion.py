@@ -12,10 +12,16 @@ and S_a that S is computed from (and that are published) are the aligned ones.
 
 Streams get a *slot* (:meth:`FusionModel.add_stream`), which indexes their adaptive state and their weights on
 the device; slots are released and reused while running. One call scores a whole batch: no loop over streams.
+
+Scoring updates the streams' state in place, and adding a stream may replace every state tensor by a larger one
+(:meth:`FusionModel._grow`): a model is not safe to use from two threads at once. A model confined to a thread
+(:meth:`FusionModel.confine`, as :class:`pipelines.stages.inference.ModelRunner` does with its model thread)
+refuses to be touched from any other, so such a race is an error, not a lost update.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from streamer.media import Timestep
+from streamer.options import SourceOptions
+from streamer.settings import default_of
+from streamer.sync import SyncOptions
 
 from .align import Alignment
 from .audio import AudioActivity
@@ -70,11 +79,11 @@ class FusionModel(nn.Module):
     def __init__(
         self,
         *,
-        luma_size: tuple[int, int] = (160, 90),
-        sample_rate: int = 16000,
-        hop: float = 0.1,
-        context: float = 0.1,
-        tau: float = 10.0,
+        luma_size: tuple[int, int] = default_of(SourceOptions, "luma_size"),
+        sample_rate: int = default_of(SyncOptions, "sample_rate"),
+        hop: float = default_of(SyncOptions, "hop"),
+        context: float = default_of(SyncOptions, "context"),
+        tau: float,
         av_window: float = 0.2,
         video: nn.Module | None = None,
         audio: nn.Module | None = None,
@@ -108,15 +117,31 @@ class FusionModel(nn.Module):
         self.register_buffer("beta", torch.zeros(capacity))
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._capacity = capacity
+        self._owner: int | None = None  # the thread the streams' state is confined to (None: not confined)
 
     @property
     def device(self) -> torch.device:
         return torch.device(self.alpha.device)
 
+    def confine(self) -> None:
+        """From now on only the calling thread may touch the streams' state (slots, weights, what they learned,
+        scoring): a call from any other raises ``RuntimeError`` instead of racing with a batch that updates the
+        state in place."""
+        self._owner = threading.get_ident()
+
+    def _owned(self) -> None:
+        if self._owner is not None and threading.get_ident() != self._owner:
+            raise RuntimeError(
+                f"the model's stream state was touched from thread {threading.current_thread().name!r}; it is "
+                "confined to its model thread (queue the call there: pipelines.stages.inference.ModelRunner)"
+            )
+
     # -- slots ------------------------------------------------------------------------------------------------
 
-    def add_stream(self, alpha: float = 0.5, beta: float = 0.5) -> int:
-        """Assign a slot to a new stream (fresh state) and return it."""
+    def add_stream(self, alpha: float, beta: float) -> int:
+        """Assign a slot to a new stream (fresh state) and return it; may grow every state tensor (twice the
+        capacity) when no slot is free."""
+        self._owned()
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got {alpha} and {beta}")
         if not self._free:
@@ -128,6 +153,7 @@ class FusionModel(nn.Module):
         return slot
 
     def release(self, slot: int) -> None:
+        self._owned()
         if not 0 <= slot < self._capacity or slot in self._free:
             raise ValueError(f"slot {slot} is not in use")
         self.set_weights(slot, 0.0, 0.0)
@@ -136,6 +162,7 @@ class FusionModel(nn.Module):
     def reset_slots(self, slots: Sequence[int]) -> None:
         """Forget what these streams taught the model (previous frame, baselines, warm-up): they start afresh, as
         after a reconnect. Their weights stay."""
+        self._owned()
         index = torch.tensor(list(slots), dtype=torch.long)
         for module in self._stateful():
             module.reset_slots(index)
@@ -143,6 +170,7 @@ class FusionModel(nn.Module):
     def export_state(self, slot: int) -> dict[str, Tensor]:
         """What a stream has learned (previous frame, baselines, warm-up, recent scores), CPU tensors by name:
         carried over when the stream moves to another model, process or machine (:meth:`import_state`)."""
+        self._owned()
         return {
             f"{prefix}.{name}": value
             for prefix, module in self._stateful_named()
@@ -152,11 +180,13 @@ class FusionModel(nn.Module):
     def import_state(self, slot: int, state: dict[str, Tensor]) -> None:
         """Give a stream's slot the state :meth:`export_state` took (from a model with the same settings);
         ``ValueError`` when it does not fit."""
+        self._owned()
         for prefix, module in self._stateful_named():
             part = {key.split(".", 1)[1]: value for key, value in state.items() if key.split(".", 1)[0] == prefix}
             module.import_slot(slot, part)
 
     def set_weights(self, slot: int, alpha: float, beta: float) -> None:
+        self._owned()
         self.alpha[slot] = alpha
         self.beta[slot] = beta
 
@@ -168,6 +198,10 @@ class FusionModel(nn.Module):
         return [(name, m) for name, m in named if isinstance(m, SlotStateMixin)]
 
     def _grow(self, capacity: int) -> None:
+        """Every state tensor replaced by one of ``capacity`` rows holding the old rows: a batch being scored on
+        another thread at the same time would write into the old tensors and lose its updates (hence
+        :meth:`confine`)."""
+        self._owned()
         for module in self._stateful():
             module.ensure_capacity(capacity)
         for name in ("alpha", "beta"):
@@ -239,6 +273,7 @@ class FusionModel(nn.Module):
         A timestep with ``reset`` (the first after a reconnect) resets its stream's state before it is scored;
         when timesteps of that stream from before the reset are in the batch too, the batch is scored in parts.
         """
+        self._owned()
         parts = _reset_parts(timesteps, slots) if any(ts.reset for ts in timesteps) else [(0, len(timesteps))]
         if len(parts) == 1:
             return self._score_part(timesteps, slots)

@@ -36,6 +36,7 @@ AUDIO_INPUTS = ("s_a", "audio_excess", "audio_flux")
 INPUTS = ("has_v", "has_a", *VIDEO_INPUTS, *AUDIO_INPUTS)
 FORMAT = "streamer-fusion-head"
 VERSION = 1
+KEYS = ("version", "kind", "arguments", "inputs", "state_dict", "threshold", "extraction", "metrics")  # besides format
 
 
 class FusionHead(nn.Module):
@@ -235,11 +236,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ValueError(f"model {str(path)!r}: not a streamer model ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"model {str(path)!r}: not a streamer model (made by `streamer train`)")
-    if data.get("version") != VERSION or tuple(data.get("inputs", ())) != INPUTS:
-        raise ValueError(f"model {str(path)!r}: made by another version of streamer (version {data.get('version')})")
+    if "version" in data and data["version"] != VERSION:
+        raise ValueError(f"model {str(path)!r}: made by another version of streamer (version {data['version']})")
+    missing = [key for key in KEYS if key not in data]
+    if missing:
+        raise ValueError(f"model {str(path)!r}: incomplete, it has no {', '.join(map(repr, missing))} (save it again "
+                         "with `streamer train`)")  # fmt: skip
+    if tuple(data["inputs"]) != INPUTS:
+        raise ValueError(f"model {str(path)!r}: made by another version of streamer (its inputs differ)")
     try:
         head = make_head(str(data["kind"]), **data["arguments"])
         head.load_state_dict(data["state_dict"])
+        return Checkpoint(head.eval(), float(data["threshold"]), dict(data["extraction"]), dict(data["metrics"]))
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise ValueError(f"model {str(path)!r}: cannot be loaded: {' '.join(str(exc).split())[:200]}") from None
-    return Checkpoint(head.eval(), float(data["threshold"]), dict(data["extraction"]), dict(data["metrics"]))

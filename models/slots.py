@@ -25,7 +25,10 @@ class SlotStateMixin(nn.Module):
         return int(getattr(self, self._slot_buffers[0]).shape[0]) if self._slot_buffers else 0
 
     def ensure_capacity(self, capacity: int) -> None:
-        """Grow every slot buffer to at least ``capacity`` rows (new rows reset), keeping existing rows."""
+        """Grow every slot buffer to at least ``capacity`` rows (new rows reset), keeping existing rows.
+
+        Each buffer is *replaced* by a larger copy: an update written into the old one meanwhile (a batch scored on
+        another thread) would be lost, so the model calls this only on the thread its state is confined to."""
         old = self.capacity
         if capacity <= old:
             return

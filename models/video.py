@@ -57,11 +57,11 @@ class VideoActivity(SlotStateMixin):
 
     def __init__(
         self,
-        height: int = 90,
-        width: int = 160,
+        height: int,
+        width: int,
         *,
-        hop: float = 0.1,
-        window: float = 20.0,
+        hop: float,
+        window: float,
         k: float = 4.0,
         min_threshold: float = 6.0,
         margin: float = 3.0,

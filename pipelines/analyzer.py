@@ -11,9 +11,11 @@ All stages are asyncio tasks in one ``TaskGroup`` (named ``source-ID``, ``model`
 * the MQTT task drains the outbox into the broker (:mod:`pipelines.stages.mqtt`); the stats task reports every
   ``stats_interval`` seconds.
 
-A failing stream logs one line naming it and the cause and ends alone; the others go on. :meth:`Analyzer.stop`
-(SIGINT, SIGTERM) ends the sources, lets the model finish what is queued, closes open events, flushes the
-outbox, publishes ``offline`` and returns.
+Each stream's life (starting, running, ended, flushed, released) is one explicit state with its transitions
+(:mod:`pipelines.stages.lifecycle`). A failing stream logs one line naming it and the cause and ends alone; the
+others go on. :meth:`Analyzer.stop` (SIGINT, SIGTERM) ends the sources (each one's status ``offline``), lets the
+model finish what is queued, closes open events, flushes the outbox, publishes ``offline`` and returns a
+:class:`RunSummary` whose exit code says what happened (:mod:`streamer.errors`).
 """
 
 from __future__ import annotations
@@ -24,23 +26,24 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipelines.config import AnalyzerConfig, StreamConfig
 from pipelines.outputs.observers import Observer, Observers
-from pipelines.stages.batcher import Batcher, Lane
+from pipelines.stages.batcher import Batcher
 from pipelines.stages.events import Ended, Event, EventDetector, Scores
 from pipelines.stages.inference import ModelRunner
+from pipelines.stages.lifecycle import Job, StreamRuntime, StreamState
 from pipelines.stages.mqtt import Publisher
 from pipelines.stages.outbox import Message, Outbox
 from pipelines.stages.stats import PipelineStats, Stamps, percentiles
 from pipelines.stages.topics import Topics
-from streamer.errors import EXIT_OK, EXIT_SOURCE, SourceError
-from streamer.ingest import IngestHub, RemoteStream
-from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
+from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
+from streamer.ingest import IngestHub
+from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
 from streamer.stream import Stream
 
 if TYPE_CHECKING:
@@ -54,41 +57,24 @@ LIVE_LANE = 16  # timesteps a live stream may have waiting for the model before 
 FILE_LANE = 32  # a file waits beyond this; each timestep holds its decoded frames (snapshots)
 
 
-@dataclass(slots=True)
-class Job:
-    ts: Timestep
-    stamps: Stamps
-
-
-@dataclass(eq=False)
-class StreamRuntime:
-    config: StreamConfig
-    lane: Lane[Job]
-    detector: EventDetector
-    stream: Stream | RemoteStream | None = None
-    info: StreamInfo | None = None
-    done: bool = False  # the source task ended
-    lost: bool = False  # the source was lost: an open event ends once the timesteps before the loss are scored
-    flushed: bool = False
-    error: SourceError | None = None
-    removed: bool = False  # taken out while running (remove_stream): its slot goes once it is flushed
-    carried_over: bool = False  # it started from a checkpoint taken elsewhere
-    starting: bool = False  # add_stream is still preparing it
-    releasing: bool = False  # removed and flushed: its capture and slot are being let go
-    snapshots: set[asyncio.Task[None]] = field(default_factory=set)  # its snapshots being taken
-    task: asyncio.Task[None] | None = None
-
-
 @dataclass(frozen=True)
 class RunSummary:
     events: int
     timesteps: int
     failed: tuple[SourceError, ...]
     undelivered: int  # messages left in the outbox at exit
+    undelivered_events: int = 0  # events among them: never delivered
+    never_opened: tuple[SourceError, ...] = ()  # streams whose source never opened, each with its last error
 
     @property
     def exit_code(self) -> int:
-        return EXIT_SOURCE if self.failed else EXIT_OK
+        """What happened (:mod:`streamer.errors`); when several apply, the lowest code wins: a source that
+        failed, then one that never opened, then events not delivered."""
+        if self.failed:
+            return EXIT_SOURCE
+        if self.never_opened:
+            return EXIT_NOT_OPENED
+        return EXIT_UNDELIVERED if self.undelivered_events else EXIT_OK
 
 
 @dataclass
@@ -128,6 +114,7 @@ class Analyzer:
         self.web: WebServer | None = None  # the HTTP endpoints (--metrics, --ui), while running
         self.streams: dict[str, StreamRuntime] = {}
         for sc in config.streams:
+            self.runner.add_stream(sc).result()  # nothing is being scored yet: waiting here holds up no batch
             self._register(sc)
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
@@ -182,13 +169,13 @@ class Analyzer:
         self._snapshots = (c.mqtt.snapshots and self.publisher is not None) or observers.wants_snapshots
         return observers
 
-    def _register(self, sc: StreamConfig) -> StreamRuntime:
-        self.runner.add_stream(sc)
-        lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if sc.spec.is_live else FILE_LANE,
-                                     drop_oldest=sc.spec.is_live)  # fmt: skip
+    def _register(self, sc: StreamConfig, state: StreamState = StreamState.READY) -> StreamRuntime:
+        live = sc.spec.is_live  # a file read with --realtime waits like a file, but its timesteps come one a hop
+        lane = self.batcher.add_lane(sc.stream_id, LIVE_LANE if live else FILE_LANE, drop_oldest=live,
+                                     paced=live or sc.source.realtime)  # fmt: skip
         weights = (sc.alpha, sc.beta) if self.runner.learned is None else (None, None)
         detector = EventDetector(sc.stream_id, sc.events, *weights)
-        rt = self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector)
+        rt = self.streams[sc.stream_id] = StreamRuntime(sc, lane, detector, state)
         self.stats.stream(sc.stream_id)
         self.observers.stream_added(sc)
         return rt
@@ -214,22 +201,41 @@ class Analyzer:
             raise ValueError(f"stream '{sc.stream_id}' is already analyzed")
         if self._stopping:
             raise RuntimeError("the analyzer is stopping")
-        rt = self._register(sc)
-        rt.starting = True  # run() must not start its source before it is ready
-        if state is not None:
-            try:
-                await self.runner.import_async(sc.stream_id, state["model"])
-                rt.carried_over = True
-            except (ValueError, KeyError) as exc:
-                log.warning("stream '%s': its carried-over model state does not fit (%s); it starts afresh",
-                            sc.stream_id, exc)  # fmt: skip
-            if state.get("event") is not None:
-                self._emit(rt, rt.detector.resume(state["event"]))
-        if self._hub is not None:
-            await self._hub.add(sc.ingest())
-        rt.starting = False
+        await self.runner.add_stream(sc)  # on the model thread, between two batches (a new hop's model too)
+        rt = self._register(sc, StreamState.STARTING)  # run() must not start its source before it is ready
+        try:
+            if state is not None:
+                try:
+                    await self.runner.import_async(sc.stream_id, state["model"])
+                    rt.carried_over = True
+                except (ValueError, KeyError) as exc:
+                    log.warning("stream '%s': its carried-over model state does not fit (%s); it starts afresh",
+                                sc.stream_id, exc)  # fmt: skip
+                if state.get("event") is not None:
+                    self._emit(rt, rt.detector.resume(state["event"]))
+            if self._hub is not None:
+                try:
+                    await self._hub.add(sc.ingest())
+                except OSError as exc:  # the process could not be spawned
+                    raise SourceError(sc.stream_id, f"cannot start its ingest process: {exc}") from exc
+        except BaseException:
+            await self._discard(rt)  # an open lane with no source would keep the batcher, and stop(), waiting
+            raise
+        rt.advance(StreamState.READY)
         if self._tg is not None:  # else run() starts it
             self._start_source(self._tg, rt)
+
+    async def _discard(self, rt: StreamRuntime) -> None:
+        """A stream whose preparation failed never ran: it leaves at once, lane, counters, capture and slot."""
+        sid = rt.stream_id
+        rt.advance(StreamState.RELEASED)
+        self.batcher.close_lane(rt.lane)
+        del self.streams[sid]
+        self.stats.streams.pop(sid, None)
+        self.observers.stream_removed(sid)
+        if self._hub is not None:
+            await self._hub.remove(sid)  # its remote end, registered before the spawn failed
+        await self.runner.release(sid)
 
     def remove_stream(self, stream_id: str) -> None:
         """Stop analyzing a stream: what it has queued is scored, an open event ends, then its slot is freed."""
@@ -286,7 +292,7 @@ class Analyzer:
                 stats_task = tg.create_task(self._stats_loop(), name="stats")
                 observers_task = tg.create_task(self.observers.run(), name="observers")
                 for rt in self.streams.values():
-                    if not rt.starting:  # one being added starts its own once ready
+                    if rt.state is StreamState.READY:  # one being added (STARTING) starts its own once ready
                         self._start_source(tg, rt)
                 await tg.create_task(self._model_loop(), name="model")
                 stats_task.cancel()
@@ -294,12 +300,12 @@ class Analyzer:
                 if self._background:
                     await asyncio.wait(self._background, timeout=5)
                 self._publish_stats()
-                undelivered = 0
+                undelivered = undelivered_events = 0
                 if self.publisher is not None and mqtt_task is not None and not await self.publisher.close(mqtt_task):
-                    undelivered = len(self.outbox)
+                    undelivered, undelivered_events = len(self.outbox), self.outbox.pending_events
                     log.warning(
                         "mqtt: %d message(s), %d of them events, not delivered to %s",
-                        undelivered, self.outbox.pending_events, self.config.mqtt.display_url,
+                        undelivered, undelivered_events, self.config.mqtt.display_url,
                     )  # fmt: skip
         finally:
             if self.web is not None:
@@ -315,30 +321,43 @@ class Analyzer:
             timesteps=sum(c.timesteps for c in self.stats.streams.values()),
             failed=failed,
             undelivered=undelivered,
+            undelivered_events=undelivered_events,
+            never_opened=tuple(e for rt in self.streams.values() if (e := rt.never_opened) is not None),
         )
 
     # -- sources ------------------------------------------------------------------------------------------
 
     def _start_source(self, tg: asyncio.TaskGroup, rt: StreamRuntime) -> None:
+        rt.advance(StreamState.RUNNING)
         rt.task = tg.create_task(self._source(rt), name=f"source-{rt.config.stream_id}")
         rt.task.add_done_callback(lambda _: self._source_gone(rt))
-        if self._stopping:
+        if self._stopping or rt.removed:  # stopped or removed while it was being added
             rt.task.cancel()
 
     def _source_gone(self, rt: StreamRuntime) -> None:
-        """A source task cancelled before it ran never reached its ``finally``: its lane closes here."""
-        if not rt.done:
-            rt.done = True
-            self.batcher.close_lane(rt.lane)
-            self._flush_finished()
+        """A source task cancelled before it ran never reached its ``finally``: it ends here."""
+        if rt.state is StreamState.RUNNING:
+            self._source_ended(rt, cut_short=self._stopping or rt.removed)
+
+    def _source_ended(self, rt: StreamRuntime, *, cut_short: bool, reached_duration: bool = False) -> None:
+        """Its lane closes (what it queued is still scored). Its retained status says where it stopped: a source
+        cut short by stop() or remove_stream() is ``offline``, a live one as well as a file (which would otherwise
+        stay ``online``); one that reached ``--duration`` has ``ended``. A source that ended or failed on its own
+        said so itself."""
+        rt.advance(StreamState.ENDED)
+        self.batcher.close_lane(rt.lane)
+        if cut_short or reached_duration:
+            self._publish_state(rt.stream_id, SourceState.OFFLINE if cut_short else SourceState.ENDED)
+        self._flush_finished()  # nothing of it may be waiting: then no batch would come to flush it
 
     async def _source(self, rt: StreamRuntime) -> None:
         sc = rt.config
         counters = self.stats.stream(sc.stream_id)
 
         def on_info(info: StreamInfo) -> None:
-            rt.info = info
+            rt.info, rt.opened = info, True  # (its ``online`` may go unheard: a late listener gets the latest state)
             rt.lane.drop_oldest = info.live  # recorded media over HTTP waits like a file instead of dropping
+            rt.lane.paced = info.live or (sc.source.realtime and not sc.spec.is_live)  # (as streamer.av_input paces)
 
         def on_gap(gap: Discontinuity) -> None:
             rt.lost = True
@@ -350,10 +369,12 @@ class Analyzer:
         else:
             rt.stream = Stream(sc.spec, sc.source, sc.sync, on_state=self._on_state, on_info=on_info, on_gap=on_gap)
         duration = self.config.duration
+        cut_short = reached_duration = False
         try:
             async with contextlib.aclosing(rt.stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:
                     if duration is not None and ts.t >= duration - 1e-9:
+                        reached_duration = True
                         break
                     now = time.time()
                     frames = [] if ts.video_repeated else ts.frames
@@ -366,14 +387,14 @@ class Analyzer:
         except asyncio.CancelledError:
             if not (self._stopping or rt.removed):
                 raise
+            cut_short = True
         finally:
-            rt.done = True
-            self.batcher.close_lane(rt.lane)
-            if (self._stopping or rt.removed) and rt.config.spec.is_live:
-                self._publish_state(sc.stream_id, SourceState.OFFLINE)
-            self._flush_finished()  # nothing of it may be waiting: then no batch would come to flush it
+            self._source_ended(rt, cut_short=cut_short, reached_duration=reached_duration)
 
     def _on_state(self, change: StateChange) -> None:
+        rt = self.streams.get(change.stream_id)
+        if rt is not None:
+            rt.heard(change)
         self.stats.stream(change.stream_id).state = change.state.value
         if self.hooks.on_state is not None:
             self.hooks.on_state(change)
@@ -453,11 +474,11 @@ class Analyzer:
     def _flush_finished(self) -> None:
         for rt in list(self.streams.values()):
             self._end_if_lost(rt)
-            if rt.done and not rt.flushed and not rt.lane.pending and rt.config.stream_id not in self._scoring:
-                rt.flushed = True
+            if rt.state is StreamState.ENDED and not rt.lane.pending and rt.stream_id not in self._scoring:
+                rt.advance(StreamState.FLUSHED)
                 self._emit(rt, rt.detector.flush())
-            if rt.removed and rt.flushed and not rt.releasing:
-                rt.releasing = True
+            if rt.removed and rt.state is StreamState.FLUSHED:
+                rt.advance(StreamState.RELEASING)
                 self._spawn(self._release(rt), "release")
 
     async def _release(self, rt: StreamRuntime) -> None:
@@ -468,8 +489,9 @@ class Analyzer:
             await asyncio.wait(rt.snapshots)
         if self._hub is not None:
             await self._hub.remove(sid)
+        await self.runner.release(sid)  # on the model thread, after any batch of it still being scored
+        rt.advance(StreamState.RELEASED)
         del self.streams[sid]
-        self.runner.release(sid)
         self.stats.streams.pop(sid, None)
         self.observers.stream_removed(sid)
 

@@ -29,24 +29,50 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
 
 Flags override the file (``--alpha`` sets alpha for every stream). Unknown keys and bad values raise
 :class:`~streamer.errors.ConfigError` naming the key and what is allowed.
+
+Every setting is declared once, with :func:`streamer.settings.setting`, on the field of the dataclass it feeds
+(here, and :class:`~streamer.options.SourceOptions` and :class:`~streamer.sync.SyncOptions` for the capture
+side); the key tables below, the validation, every command's flags (:func:`add_arguments`) and
+``docs/settings.md`` (:func:`settings_markdown`, ``python -m pipelines.config --markdown``) are derived from them.
 """
 
 from __future__ import annotations
 
-import math
+import argparse
 import os
 import ssl
+import sys
+import threading
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pipelines.stages.topics import check_prefix
 from streamer.errors import ConfigError, StreamerError
 from streamer.options import SourceOptions
+from streamer.settings import (
+    ANALYZE,
+    CLUSTER_ADMIN,
+    LEARN,
+    SECTIONS,
+    Check,
+    Setting,
+    boolean,
+    choice,
+    default_of,
+    fail,
+    field_values,
+    integer,
+    number,
+    optional_path,
+    output_file,
+    setting,
+    settings_of,
+    string,
+)
 from streamer.spec import SourceSpec, parse_source
 from streamer.sync import SyncOptions
 
@@ -56,34 +82,70 @@ if TYPE_CHECKING:
 
 DEFAULT_MQTT_URL = "mqtt://localhost:1883"
 MQTT_SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+METRICS_HOST = "127.0.0.1"  # /metrics: this machine only unless a host is given (a scraper elsewhere: 0.0.0.0:PORT)
+UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
+# Home Assistant binary_sensor device classes an activity may take (per-stream key ``device_class``)
+DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
+
+
+class _DeviceType(Check):
+    allowed = "auto, cpu, cuda or cuda:N"
+
+    def __call__(self, path: str, value: Any) -> str:
+        cuda_n = isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
+        if value not in ("auto", "cpu", "cuda") and not cuda_n:
+            raise fail(path, self.allowed, value)
+        return str(value)
+
+
+class _BrokerUrl(Check):
+    """Checked as a string here; :func:`mqtt_config` takes the URL apart."""
+
+    allowed = "mqtt://[USER[:PASS]@]HOST[:PORT], mqtts://... or none"
+
+    def __call__(self, path: str, value: Any) -> str:
+        text: str = string(path, value)
+        return text
+
+
+@dataclass(frozen=True)
+class _Endpoint(Check):
+    """``[HOST]:PORT`` or ``PORT`` (an integer in a config file); no host: ``default_host``."""
+
+    default_host: str
+    allowed = "[HOST]:PORT such as :9108 or 0.0.0.0:8080"
+
+    def __call__(self, path: str, value: Any) -> Address:
+        return address(path, value, default_host=self.default_host)
 
 
 @dataclass(frozen=True, kw_only=True)
 class EventOptions:
     """When S(t) makes an event (see :mod:`pipelines.stages.events`)."""
 
-    # an event starts when S >= threshold: 0.3 lies between nothing (S ~ 0) and one modality alone (S = 0.5 S_v or
-    # 0.5 S_a with the default weights, ~0.45-0.5 for a clear sound or movement), both making ~0.9-1
-    threshold: float = 0.3
-    # seconds S must stay below the threshold for the event to end: the pauses within a sentence, a bark series, a
-    # person walking through are shorter (so each is one event), two separate sounds' apart longer
-    min_gap: float = 0.5
-    min_duration: float = 0.0  # seconds an event must last to be reported; its start waits until then
-
-
-EVENT_DEFAULTS = EventOptions()
-
-
-# Home Assistant binary_sensor device classes an activity may take (per-stream key ``device_class``)
-DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
+    # 0.3 lies between nothing (S ~ 0) and one modality alone (S = 0.5 S_v or 0.5 S_a with the default weights,
+    # ~0.45-0.5 for a clear sound or movement), both making ~0.9-1
+    threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True),
+                               commands=ANALYZE | {"evaluate"}, help="an event starts when S >= this")  # fmt: skip
+    # the pauses within a sentence, a bark series, a person walking through are shorter (so each is one event),
+    # two separate sounds' apart longer
+    min_gap: float = setting(0.5, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
+                             help="time S must stay below the threshold for an event to end")  # fmt: skip
+    min_duration: float = setting(0.0, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
+                                  help="shortest event reported; its start waits until then")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
 class StreamConfig:
     spec: SourceSpec
-    alpha: float = 0.5
-    beta: float = 0.5
-    device_class: str | None = None  # Home Assistant's class for the activity (None: see activity_class)
+    alpha: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"},
+                           help="weight of video activity S_v in S = alpha S_v + beta S_a")  # fmt: skip
+    beta: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"},
+                          help="weight of audio activity S_a")  # fmt: skip
+    device_class: str | None = setting(
+        None, section="stream", check=choice(*DEVICE_CLASSES), shown="sound when beta > alpha, else motion",
+        help="Home Assistant's device class for the stream's activity sensor",
+    )  # fmt: skip
     events: EventOptions = field(default_factory=EventOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
     sync: SyncOptions = field(default_factory=SyncOptions)
@@ -103,24 +165,46 @@ class StreamConfig:
         return self.device_class or ("sound" if self.beta > self.alpha else "motion")
 
 
+_MQTTS = "mqtts: "
+
+
 @dataclass(frozen=True, kw_only=True)
 class MqttConfig:
     """``url`` None: no broker (events only go to ``--events-out`` and the terminal)."""
 
-    url: str | None = DEFAULT_MQTT_URL
-    prefix: str = "streamer"
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-    client_id: str | None = None
-    keepalive: int = 30
-    stats_interval: float = 10.0  # seconds between {prefix}/stats messages
-    outbox_size: int = 10000  # messages kept while the broker is away; beyond that the oldest are dropped
-    scores: bool = False  # publish every timestep's scores on {prefix}/{stream}/scores (QoS 0)
-    snapshots: bool = True  # publish a JPEG of each event's peak frame on {prefix}/{stream}/snapshot
-    ca_file: str | None = None  # mqtts: CA bundle (default: the system's)
-    cert_file: str | None = None  # mqtts: client certificate
-    key_file: str | None = None
-    tls_insecure: bool = False  # mqtts: skip hostname verification (never the default)
+    url: str | None = setting(
+        DEFAULT_MQTT_URL, section="mqtt", check=_BrokerUrl(), flag="--mqtt", commands=ANALYZE | CLUSTER_ADMIN,
+        metavar="URL", help="the broker, mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://...; none: no broker "
+        "(credentials also from STREAMER_MQTT_USERNAME and STREAMER_MQTT_PASSWORD)",
+    )  # fmt: skip
+    prefix: str = setting("streamer", section="mqtt", check=string, commands=ANALYZE | CLUSTER_ADMIN,
+                          help="the topic prefix: levels of letters, digits, _ and - separated by /")  # fmt: skip
+    username: str | None = setting(None, section="mqtt", check=string, repr=False, help="broker user name")
+    password: str | None = setting(None, section="mqtt", check=string, repr=False, help="broker password")
+    password_file: str | None = setting(None, section="mqtt", check=optional_path, repr=False,
+                                        help="read the password from this file (when none is given)")  # fmt: skip
+    client_id: str | None = setting(None, section="mqtt", check=string, shown="chosen by the client",
+                                    help="MQTT client id")  # fmt: skip
+    keepalive: int = setting(30, section="mqtt", check=integer(5, 3600), unit="s", help="MQTT keepalive")
+    stats_interval: float = setting(10.0, section="mqtt", check=number(0.1), unit="s", commands=ANALYZE,
+                                    help="time between {prefix}/stats messages")  # fmt: skip
+    outbox_size: int = setting(10000, section="mqtt", check=integer(1, 10_000_000),
+                               help="messages kept while the broker is away; beyond that the oldest are "
+                               "dropped")  # fmt: skip
+    scores: bool = setting(False, section="mqtt", check=boolean, commands=ANALYZE,
+                           help="publish every timestep's scores on {prefix}/{stream}/scores (QoS 0)")  # fmt: skip
+    snapshots: bool = setting(
+        True,
+        section="mqtt",
+        check=boolean,
+        help="publish a JPEG of each event's peak frame on {prefix}/{stream}/snapshot",
+    )
+    ca_file: str | None = setting(None, section="mqtt", check=optional_path, shown="the system's",
+                                  help=_MQTTS + "CA bundle to verify the broker with")  # fmt: skip
+    cert_file: str | None = setting(None, section="mqtt", check=optional_path, help=_MQTTS + "client certificate")
+    key_file: str | None = setting(None, section="mqtt", check=optional_path, help=_MQTTS + "its private key")
+    tls_insecure: bool = setting(False, section="mqtt", check=boolean,
+                                 help=_MQTTS + "skip the broker's hostname verification")  # fmt: skip
 
     @property
     def host(self) -> str:
@@ -129,7 +213,7 @@ class MqttConfig:
     @property
     def port(self) -> int:
         parts = urlsplit(self.url or DEFAULT_MQTT_URL)
-        return parts.port or MQTT_SCHEMES.get(parts.scheme, 1883)
+        return parts.port or MQTT_SCHEMES.get(parts.scheme, MQTT_SCHEMES["mqtt"])
 
     @property
     def tls(self) -> bool:
@@ -146,29 +230,49 @@ class MqttConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    device: str = "auto"
-    autocast: bool = False
-    max_batch: int = 64  # timesteps per model call, across streams
-    max_wait_ms: float = 5.0  # how long the batcher waits for more timesteps once it has one
-    tau: float = 10.0  # seconds: memory of the adaptive baselines (video: the last 2 tau s, audio: 0.8 tau s)
-    luma_size: tuple[int, int] = (160, 90)
-    sample_rate: int = 16000
-    context_ms: float = 100.0
-    threads: int = 1  # torch CPU threads for the model: the capture threads need the cores for decoding
-    video: str | None = None  # package.module:Class of a custom S_v encoder
-    video_weights: str | None = None  # its local state_dict
-    audio: str | None = None
-    audio_weights: str | None = None
-    checkpoint: str | None = None  # a model made by `streamer train` (--model)
+    """The model and where it runs. ``luma_size``, ``sample_rate`` and ``context_ms`` are ``[model]`` settings
+    whose home is the capture side (:class:`SourceOptions`, :class:`SyncOptions`): the model takes their values."""
+
+    device: str = setting("auto", section="device", key="type", check=_DeviceType(), flag="--device",
+                          commands=ANALYZE | LEARN, help="where the model runs: auto (CUDA when there is a GPU), "
+                          "cpu, cuda or cuda:N")  # fmt: skip
+    autocast: bool = setting(False, section="device", check=boolean,
+                             help="run the model in reduced precision on CUDA")  # fmt: skip
+    max_batch: int = setting(64, section="model", check=integer(1, 65536), commands=ANALYZE,
+                             help="timesteps per model call, across streams")  # fmt: skip
+    max_wait_ms: float = setting(5.0, section="model", check=number(0, 10000), unit="ms", commands=ANALYZE,
+                                 help="how long the batcher waits for more timesteps once it has one")  # fmt: skip
+    tau: float = setting(10.0, section="model", check=number(0.1), unit="s",
+                         help="memory of the adaptive baselines (video: the last 2 tau, audio: 0.8 tau)")  # fmt: skip
+    threads: int = setting(1, section="model", check=integer(1, 256), help="torch CPU threads for the model: "
+                           "the capture threads need the cores for decoding")  # fmt: skip
+    video: str | None = setting(None, section="model", check=string, metavar="package.module:Class",
+                                help="a custom S_v encoder (package.module:Class)")  # fmt: skip
+    video_weights: str | None = setting(None, section="model", check=optional_path,
+                                        help="the custom S_v encoder's local state_dict")  # fmt: skip
+    audio: str | None = setting(None, section="model", check=string, help="a custom S_a encoder")
+    audio_weights: str | None = setting(None, section="model", check=optional_path,
+                                        help="the custom S_a encoder's local state_dict")  # fmt: skip
+    checkpoint: str | None = setting(None, section="model", check=optional_path, flag="--model",
+                                     commands=ANALYZE | {"evaluate"}, metavar="FILE",
+                                     help="a fusion model made by `streamer train`")  # fmt: skip
+    luma_size: tuple[int, int] = default_of(SourceOptions, "luma_size")
+    sample_rate: int = default_of(SyncOptions, "sample_rate")
+    context_ms: float = default_of(SyncOptions, "context", as_configured=True)
 
 
 @dataclass(frozen=True, kw_only=True)
 class HomeAssistantConfig:
     """MQTT discovery (:mod:`pipelines.outputs.homeassistant`)."""
 
-    discovery: bool = False
-    prefix: str = "homeassistant"  # Home Assistant's discovery prefix (its MQTT integration's setting)
-    interval: float = 1.0  # seconds between the S, S_v and S_a sensor states (each the highest since the last)
+    discovery: bool = setting(False, section="homeassistant", check=boolean, flag="--homeassistant",
+                              commands=ANALYZE, help="announce each stream to Home Assistant (MQTT "
+                              "discovery)")  # fmt: skip
+    prefix: str = setting("homeassistant", section="homeassistant", check=string,
+                          help="Home Assistant's discovery prefix (its MQTT integration's setting)")  # fmt: skip
+    interval: float = setting(1.0, section="homeassistant", check=number(0.1), unit="s",
+                              help="time between the S, S_v and S_a sensor states (each the highest since the "
+                              "last)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,7 +294,7 @@ def address(path: str, value: Any, *, default_host: str) -> Address:
         host, port = "", text
     host = host.strip("[]") or default_host
     if not port.isdigit() or not 0 <= int(port) <= 65535 or any(c.isspace() or c == "/" for c in host):
-        raise _fail(path, "[HOST]:PORT such as :9108 or 0.0.0.0:8080", value)
+        raise fail(path, "[HOST]:PORT such as :9108 or 0.0.0.0:8080", value)
     return Address(host, int(port))
 
 
@@ -199,98 +303,52 @@ class AnalyzerConfig:
     streams: tuple[StreamConfig, ...]
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    duration: float | None = None  # media seconds to analyze per stream (None: to the end / until stopped)
-    events_out: Path | None = None
-    # "process": live streams captured in processes of their own (sharing them past 2 a core), files in one per
-    # core (streamer.ingest);
-    # "thread": capture threads in the analyzer's process (one interpreter lock for all)
-    ingest: str = "process"
+    duration: float | None = setting(None, section="top", check=number(0, lo_open=True), unit="s", file=False,
+                                     commands=ANALYZE, help="stop each stream after this much media time")  # fmt: skip
+    events_out: Path | None = setting(  # noqa: RUF009 - setting() is dataclasses.field()
+        None, section="top", check=output_file, file=False, commands=ANALYZE, metavar="FILE.jsonl",
+        help="also append events to this file",
+    )  # fmt: skip
+    ingest: str = setting(
+        "process", section="top", check=choice("process", "thread"),
+        help="process: live streams captured in processes of their own (sharing them past 2 a core), files in "
+        "one per core; thread: capture threads in the analyzer's process (one interpreter lock for all)",
+    )  # fmt: skip
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
-    metrics: Address | None = None  # serve Prometheus /metrics here
-    ui: Address | None = None  # serve the live web view here
+    metrics: Address | None = setting(  # noqa: RUF009
+        None, section="top", check=_Endpoint(METRICS_HOST), commands=frozenset({"run", "demo"}),
+        metavar="[HOST]:PORT",
+        help="serve Prometheus /metrics here, e.g. :9108 (no host: localhost only; 0.0.0.0:9108 for a scraper "
+        "elsewhere)",
+    )  # fmt: skip
+    ui: Address | None = setting(  # noqa: RUF009
+        None, section="top", check=_Endpoint(UI_HOST), commands=frozenset({"run", "demo"}), metavar="[HOST]:PORT",
+        help="serve the live web view here, e.g. :8080 (no host: localhost only)",
+    )  # fmt: skip
 
 
-# -- validation helpers --------------------------------------------------------------------------------------
+# -- the schema: every setting, by the config file's section ---------------------------------------------------
 
-Check = Callable[[str, Any], Any]  # (key path, raw value) -> value, or raises ConfigError
-
-
-def _fail(path: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"{path}: expected {allowed}, got {value!r}")
+SCHEMA: tuple[type, ...] = (StreamConfig, EventOptions, SyncOptions, SourceOptions, ModelConfig, MqttConfig,
+                            HomeAssistantConfig, AnalyzerConfig)  # fmt: skip
+SETTINGS: tuple[Setting, ...] = tuple(s for cls in SCHEMA for s in settings_of(cls))
 
 
-def number(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False) -> Check:
-    bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
-    allowed = "a number" + (f" {bound}" if lo > -math.inf else "") + (f" and <= {hi:g}" if hi < math.inf else "")
-
-    def check(path: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise _fail(path, allowed, value)
-        if value < lo or value > hi or (lo_open and value == lo):
-            raise _fail(path, allowed, value)
-        return float(value)
-
-    return check
+def section_settings(section: str, *, file_only: bool = True) -> dict[str, Setting]:
+    """The settings of one section by key; ``file_only``: those a config file may hold."""
+    return {s.key: s for s in SETTINGS if s.section == section and (s.file or not file_only)}
 
 
-def integer(lo: int, hi: int) -> Check:
-    def check(path: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise _fail(path, f"an integer from {lo} to {hi}", value)
-        return value
+STREAM_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("stream").items()}
+STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
+MQTT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("mqtt").items()}
+MODEL_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("model").items()}
+DEVICE_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("device").items()}
+HOMEASSISTANT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("homeassistant").items()}
+TOP_LEVEL_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("top").items()}
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", *TOP_LEVEL_KEYS)
 
-    return check
-
-
-def boolean(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(path, "true or false", value)
-    return value
-
-
-def string(path: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or "\0" in value:
-        raise _fail(path, "a non-empty string", value)
-    return value
-
-
-def choice(*options: str) -> Check:
-    def check(path: str, value: Any) -> str:
-        if value not in options:
-            raise _fail(path, "one of " + ", ".join(options), value)
-        return str(value)
-
-    return check
-
-
-def size(path: str, value: Any) -> tuple[int, int]:
-    width, sep, height = str(value).lower().partition("x")
-    if not isinstance(value, str) or not sep or not width.isdigit() or not height.isdigit():
-        raise _fail(path, 'WIDTHxHEIGHT such as "160x90"', value)
-    return int(width), int(height)
-
-
-def on_off_auto(path: str, value: Any) -> bool | None:
-    if value == "auto":
-        return None
-    if isinstance(value, bool):
-        return bool(value)
-    if value in ("on", "off"):
-        return bool(value == "on")
-    raise _fail(path, 'true, false or "auto"', value)
-
-
-def string_table(path: str, value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping) or not all(isinstance(v, str | int | float) for v in value.values()):
-        raise _fail(path, "a table of option = value", value)
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def optional_path(path: str, value: Any) -> str:
-    text = string(path, value)
-    if not Path(text).expanduser().is_file():
-        raise ConfigError(f"{path}: no such file: {text!r}")
-    return str(Path(text).expanduser())
+Values = dict[str, dict[str, Any]]  # section -> key -> checked value (in the config file's units)
 
 
 def take(table: Mapping[str, Any], where: str, schema: Mapping[str, Check]) -> dict[str, Any]:
@@ -306,67 +364,15 @@ def take(table: Mapping[str, Any], where: str, schema: Mapping[str, Check]) -> d
     return values
 
 
-# -- the schema ----------------------------------------------------------------------------------------------
-
-STREAM_KEYS: dict[str, Check] = {
-    "alpha": number(0),
-    "beta": number(0),
-    "threshold": number(0, 1, lo_open=True),
-    "min_gap": number(0),
-    "min_duration": number(0),
-    "hop_ms": number(5, 10000),
-    "realtime": boolean,
-    "loop": boolean,
-    "rtsp_transport": choice("tcp", "udp"),
-    "low_latency": on_off_auto,
-    "fast_decode": on_off_auto,
-    "hwaccel": string,
-    "av_options": string_table,
-    "stall_timeout": number(0, lo_open=True),
-    "sync_wait_ms": number(0),
-    "ca_file": optional_path,
-    "tls_insecure": boolean,
-    "video_track": integer(-1, 64),
-    "audio_track": integer(-1, 64),
-    "device_class": choice(*DEVICE_CLASSES),
-}
-STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
-MQTT_KEYS: dict[str, Check] = {
-    "url": string,
-    "prefix": string,
-    "username": string,
-    "password": string,
-    "password_file": optional_path,
-    "client_id": string,
-    "keepalive": integer(5, 3600),
-    "stats_interval": number(0.1),
-    "outbox_size": integer(1, 10_000_000),
-    "scores": boolean,
-    "snapshots": boolean,
-    "ca_file": optional_path,
-    "cert_file": optional_path,
-    "key_file": optional_path,
-    "tls_insecure": boolean,
-}
-MODEL_KEYS: dict[str, Check] = {
-    "max_batch": integer(1, 65536),
-    "max_wait_ms": number(0, 10000),
-    "tau": number(0.1),
-    "luma_size": size,
-    "sample_rate": integer(1000, 192000),
-    "context_ms": number(0, 10000),
-    "threads": integer(1, 256),
-    "video": string,
-    "video_weights": optional_path,
-    "audio": string,
-    "audio_weights": optional_path,
-    "checkpoint": optional_path,
-}
-DEVICE_KEYS: dict[str, Check] = {"type": string, "autocast": boolean}
-HOMEASSISTANT_KEYS: dict[str, Check] = {"discovery": boolean, "prefix": string, "interval": number(0.1)}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "ingest", "homeassistant", "metrics", "ui")
-METRICS_HOST = "0.0.0.0"  # Prometheus scrapes from elsewhere: all interfaces unless a host is given
-UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
+def take_flags(section: str, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Flag values of one section (by config key), each checked as the config file's and named by its flag."""
+    known = section_settings(section, file_only=False)
+    values: dict[str, Any] = {}
+    for key, raw in flags.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r} (allowed: {', '.join(known)})")
+        values[key] = known[key].check(known[key].option or key, raw)
+    return values
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -379,6 +385,66 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config {str(path)!r}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {str(path)!r}: not valid TOML: {exc}") from None
+
+
+# -- from a file and flags to the dataclasses ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layers:
+    """A config file's settings and the flags over them, checked: ``defaults`` and ``flags`` are per-stream
+    (``[defaults]`` and the per-stream flags, each stream's own table goes between), ``sections`` the rest
+    (file, then flags) by section; ``model`` is built from them."""
+
+    defaults: dict[str, Any]
+    flags: dict[str, Any]
+    sections: Values
+    model: ModelConfig
+
+
+def layers(doc: Mapping[str, Any], flags: Mapping[str, Mapping[str, Any]]) -> Layers:
+    """Check a parsed config file (``{}`` for none) and flags by section (``{"stream": {"alpha": 0.7}, ...}``)."""
+    unknown = set(doc) - set(TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(TOP_KEYS)})")
+    odd = set(flags) - set(SECTIONS)
+    if odd:
+        raise ConfigError(f"unknown section {sorted(odd)[0]!r} (allowed: {', '.join(SECTIONS)})")
+    sections: Values = {}
+    for section in SECTIONS:
+        if section == "stream":
+            continue
+        schema = {k: s.check for k, s in section_settings(section).items()}
+        if section == "top":
+            from_file = take({k: v for k, v in doc.items() if k in schema}, "", schema)
+        else:
+            from_file = take(doc.get(section, {}), section, schema)
+        sections[section] = from_file | take_flags(section, flags.get(section, {}))
+    model = ModelConfig(**field_values(ModelConfig, sections), **_format_values(sections["model"]))
+    defaults = take(doc.get("defaults", {}), "defaults", STREAM_KEYS)
+    return Layers(defaults, take_flags("stream", flags.get("stream", {})), sections, model)
+
+
+def _format_values(model_section: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[model]`` settings whose home is the capture side, as the model holds them (under their key)."""
+    return {k: v for k, v in model_section.items() if section_settings("model")[k].owner != "ModelConfig"}
+
+
+def configure(
+    doc: Mapping[str, Any] | None,
+    *,
+    sources: Sequence[str] = (),
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> AnalyzerConfig:
+    """The configuration from a parsed TOML document (or None) and ``[NAME=]URI`` sources, with flags by
+    section over the file (see :func:`flag_values`); raises ConfigError."""
+    try:
+        return _configure(dict(doc or {}), list(sources), flags or {}, environ)
+    except ConfigError:
+        raise
+    except StreamerError as exc:  # a malformed source string
+        raise ConfigError(str(exc)) from None
 
 
 def build_config(
@@ -394,32 +460,28 @@ def build_config(
     environ: Mapping[str, str] = os.environ,
     extra_flags: Mapping[str, Any] | None = None,
 ) -> AnalyzerConfig:
-    """The configuration from a parsed TOML document (or None) with flags over it; raises ConfigError.
-    ``extra_flags``: ``metrics``, ``ui`` (addresses) and ``discovery`` (bool) over the file's."""
-    try:
-        config = _build(
-            dict(file or {}), list(sources), dict(stream_flags or {}), dict(mqtt_flags or {}),
-            dict(model_flags or {}), device, duration, events_out, environ,
-        )  # fmt: skip
-        return _with_extras(config, dict(file or {}), dict(extra_flags or {}))
-    except ConfigError:
-        raise
-    except StreamerError as exc:  # a malformed source string
-        raise ConfigError(str(exc)) from None
+    """:func:`configure` with the flags given by kind (``extra_flags``: ``metrics``, ``ui`` and ``discovery``)."""
+    extra = dict(extra_flags or {})
+    top = {"duration": duration, "events_out": events_out, "metrics": extra.get("metrics"), "ui": extra.get("ui")}
+    flags: Values = {
+        "stream": dict(stream_flags or {}),
+        "mqtt": dict(mqtt_flags or {}),
+        "model": dict(model_flags or {}),
+        "device": {} if device is None else {"type": device},
+        "homeassistant": _given({"discovery": extra.get("discovery")}),
+        "top": _given(top),
+    }
+    return configure(file, sources=sources, flags=flags, environ=environ)
 
 
-def _build(
-    doc: dict[str, Any],
-    sources: list[str],
-    stream_flags: dict[str, Any],
-    mqtt_flags: dict[str, Any],
-    model_flags: dict[str, Any],
-    device: str | None,
-    duration: float | None,
-    events_out: Path | None,
-    environ: Mapping[str, str],
+def _given(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _configure(
+    doc: dict[str, Any], sources: list[str], flags: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str]
 ) -> AnalyzerConfig:
-    defaults, flags, model = analysis_settings(doc, stream_flags, model_flags, device)
+    given = layers(doc, flags)
     entries = doc.get("streams", [])
     if not isinstance(entries, list):
         raise ConfigError(f"streams: expected an array of tables ([[streams]]), got {entries!r}")
@@ -435,6 +497,7 @@ def _build(
     if not raw_streams:
         raise ConfigError("no streams: give a SOURCE or a config file with [[streams]]")
 
+    model = given.model
     learned = checkpoint_defaults(load_model(model.checkpoint)) if model.checkpoint is not None else {}
     streams: list[StreamConfig] = []
     seen: set[str] = set()
@@ -443,58 +506,30 @@ def _build(
         if spec.stream_id in seen:
             raise ConfigError(f"stream '{spec.stream_id}' is given twice: name one of them (NAME=URI)")
         seen.add(spec.stream_id)
-        values = merged_stream_values(model, learned, defaults, own, flags, where=f"stream '{spec.stream_id}'")
+        values = merged_stream_values(model, learned, given.defaults, own, given.flags,
+                                      where=f"stream '{spec.stream_id}'")  # fmt: skip
         streams.append(stream_config(spec, values, model))
 
-    mqtt = mqtt_config(take(doc.get("mqtt", {}), "mqtt", MQTT_KEYS) | take(mqtt_flags, "", MQTT_KEYS), environ)
-    if duration is not None and not duration > 0:
-        raise _fail("--duration", "a positive number of seconds", duration)
-    ingest = doc.get("ingest", "process")
-    if ingest not in ("process", "thread"):
-        raise _fail("ingest", '"process" or "thread"', ingest)
-    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, duration=duration, events_out=events_out,
-                          ingest=ingest)  # fmt: skip
-
-
-def _with_extras(config: AnalyzerConfig, doc: dict[str, Any], flags: dict[str, Any]) -> AnalyzerConfig:
-    ha = take(doc.get("homeassistant", {}), "homeassistant", HOMEASSISTANT_KEYS)
-    if flags.get("discovery") is not None:
-        ha["discovery"] = flags["discovery"]
-    homeassistant = HomeAssistantConfig(**ha)
+    sections = given.sections
+    mqtt = mqtt_config(sections["mqtt"], environ)
+    homeassistant = HomeAssistantConfig(**field_values(HomeAssistantConfig, sections))
     check_prefix(homeassistant.prefix)
-    if homeassistant.discovery and config.mqtt.url is None:
+    if homeassistant.discovery and mqtt.url is None:
         raise ConfigError("homeassistant.discovery: needs a broker (mqtt.url is none)")
-    endpoints: dict[str, Address | None] = {}
-    for key, host in (("metrics", METRICS_HOST), ("ui", UI_HOST)):
-        raw = flags.get(key, doc.get(key))
-        where = f"--{key}" if flags.get(key) is not None else key
-        endpoints[key] = None if raw is None else address(where, raw, default_host=host)
-    m, u = endpoints["metrics"], endpoints["ui"]
+    top = field_values(AnalyzerConfig, sections)
+    m, u = top.get("metrics"), top.get("ui")
     if m is not None and u is not None and m.port == u.port and m.port != 0:
         raise ConfigError(f"metrics and ui: both on port {m.port}; give them different ports")
-    return replace(config, homeassistant=homeassistant, metrics=m, ui=u)
+    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, homeassistant=homeassistant, **top)
 
 
 def analysis_settings(
-    doc: Mapping[str, Any], stream_flags: Mapping[str, Any], model_flags: Mapping[str, Any], device: str | None
+    doc: Mapping[str, Any], flags: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, Any], ModelConfig]:
-    """From a parsed config file and flags: the ``[defaults]`` per-stream values, the per-stream flags (both
-    validated), and the model configuration (``[model]``, ``[device]`` and their flags)."""
-    unknown = set(doc) - set(TOP_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(TOP_KEYS)})")
-    defaults = take(doc.get("defaults", {}), "defaults", STREAM_KEYS)
-    flags = take(stream_flags, "", STREAM_KEYS)
-    model_values = take(doc.get("model", {}), "model", MODEL_KEYS) | take(model_flags, "", MODEL_KEYS)
-    device_values = take(doc.get("device", {}), "device", DEVICE_KEYS)
-    if device is not None:
-        device_values["type"] = device
-    device_type = device_values.get("type", "auto")
-    cuda_n = device_type.startswith("cuda:") and device_type[5:].isdigit()
-    if device_type not in ("auto", "cpu", "cuda") and not cuda_n:
-        raise _fail("device.type", "auto, cpu, cuda or cuda:N", device_type)
-    model = ModelConfig(device=device_type, autocast=device_values.get("autocast", False), **model_values)
-    return defaults, flags, model
+    """From a parsed config file and flags by section: the ``[defaults]`` per-stream values, the per-stream
+    flags (both checked), and the model configuration (``[model]``, ``[device]`` and their flags)."""
+    given = layers(doc, flags)
+    return given.defaults, given.flags, given.model
 
 
 def merged_stream_values(
@@ -512,14 +547,27 @@ def merged_stream_values(
     return values
 
 
+_models: dict[tuple[str, int, int], Checkpoint] = {}
+_models_lock = threading.Lock()
+
+
 def load_model(path: str) -> Checkpoint:
-    """A model made by ``streamer train``; a file that is not one is a ConfigError naming it."""
+    """A model made by ``streamer train``, read once per process while the file stays the same (the config
+    and the inference stage ask for it both); a file that is not one is a ConfigError naming it."""
     from models.heads import load_checkpoint  # torch: only when a model is given
 
     try:
-        return load_checkpoint(Path(path))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        stat = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"model {path!r}: {exc.strerror or exc}") from None
+    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+    with _models_lock:
+        if key not in _models:
+            try:
+                _models[key] = load_checkpoint(Path(path))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        return _models[key]
 
 
 def checkpoint_defaults(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -530,72 +578,65 @@ def checkpoint_defaults(checkpoint: Checkpoint) -> dict[str, Any]:
     return values
 
 
+def model_values(model: ModelConfig) -> dict[str, Any]:
+    """The ``[model]`` section's values as ``model`` holds them (the capture side reads the analysis format)."""
+    return {key: getattr(model, key) for key in section_settings("model")}
+
+
 def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfig) -> StreamConfig:
-    """One stream's settings from validated per-stream values (STREAM_KEYS) and the global analysis settings."""
-    v = dict(values)
-    hop = v.pop("hop_ms", 100.0) / 1000
+    """One stream's settings from checked per-stream values (STREAM_KEYS; absent: the defaults) and the model's."""
+    sections = {"stream": values, "model": model_values(model)}
     try:
-        sync = SyncOptions(
-            hop=hop,
-            context=model.context_ms / 1000,
-            max_wait=v.pop("sync_wait_ms", 500.0) / 1000,
-            sample_rate=model.sample_rate,
-        )
-        events = EventOptions(
-            threshold=v.pop("threshold", EVENT_DEFAULTS.threshold),
-            min_gap=v.pop("min_gap", EVENT_DEFAULTS.min_gap),
-            min_duration=v.pop("min_duration", EVENT_DEFAULTS.min_duration),
-        )
-        alpha, beta = v.pop("alpha", 0.5), v.pop("beta", 0.5)
-        device_class = v.pop("device_class", None)
-        if alpha + beta <= 0:
-            raise ConfigError(
-                f"stream '{spec.stream_id}': alpha and beta: at least one must be > 0 (with both 0, S is always 0)"
-            )
-        source = SourceOptions(
-            luma_size=model.luma_size,
-            sample_rate=model.sample_rate,
-            segment_align=hop,
-            av_options=MappingProxyType(v.pop("av_options", {})),
-            **v,
-        )
+        sync = SyncOptions(**field_values(SyncOptions, sections))
+        source = SourceOptions(**field_values(SourceOptions, sections), sample_rate=sync.sample_rate,
+                               segment_align=sync.hop)  # fmt: skip
+        config = StreamConfig(spec=spec, events=EventOptions(**field_values(EventOptions, sections)), source=source,
+                              sync=sync, **field_values(StreamConfig, sections))  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"stream '{spec.stream_id}': {exc}") from None
-    return StreamConfig(spec=spec, alpha=alpha, beta=beta, device_class=device_class, events=events, source=source,
-                        sync=sync)  # fmt: skip
+    if config.alpha + config.beta <= 0:
+        raise ConfigError(
+            f"stream '{spec.stream_id}': alpha and beta: at least one must be > 0 (with both 0, S is always 0)"
+        )
+    return config
 
 
-def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str]) -> MqttConfig:
-    """Credentials come from, in order: the URL, ``username``/``password`` keys, ``password_file``, and the
-    environment (``STREAMER_MQTT_USERNAME``, ``STREAMER_MQTT_PASSWORD``). They are never printed."""
-    v = dict(values)
-    url = v.pop("url", DEFAULT_MQTT_URL)
-    if url in ("none", "off", ""):
-        secrets = ("username", "password", "password_file")
-        return MqttConfig(url=None, **{k: x for k, x in v.items() if k not in secrets})
-    parts = urlsplit(url)
+def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> MqttConfig:
+    """The broker settings from checked ``[mqtt]`` values (MQTT_KEYS; absent: the defaults). Credentials come
+    from, in order: the URL, ``username``/``password`` keys, ``password_file``, and the environment
+    (``STREAMER_MQTT_USERNAME``, ``STREAMER_MQTT_PASSWORD``). They are never printed."""
+    c = MqttConfig(**field_values(MqttConfig, {"mqtt": values}))
+    if c.url in ("none", "off", "") or c.url is None:
+        return replace(c, url=None, username=None, password=None, password_file=None)
+    parts = urlsplit(c.url)
     if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
         raise ConfigError("mqtt.url: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or none)")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
         raise ConfigError("mqtt.url: the port must be a number from 1 to 65535") from None
-    check_prefix(v.get("prefix", "streamer"))
-    username = unquote(parts.username) if parts.username else v.pop("username", None)
-    password = unquote(parts.password) if parts.password else v.pop("password", None)
-    v.pop("username", None)
-    v.pop("password", None)
-    password_file = v.pop("password_file", None)
-    if password is None and password_file is not None:
+    check_prefix(c.prefix)
+    username = unquote(parts.username) if parts.username else c.username
+    password = unquote(parts.password) if parts.password else c.password
+    if password is None and c.password_file is not None:
         try:
-            password = Path(password_file).read_text(encoding="utf-8").strip()
+            password = Path(c.password_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {password_file!r}: {_reason(exc)}") from None
+            raise ConfigError(f"mqtt.password_file: cannot read {c.password_file!r}: {_reason(exc)}") from None
     username = username or environ.get("STREAMER_MQTT_USERNAME") or None
     password = password or environ.get("STREAMER_MQTT_PASSWORD") or None
     bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # credentials live apart, never in the URL
-    check_tls_files(v.get("ca_file"), v.get("cert_file"), v.get("key_file"))
-    return MqttConfig(url=bare, username=username, password=password, **v)
+    check_tls_files(c.ca_file, c.cert_file, c.key_file)
+    return replace(c, url=bare, username=username, password=password)
+
+
+def mqtt_settings(
+    file: Path | None, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] = os.environ
+) -> MqttConfig:
+    """The broker settings of a config file's ``[mqtt]`` table (None: no file) with flags by key over them:
+    what ``streamer cluster status`` and ``stop`` need to find a site as ``cluster run`` does."""
+    doc = load_toml(file) if file is not None else {}
+    return mqtt_config(take(doc.get("mqtt", {}), "mqtt", MQTT_KEYS) | take_flags("mqtt", flags or {}), environ)
 
 
 def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) -> None:
@@ -620,3 +661,134 @@ def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | 
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
+
+
+# -- flags: generated from the schema --------------------------------------------------------------------------
+
+_CAPTURE_OWNERS = ("SourceOptions", "SyncOptions")
+
+
+def flag_settings(*commands: str) -> list[Setting]:
+    """The settings with a flag in any of ``commands`` ("run", "probe", "evaluate", "cluster status", ...)."""
+    return [s for s in SETTINGS if s.commands & set(commands)]
+
+
+def _dest(s: Setting) -> str:
+    return (s.option or "").removeprefix("--").replace("-", "_")
+
+
+def _parser_of(s: Setting) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return s.check.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {s.check.allowed}, got {text!r}") from None
+
+    parse.__name__ = s.key
+    return parse
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def flag_help(s: Setting) -> str:
+    """The flag's help: the setting's, with its default and unit."""
+    said = s.default_text
+    quiet = s.check.flag_kind == "switch" and s.default is False  # the flag turns it on: nothing to say
+    return s.help + ("" if said is None or quiet else f" (default {said})")
+
+
+def add_arguments(parser: argparse.ArgumentParser, *commands: str) -> None:
+    """The flags of every setting that ``commands`` take, each left at None unless given (so a config file's
+    values show through), in a "sources" group and an "analysis and publishing" group."""
+    groups: dict[str, Any] = {}
+    for s in flag_settings(*commands):
+        title = "sources" if s.owner in _CAPTURE_OWNERS else "analysis and publishing"
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        options: dict[str, Any] = {"dest": _dest(s), "default": None, "help": flag_help(s).replace("%", "%%")}
+        if s.check.flag_kind == "switch":
+            options["action"] = "store_true"
+        elif s.check.flag_kind == "pairs":
+            options |= {"action": "append", "type": _pair, "metavar": s.metavar or "KEY=VALUE"}
+        elif s.check.choices is not None:
+            options |= {"choices": s.check.choices, "metavar": s.metavar}
+        else:
+            options |= {"type": _parser_of(s), "metavar": s.metavar or s.unit.upper() or s.check.metavar}
+        groups[title].add_argument(s.option, **options)
+
+
+def flag_values(args: argparse.Namespace, *commands: str) -> Values:
+    """The flags ``args`` holds (those ``commands`` take and the user gave) by section and config key."""
+    values: Values = {section: {} for section in SECTIONS}
+    for s in flag_settings(*commands):
+        raw = getattr(args, _dest(s), None)
+        if raw is not None:
+            values[s.section][s.key] = dict(raw) if s.check.flag_kind == "pairs" else raw
+    return values
+
+
+def analyzer_config(args: argparse.Namespace, sources: Sequence[str], file: Path | None = None) -> AnalyzerConfig:
+    """``streamer run``'s (``demo``'s, ``cluster run``'s) configuration: ``file`` with the flags over it."""
+    return configure(load_toml(file) if file is not None else None, sources=sources,
+                     flags=flag_values(args, *ANALYZE))  # fmt: skip
+
+
+# -- the reference: docs/settings.md ----------------------------------------------------------------------------
+
+_TITLES = {
+    "stream": ("Per stream: `[defaults]` and `[[streams]]`", "Each `[[streams]]` table holds `source` (a "
+               "`[NAME=]URI`), an optional `name`, and any of these keys; `[defaults]` sets them for every stream; "
+               "a flag sets them for every stream, over both."),
+    "model": ("`[model]`", "The model and the analysis format, one for all streams."),
+    "device": ("`[device]`", "Where the model runs."),
+    "mqtt": ("`[mqtt]`", "The broker and what is published."),
+    "homeassistant": ("`[homeassistant]`", "MQTT discovery for Home Assistant."),
+    "top": ("Top level, and flags only", "Keys outside any table; a setting marked *flag only* is not a config "
+            "file key."),
+}  # fmt: skip
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def settings_markdown() -> str:
+    """``docs/settings.md``: one table per section of the config file, generated from the schema."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated from the schema by `python -m pipelines.config --markdown > docs/settings.md`; do not edit."
+        " -->",
+        "",
+        "Every setting is a key of the TOML file given with `--config` (`streamer run --config site.toml`), and "
+        "many are flags too; a flag overrides the file. Each is declared once, on the dataclass it feeds "
+        "(`pipelines/config.py`, `streamer/options.py`, `streamer/sync.py`); this page, the validation and every "
+        "command's `--help` are generated from those declarations.",
+    ]
+    for section in SECTIONS:
+        title, intro = _TITLES[section]
+        lines += ["", f"## {title}", "", intro, "", "| key | allowed | default | unit | flag | what it does |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for s in section_settings(section, file_only=False).values():
+            key = f"`{s.key}`" + ("" if s.file else " (flag only)")
+            flag = f"`{s.option}`" if s.option else ""
+            cells = (key, s.check.allowed, s.default_value or "none", s.unit, flag, s.help)
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv: Iterable[str]) -> int:
+    if list(argv) != ["--markdown"]:
+        print("usage: python -m pipelines.config --markdown > docs/settings.md", file=sys.stderr)
+        return 2
+    sys.stdout.write(settings_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

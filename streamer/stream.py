@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 
 from .media import AudioChunk, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
@@ -28,8 +27,14 @@ class Stream:
         on_gap: Callable[[Discontinuity], None] | None = None,
     ) -> None:
         self.sync = sync or SyncOptions()
-        # The source delivers audio at the sync's rate and restarts segments on timestep boundaries.
-        options = replace(options or SourceOptions(), sample_rate=self.sync.sample_rate, segment_align=self.sync.hop)
+        # The source delivers audio at the sync's rate and restarts segments on timestep boundaries: options
+        # built from one configuration agree (pipelines.config.stream_config); a pair that does not is refused.
+        options = options or SourceOptions(sample_rate=self.sync.sample_rate, segment_align=self.sync.hop)
+        if (options.sample_rate, options.segment_align) != (self.sync.sample_rate, self.sync.hop):
+            raise ValueError(
+                f"the source's sample_rate {options.sample_rate} and segment_align {options.segment_align} must be "
+                f"the sync's sample_rate {self.sync.sample_rate} and hop {self.sync.hop}"
+            )
         self.source = Source(spec, options, on_state=on_state)
         self.assembler: TimestepAssembler | None = None
         self._on_info = on_info

@@ -16,16 +16,32 @@ from dataclasses import dataclass
 import numpy as np
 
 from .media import AudioChunk, Samples, Timestep, VideoFrame
+from .settings import CAPTURE, LEARN, integer, number, setting
 
 BOUNDARY_EPS = 1e-3  # seconds: timestamps within a millisecond of a boundary count as reaching it
 
 
 @dataclass(frozen=True, kw_only=True)
 class SyncOptions:
-    hop: float = 0.1  # seconds per timestep
-    context: float = 0.1  # seconds of audio look-back carried with each timestep
-    max_wait: float = 0.5  # media seconds one modality may lead the other before the lagging one is skipped
-    sample_rate: int = 16000
+    """How a stream is cut into timesteps. ``hop`` and ``sample_rate`` are the home of those settings: the
+    source's ``segment_align`` and ``sample_rate`` and the model's take their values from here."""
+
+    hop: float = setting(
+        0.1, section="stream", key="hop_ms", unit="ms", scale=1000, check=number(5, 10000),
+        commands=CAPTURE | LEARN, help="timestep length: the analysis's resolution in media time",
+    )  # fmt: skip
+    context: float = setting(
+        0.1, section="model", key="context_ms", unit="ms", scale=1000, check=number(0, 10000), commands=CAPTURE,
+        help="audio look-back carried with each timestep (the audio window is this plus the hop)",
+    )  # fmt: skip
+    max_wait: float = setting(
+        0.5, section="stream", key="sync_wait_ms", unit="ms", scale=1000, check=number(0), commands=CAPTURE,
+        help="media time one track may lead the other before the lagging one counts as missing",
+    )  # fmt: skip
+    sample_rate: int = setting(
+        16000, section="model", unit="Hz", check=integer(1000, 192000), commands=CAPTURE,
+        help="analysis audio: mono at this rate",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 0.005 <= self.hop <= 10.0:

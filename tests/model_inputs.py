@@ -6,13 +6,17 @@ import math
 
 import numpy as np
 
+from pipelines.config import ModelConfig, StreamConfig
 from streamer.media import Timestep, VideoFrame
+from streamer.settings import default_of
 
 SR = 16000
 HOP = 0.1
 N_HOP = 1600
 N_CTX = 1600
 W, H = 160, 90
+TAU = default_of(ModelConfig, "tau")  # what a FusionModel is given by the analyzer by default
+WEIGHTS = (default_of(StreamConfig, "alpha"), default_of(StreamConfig, "beta"))  # a stream's default alpha, beta
 
 
 def timestep(

@@ -182,3 +182,40 @@ async def test_demo_shows_events(tmp_path: Path) -> None:
     assert "started an embedded one (amqtt)" in text
     assert any("START" in line and "t=   4.00 s" in line for line in lines), text
     assert "done: 1 event(s) received over MQTT" in text
+
+
+async def test_a_file_stopped_by_sigint_says_offline_and_one_cut_at_its_duration_ended(
+    clip: Path, mqtt_broker: Any
+) -> None:
+    """A file's retained status stayed ``online`` after Ctrl-C (only live streams got ``offline``), and after
+    ``--duration`` (no stream got ``ended``): a dashboard showed a stream nobody analyzes as online."""
+    broker = mqtt_broker()
+    async with subscribe(broker.host, broker.port) as sub:
+        proc = await start_streamer("run", f"door={clip}", "--realtime", "--mqtt", broker.url, "--prefix", "test",
+                                    "-q")  # fmt: skip
+        await sub.wait_for("test/door/status", "online")
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            code = await proc.wait()
+        await sub.wait_for("test/status", "offline", within=10)
+    assert code == 0
+    assert (await retained(broker.host, broker.port))["test/door/status"] == b"offline"
+
+    code, _, stderr = await run_streamer(f"door={clip}", "--duration", "2", "--mqtt", broker.url, "--prefix", "test")
+    assert code == 0, stderr
+    assert (await retained(broker.host, broker.port))["test/door/status"] == b"ended"
+
+
+async def test_a_realtime_file_waits_in_the_batcher_as_little_as_a_live_source(clip: Path, mqtt_broker: Any) -> None:
+    """A file read with --realtime brings one timestep a hop, like a live source. The batcher waited up to its
+    file wait (50 ms) for 16 of them, on every timestep: the batch stage's median was half a hop. It must stay at
+    the order of max_wait_ms (5): well under a quarter hop whatever the machine."""
+    broker = mqtt_broker()
+    async with subscribe(broker.host, broker.port) as sub:
+        code, _, stderr = await run_streamer(f"door={clip}", "--realtime", "--duration", "3", "--mqtt", broker.url,
+                                             "--prefix", "test", "--stats-interval", "600", "-q")  # fmt: skip
+        assert code == 0, stderr
+        await sub.wait_for("test/status", "offline", within=10)
+    stats = sub.on("test/stats")[-1].json()  # the last report, at the end: every timestep of the run
+    assert stats["streams"]["door"]["timesteps"] == 30
+    assert stats["latency_ms"]["batch"]["p50"] < 1000 * HOP / 4, stats["latency_ms"]

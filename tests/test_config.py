@@ -125,7 +125,8 @@ def test_bad_keys_and_values_are_refused_naming_the_key(tmp_path: Path, text: st
 def test_web_endpoints_and_home_assistant(tmp_path: Path) -> None:
     text = "metrics = ':9108'\nui = 8080\n[homeassistant]\ndiscovery = true\n[defaults]\ndevice_class = 'sound'\n"
     config = build_config(load_toml(config_file(tmp_path, text)), sources=["a.mp4", "b=synthetic:"])
-    assert (str(config.metrics), str(config.ui)) == ("0.0.0.0:9108", "127.0.0.1:8080")  # the view: localhost only
+    # both on this machine only unless a host is given (/metrics used to listen on every interface by default)
+    assert (str(config.metrics), str(config.ui)) == ("127.0.0.1:9108", "127.0.0.1:8080")
     assert config.homeassistant.discovery and config.homeassistant.prefix == "homeassistant"
     assert [s.activity_class for s in config.streams] == ["sound", "sound"]
     flags = {"ui": "[::]:0", "metrics": "10.0.0.2:9100", "discovery": False}

@@ -15,7 +15,7 @@ from pipelines.config import EventOptions
 from pipelines.stages.events import Scores, event_intervals
 from streamer.media import Timestep
 
-from .model_inputs import SR, moving_square_frames, noisy, pink_noise, scene, timestep, tone
+from .model_inputs import SR, TAU, WEIGHTS, moving_square_frames, noisy, pink_noise, scene, timestep, tone
 
 DEFAULTS = EventOptions()
 
@@ -37,8 +37,8 @@ def still(n: int, seed: int = 0) -> list[list[np.ndarray]]:
 
 
 def test_a_sound_alone_and_a_movement_alone_each_make_an_event_with_the_defaults() -> None:
-    model = FusionModel()
-    heard, seen = model.add_stream(), model.add_stream()
+    model = FusionModel(tau=TAU)
+    heard, seen = model.add_stream(*WEIGHTS), model.add_stream(*WEIGHTS)
     audio = pink_noise(6, -50)
     audio[4 * SR : 5 * SR] += tone(1, -20)
     video = still(60)
@@ -53,8 +53,8 @@ def test_an_av_onset_split_over_two_timesteps_scores_as_co_occurring() -> None:
     """The movement starts in timestep 40 (frame differencing sees only the onset), the sound 5 ms before the
     end of it: S_a is high from 41 on, S_v in 40 only (the box then stays). At alpha = beta = 0.5, threshold
     0.6, the pair must still make one event, starting at most one hop after the first evidence."""
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     audio = pink_noise(6, -50)
     onset = round(4.095 * SR)
     audio[onset : onset + SR // 2] += tone(0.5, -15)
@@ -78,8 +78,8 @@ def test_start_up_and_dropout_hazards_leave_the_audio_baseline_intact(hazard: st
         audio[4 * SR : 7 * SR] = 0.0
     knock = 10 * SR
     audio[knock : knock + SR // 5] += tone(0.2, -36)
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     out = run(model, [timestep(k, None, audio) for k in range(120)], slot)
     found = events(out)
     assert [round(a, 1) for a, _ in found] == [10.0], (hazard, found)
@@ -88,8 +88,8 @@ def test_start_up_and_dropout_hazards_leave_the_audio_baseline_intact(hazard: st
 
 
 def test_a_digitally_silent_track_is_an_absent_modality_and_motion_alone_still_fires() -> None:
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     silent = np.zeros(6 * SR, np.float32)
     video = still(40) + [moving_square_frames(3, start=3 * k) for k in range(10)] + still(10, seed=1)
     out = run(model, [timestep(k, video[k], silent) for k in range(60)], slot)
@@ -105,8 +105,8 @@ def test_a_level_step_in_the_background_is_the_background_within_seconds() -> No
     audio = pink_noise(30, -50)
     audio[5 * SR :] += pink_noise(25, -35, seed=3)
     audio[25 * SR : 25 * SR + SR // 2] += tone(0.5, -20)
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     out = run(model, [timestep(k, None, audio) for k in range(300)], slot)
     found = events(out)
     assert found[-1][0] == pytest.approx(25.0, abs=0.11), found
@@ -131,8 +131,8 @@ def test_a_steady_busy_scene_settles_and_a_new_object_still_fires() -> None:
             frames.append(image)
         return frames
 
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     steps = [timestep(k, busy(k, 250 <= k < 270), None) for k in range(300)]
     out = run(model, steps, slot)
     found = events(out)
@@ -143,8 +143,8 @@ def test_a_steady_busy_scene_settles_and_a_new_object_still_fires() -> None:
 def test_a_light_switched_on_in_part_of_the_room_is_no_event() -> None:
     """A lamp lights 40% of the picture (+60 luma, at once): frame differencing sees 40% of the pixels change,
     which no one walking in does within one frame."""
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     rng = np.random.default_rng(3)
     base = scene(4)
     lit = base.copy()
@@ -157,8 +157,8 @@ def test_a_light_switched_on_in_part_of_the_room_is_no_event() -> None:
 def test_a_slow_mover_is_seen() -> None:
     """A square of 10% of the picture creeping at 1 pixel a frame (a person far away, a car parking): each
     frame pair changes a thin edge only (under the noise bar); over the hop (3 frames) it shows."""
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     rng = np.random.default_rng(4)
     base = scene(0)
     frames = []
@@ -187,11 +187,11 @@ def test_codec_noise_far_below_hearing_in_the_empty_bands_of_a_tone_is_no_sound(
         audio += on * rng.normal(0, 10 ** (noise_dbfs / 20), len(audio))
         return audio.astype(np.float32)
 
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     out = run(model, [timestep(k, None, signal(-100)) for k in range(120)], slot)
     assert events(out) == [], (events(out), out["s_a"].max())
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     out = run(model, [timestep(k, None, signal(-60)) for k in range(120)], slot)
     assert [round(a, 1) for a, _ in events(out)][:1] == [4.5], events(out)

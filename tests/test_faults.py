@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from streamer.errors import EXIT_NOT_OPENED
+
 from .analyzer_run import run_streamer, start_streamer, subscribe
 from .burst_clip import make_burst_clip
 from .media import make_clip, make_random_bytes, truncate
@@ -156,7 +158,7 @@ async def test_a_source_that_never_comes_back_goes_offline_and_is_retried(mqtt_b
                 retries_before += "retrying in" in line
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
-            assert await proc.wait() == 0
+            assert await proc.wait() == EXIT_NOT_OPENED  # stopped while it never opened: not a quiet success
     assert sub.payloads("test/gone/status")[:1] == ["reconnecting"]
     assert sub.payloads("test/gone/status")[-1] == "offline"
 

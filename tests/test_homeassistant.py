@@ -16,6 +16,7 @@ from pipelines.config import HomeAssistantConfig, StreamConfig
 from pipelines.outputs.homeassistant import COMPONENTS, HomeAssistant, discovery_configs, node_id
 from pipelines.stages.outbox import Outbox
 from pipelines.stages.topics import Topics
+from streamer.errors import EXIT_NOT_OPENED
 from streamer.spec import parse_source
 
 from .analyzer_run import retained, run_streamer, start_streamer, subscribe
@@ -107,7 +108,7 @@ async def test_discovery_configs_states_and_removal(tmp_path: Path, mqtt_broker:
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(30):
                 out, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()[-2000:]
+        assert proc.returncode == EXIT_NOT_OPENED, err.decode()[-2000:]  # the RTSP stream never opened
         events = [m.json() for m in sub.on("test/cam/events")]
         assert [e["type"] for e in events] == ["start", "end", "start", "end"]
         assert sub.payloads("test/cam/activity") == ["OFF", "ON", "OFF", "ON", "OFF"]

@@ -16,6 +16,8 @@ from streamer.stream import Stream
 from .model_inputs import (
     N_HOP,
     SR,
+    TAU,
+    WEIGHTS,
     H,
     W,
     level_dbfs,
@@ -57,7 +59,7 @@ def test_fusion_rule() -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_score_is_alpha_sv_plus_beta_sa(device: str) -> None:
-    model = FusionModel().to(device)
+    model = FusionModel(tau=TAU).to(device)
     slot = model.add_stream(alpha=0.3, beta=0.9)
     audio = np.concatenate([pink_noise(3, -40), tone(1, -10) + pink_noise(1, -40, seed=1)])
     video = static_video(20) + [moving_square_frames(3, start=3 * k) for k in range(20)]
@@ -68,8 +70,8 @@ def test_score_is_alpha_sv_plus_beta_sa(device: str) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_static_scene_and_flicker_score_low_a_moving_square_high(device: str) -> None:
-    model = FusionModel().to(device)
-    static, flicker, moving = model.add_stream(), model.add_stream(), model.add_stream()
+    model = FusionModel(tau=TAU).to(device)
+    static, flicker, moving = model.add_stream(*WEIGHTS), model.add_stream(*WEIGHTS), model.add_stream(*WEIGHTS)
     quiet = static_video(40)
     out = run(model, [timestep(k, quiet[k], None) for k in range(40)], static)
     assert out["s_v"].max() < 0.05
@@ -87,8 +89,8 @@ def test_a_stream_joined_during_a_sound_still_hears_the_next_ones(device: str) -
     """The latency benchmark's analyzer, slowed by a loaded machine, joined its stream as the first impulse
     sounded: averaged into the warm-up, the tone inflated the floor's deviation by tens of dB and every later
     impulse was missed. The warm-up's median ignores it."""
-    model = FusionModel().to(device)
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU).to(device)
+    slot = model.add_stream(*WEIGHTS)
     signal = pink_noise(8, -70)  # a microphone's floor, as the latency benchmark's server sends between impulses
     for start in (0.15, 2.0, 4.0, 6.0):
         signal[round(start * SR) : round((start + 0.1) * SR)] += tone(0.1, -10)
@@ -104,8 +106,8 @@ def test_a_stream_joined_during_a_sound_still_hears_the_next_ones(device: str) -
 def test_a_stream_joined_during_motion_still_sees_motion_later(device: str) -> None:
     """The same for video: a moment of motion as the stream starts (the square appears in the first measured
     timestep, leaves in the next: two of the five warm-up measurements) must not become the baseline."""
-    model = FusionModel().to(device)
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU).to(device)
+    slot = model.add_stream(*WEIGHTS)
     video = static_video(60)
     video = [moving_square_frames(3, start=3 * k) if k == 1 or 30 <= k < 40 else v for k, v in enumerate(video)]
     out = run(model, [timestep(k, video[k], None) for k in range(60)], slot)
@@ -117,8 +119,8 @@ def test_a_stream_joined_during_motion_still_sees_motion_later(device: str) -> N
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_silence_and_steady_noise_score_low_a_burst_30db_over_the_floor_high(device: str) -> None:
-    model = FusionModel().to(device)
-    silent, pink = model.add_stream(), model.add_stream()
+    model = FusionModel(tau=TAU).to(device)
+    silent, pink = model.add_stream(*WEIGHTS), model.add_stream(*WEIGHTS)
     zeros = np.zeros(10 * SR, np.float32)
     out = run(model, [timestep(k, None, zeros) for k in range(100)], silent)
     assert out["s_a"].max() < 0.05
@@ -145,9 +147,9 @@ def test_batch_of_streams_equals_each_stream_alone(device: str) -> None:
         streams[-1][7 + i] = timestep(7 + i, None, audio, stream=f"s{i}")  # a video gap somewhere
     alone = []
     for i in range(n):
-        model = FusionModel().to(device)
+        model = FusionModel(tau=TAU).to(device)
         alone.append(run(model, streams[i], model.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i)))
-    batched = FusionModel().to(device)
+    batched = FusionModel(tau=TAU).to(device)
     slots = [batched.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i) for i in range(n)]
     outs = [batched.score([streams[i][k] for i in range(n)], slots) for k in range(steps)]
     for name in outs[0]:
@@ -155,12 +157,12 @@ def test_batch_of_streams_equals_each_stream_alone(device: str) -> None:
         for i in range(n):
             assert np.allclose(together[i], alone[i][name], atol=1e-6, rtol=0), (name, i)
     # several timesteps of one stream in one call: the same as one at a time
-    model = FusionModel().to(device)
+    model = FusionModel(tau=TAU).to(device)
     grouped = model.score(streams[1][:12], [model.add_stream(alpha=0.2, beta=0.8)] * 12)
     for name in grouped:
         assert np.allclose(grouped[name], alone[1][name][:12], atol=1e-6, rtol=0), name
     # three streams, ragged numbers of timesteps each (each stream's in order), in one batch
-    model = FusionModel().to(device)
+    model = FusionModel(tau=TAU).to(device)
     slots = [model.add_stream(alpha=0.2 * i, beta=1 - 0.2 * i) for i in range(3)]
     order = [(2, k) for k in range(8)] + [(0, k) for k in range(3)] + [(1, k) for k in range(5)] + [(0, 3), (1, 5)]
     mixed = model.score([streams[i][k] for i, k in order], [slots[i] for i, _ in order])
@@ -212,14 +214,14 @@ def test_batches_longer_than_the_baselines_equal_one_at_a_time(device: str) -> N
 
 
 def test_slots_are_reused_and_grow() -> None:
-    model = FusionModel(capacity=2)
-    slots = [model.add_stream() for _ in range(5)]  # grows past its capacity
+    model = FusionModel(tau=TAU, capacity=2)
+    slots = [model.add_stream(*WEIGHTS) for _ in range(5)]  # grows past its capacity
     assert sorted(slots) == list(range(5)) and model.video.capacity >= 5
     loud = np.concatenate([np.zeros(SR, np.float32), tone(1, -10)])
     for k in range(15):
         model.score([timestep(k, None, loud)], [slots[0]])
     model.release(slots[0])
-    again = model.add_stream()
+    again = model.add_stream(*WEIGHTS)
     assert again == slots[0]
     first = model.score([timestep(0, None, loud)], [again])
     assert first["s_a"][0] == 0.0, "a reused slot starts with fresh state"
@@ -249,7 +251,7 @@ def test_a_users_encoder_from_a_local_checkpoint(tmp_path: Path) -> None:
     assert all(
         torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), trained.state_dict().values(), strict=True)
     )
-    model = FusionModel(video=encoder)
+    model = FusionModel(tau=TAU, video=encoder)
     slot = model.add_stream(alpha=1.0, beta=0.0)
     frames = static_video(1)[0]
     out = model.score([timestep(0, frames, None)], [slot])
@@ -263,8 +265,8 @@ def test_a_users_encoder_from_a_local_checkpoint(tmp_path: Path) -> None:
 
 
 def test_shapes_are_checked() -> None:
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     wrong = timestep(0, [np.zeros((H // 2, W // 2), np.uint8)], None)
     with pytest.raises(ValueError, match="is not"):
         model.score([wrong], [slot])
@@ -272,8 +274,8 @@ def test_shapes_are_checked() -> None:
 
 
 async def test_the_synthetic_sources_bursts_end_to_end() -> None:
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     scores = []
     async for ts in Stream(parse_source("synthetic:?events=av@3,a@5,v@7&duration=9&realtime=0")):
         scores.append(model.score([ts], [slot]))
@@ -291,16 +293,16 @@ def test_deterministic_on_cpu() -> None:
     steps = [timestep(k, video[k], audio) for k in range(30)]
     runs = []
     for _ in range(2):
-        model = FusionModel()
-        runs.append(run(model, steps, model.add_stream()))
+        model = FusionModel(tau=TAU)
+        runs.append(run(model, steps, model.add_stream(*WEIGHTS)))
     for name in runs[0]:
         assert np.array_equal(runs[0][name], runs[1][name]), name
 
 
 def test_audio_that_starts_mid_timestep_does_not_leave_the_floor_too_low() -> None:
     """A live stream's first audio timestep is partly digital silence; the warm-up must not learn that."""
-    model = FusionModel()
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU)
+    slot = model.add_stream(*WEIGHTS)
     signal = pink_noise(6, -50)
     signal[: SR // 10 + SR // 100] = 0.0  # nothing in the first timestep, 10 ms of silence in the second
     out = run(model, [timestep(k, None, signal) for k in range(60)], slot)
@@ -319,23 +321,58 @@ def test_a_reset_timestep_scores_like_a_fresh_stream(device: str) -> None:
     before = [timestep(k, static_video(20, seed=1)[k], before_audio) for k in range(20)]
     after_video = static_video(10, seed=2)  # another picture: differencing across the outage would see it all
     after = [timestep(k, after_video[k], after_audio) for k in range(10)]
-    fresh_model = FusionModel().to(device)
-    fresh = run(fresh_model, after, fresh_model.add_stream())
+    fresh_model = FusionModel(tau=TAU).to(device)
+    fresh = run(fresh_model, after, fresh_model.add_stream(*WEIGHTS))
     resumed = [replace(after[0], reset=True), *after[1:]]
-    model = FusionModel().to(device)
-    slot = model.add_stream()
+    model = FusionModel(tau=TAU).to(device)
+    slot = model.add_stream(*WEIGHTS)
     run(model, before, slot)
     one_by_one = run(model, resumed, slot)
-    batched_model = FusionModel().to(device)
-    batched_slot = batched_model.add_stream()
+    batched_model = FusionModel(tau=TAU).to(device)
+    batched_slot = batched_model.add_stream(*WEIGHTS)
     batched = batched_model.score([*before, *resumed], [batched_slot] * 30)
     for name in fresh:
         assert np.allclose(one_by_one[name], fresh[name], atol=1e-6, rtol=0), name
         assert np.allclose(batched[name][20:], fresh[name], atol=1e-6, rtol=0), name
     # without the reset, the change of scene and level across the outage scores as activity
-    plain = FusionModel().to(device)
-    plain_slot = plain.add_stream()
+    plain = FusionModel(tau=TAU).to(device)
+    plain_slot = plain.add_stream(*WEIGHTS)
     run(plain, before, plain_slot)
     stale = run(plain, after, plain_slot)
     assert max(stale["s_v"][0], stale["s_a"][0]) > 0.9
     assert max(fresh["s_v"].max(), fresh["s_a"].max()) < 0.5
+
+
+def damaged_checkpoint(path: Path, without: str) -> Path:
+    """A model saved by ``streamer train`` with one of its keys taken out."""
+    from models.heads import Checkpoint, make_head, save_checkpoint
+
+    save_checkpoint(path, Checkpoint(make_head("mid"), 0.4, {"hop_ms": 100.0}))
+    data = torch.load(path, weights_only=True)
+    del data[without]
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize("key", ["version", "kind", "arguments", "inputs", "state_dict", "threshold", "extraction",
+                                 "metrics"])  # fmt: skip
+def test_a_checkpoint_missing_a_key_is_refused_naming_it(tmp_path: Path, key: str) -> None:
+    from models.heads import load_checkpoint
+
+    path = damaged_checkpoint(tmp_path / "head.pt", key)
+    with pytest.raises(ValueError, match=rf"^model '{path}': .*'{key}'") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_run_with_a_checkpoint_missing_a_key_exits_2_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = damaged_checkpoint(tmp_path / "head.pt", "threshold")
+    args = ["run", "--model", str(path), "synthetic:?duration=1", "--mqtt", "none", "-q"]
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli.main", *args], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert str(path) in line and "'threshold'" in line, line

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pipelines.bench.mosquitto import free_port
+from streamer.errors import EXIT_NOT_OPENED, EXIT_UNDELIVERED
 
 from .analyzer_run import run_streamer, start_streamer, subscribe
 
@@ -91,7 +92,7 @@ async def test_hostname_verification_is_on_by_default(tmp_path: Path, tls_broker
         "synthetic:?realtime=0&duration=2&events=av@1", "--config",
         str(config(tmp_path, f"mqtts://alice@127.0.0.1:{port}", certs["ca"])),
     )  # fmt: skip
-    assert code == 0
+    assert code == EXIT_UNDELIVERED, err
     assert "unreachable" in err and "certificate" in err.lower() and "not delivered" in err
     assert PASSWORD not in err
 
@@ -102,7 +103,7 @@ async def test_a_wrong_password_is_reported_not_printed(tmp_path: Path, tls_brok
         "synthetic:?realtime=0&duration=2&events=av@1", "--config",
         str(config(tmp_path, f"mqtts://alice@localhost:{port}", certs["ca"], password="wrong-pass-123")),
     )  # fmt: skip
-    assert code == 0 and "unreachable" in err and "not delivered" in err
+    assert code == EXIT_UNDELIVERED and "unreachable" in err and "not delivered" in err
     assert "wrong-pass-123" not in out + err
 
 
@@ -122,7 +123,7 @@ async def test_source_credentials_never_reach_logs_or_mqtt_and_a_broken_stream_s
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             out, err = await proc.communicate()
-    assert proc.returncode == 0
+    assert proc.returncode == EXIT_NOT_OPENED, err.decode()  # the broken stream never opened
     assert "rtsp://admin:***@127.0.0.1" in err.decode()
     everything = out + err + b"".join(m.payload for m in sub.messages)
     assert secret.encode() not in everything
@@ -147,3 +148,77 @@ async def test_a_client_certificate_when_the_broker_requires_one(tmp_path: Path,
     path.write_text(path.read_text().replace(f'cert_file = "{cert}"\nkey_file = "{key}"\n', ""))
     code, _, err = await run_streamer("synthetic:?realtime=0&duration=2&events=av@1", "--config", str(path))
     assert "certificate required" in err and "not delivered" in err  # without its certificate it is refused
+
+
+async def test_demo_over_mqtts_subscribes_over_tls_too(tls_broker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's ``streamer demo --mqtt mqtts://...``: its broker probe used TLS but its subscriber did not, and
+    the user got an ``aiomqtt.MqttError`` traceback. The CA comes as for any TLS client (``SSL_CERT_FILE``), the
+    password from the environment."""
+    _, port, certs = tls_broker
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs["ca"]))
+    monkeypatch.setenv("STREAMER_MQTT_PASSWORD", PASSWORD)
+    proc = await start_streamer("demo", "--mqtt", f"mqtts://alice@localhost:{port}", "--duration", "6")
+    async with asyncio.timeout(90):
+        out, err = await proc.communicate()
+    text = out.decode() + err.decode()
+    assert proc.returncode == 0, text
+    assert f"using the MQTT broker at mqtts://localhost:{port}" in text
+    assert "done: 1 event(s) received over MQTT" in text and "Traceback" not in text
+
+
+async def test_a_client_certificate_gone_at_a_reconnect_is_a_line_a_try_and_the_streams_go_on(
+    tmp_path: Path, mqtt_broker: Any
+) -> None:
+    """The certificate was there at start-up, then is renamed and the broker restarts: each reconnect attempt is
+    one error line naming the file (it used to raise outside MqttError and end every stream); once the file is
+    back the publisher reconnects and delivers again, and the stream never stopped."""
+    certs = make_certificates(tmp_path)
+    cert, key = make_client_certificate(tmp_path, certs)
+    port = free_port()
+    broker = mqtt_broker(extra_config=[
+        f"listener {port} 127.0.0.1", f"cafile {certs['ca']}", f"certfile {certs['server']}",
+        f"keyfile {certs['server_key']}", "require_certificate true",
+    ])  # fmt: skip
+    path = tmp_path / "cert.toml"
+    path.write_text(f'[mqtt]\nurl = "mqtts://localhost:{port}"\nprefix = "test"\nca_file = "{certs["ca"]}"\n'
+                    f'cert_file = "{cert}"\nkey_file = "{key}"\nstats_interval = 0.5\n')  # fmt: skip
+    proc = await start_streamer("run", "cam=synthetic:?duration=300", "--config", str(path))
+    assert proc.stderr is not None
+    said: list[str] = []
+
+    async def read(stream: asyncio.StreamReader) -> None:
+        async for raw in stream:
+            said.append(raw.decode())
+
+    reader = asyncio.create_task(read(proc.stderr))
+
+    def failed_tries() -> list[str]:
+        return [line for line in said if "mqtt: cannot connect" in line]
+
+    try:
+        async with subscribe(broker.host, broker.port) as sub:  # the plain listener, same broker
+            before = (await sub.wait_for("test/stats", within=60)).json()["streams"]["cam"]["media_t"]
+        away = cert.rename(tmp_path / "client.away")
+        broker.restart()
+        async with asyncio.timeout(30):
+            while len(failed_tries()) < 2:
+                assert proc.returncode is None, "".join(said)
+                await asyncio.sleep(0.1)
+        async with subscribe(broker.host, broker.port) as sub:
+            away.rename(cert)
+            await sub.wait_for("test/status", "online", within=30)  # the broker restarted: nothing retained
+            after = (await sub.wait_for("test/stats", within=10)).json()["streams"]["cam"]["media_t"]
+        assert proc.returncode is None
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await proc.wait()
+        await reader
+    stderr = "".join(said)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert failed_tries()
+    for line in failed_tries():
+        assert f"mqtt.cert_file '{cert}'" in line and "no such file or directory" in line.lower(), line
+    assert after > before + 1.0  # the stream went on meanwhile

@@ -1,4 +1,4 @@
-"""End to end, one row of the README's network source table at a time, each against a real server on 127.0.0.1.
+"""End to end, one row of docs/sources.md's network source table at a time, each against a real server on 127.0.0.1.
 
 Every row's server plays the same clip (tests/burst_clip.py: the synthetic scene with a moving square *and* a tone
 every 5 s, ``av@2,av@7,av@12,av@17`` of 20 s, so S is near 1: one modality alone would sit exactly at the default
@@ -456,9 +456,10 @@ def test_run_finds_the_bursts_on_the_right_clock(name: str, live_servers: dict[s
 
 @pytest.mark.parametrize("name", list(WARMUP_CASES))
 def test_a_burst_as_a_live_stream_is_joined_does_not_blind_it(name: str, duration_run: Run) -> None:
-    """README: "neither audio that starts mid-timestep nor a sound, flash or motion as a live stream is joined can
-    set a baseline that blinds the stream for seconds". Here a burst of motion and sound falls in the stream's
-    first 0.5 s of measurements (its baselines' warm-up); the bursts 5 and 10 s later must be seen and heard."""
+    """docs/models.md: "neither audio that starts mid-timestep nor a sound, flash or motion as a live stream is
+    joined can set a baseline that blinds the stream for seconds". Here a burst of motion and sound falls in the
+    stream's first 0.5 s of measurements (its baselines' warm-up); the bursts 5 and 10 s later must be seen and
+    heard."""
     record = duration_run.record
     assert duration_run.code == 0, duration_run.why()
     later = [e for e in record.ends(name) if e["start_t"] >= 4.0]

@@ -1,5 +1,6 @@
 """The live web view in a real headless browser (Debian's chromium through chromedriver, driven by Selenium)
-during a real ``streamer run``: the plot updates and events appear.
+during a real ``streamer run``: the plot updates and events appear, and the plot reads right (what the page
+says of its own drawing: the span shown, the axis labels and where they landed).
 
 ``STREAMER_UI_SCREENSHOT=FILE.png`` saves what the browser shows at the end (the README's picture)."""
 
@@ -73,6 +74,7 @@ def test_the_live_view_plots_scores_and_lists_events(browser: Any, tmp_path: Pat
         cam = "document.querySelector('section.stream[data-stream=\"cam\"]')"
         first_t = wait(lambda: js(f"return {cam}.dataset.lastT"), 20, "scores plotted")
         first_png = js(f"return {cam}.querySelector('canvas').toDataURL()")
+        check_the_plot(js, cam)
         time.sleep(1.5)
         assert float(js(f"return {cam}.dataset.lastT")) >= float(first_t) + 1.0  # it keeps moving, live
         assert js(f"return {cam}.querySelector('canvas').toDataURL()") != first_png  # and the plot is redrawn
@@ -86,11 +88,35 @@ def test_the_live_view_plots_scores_and_lists_events(browser: Any, tmp_path: Pat
         wait(lambda: js(f"return {cam}.querySelector('img').naturalWidth") > 0, 20, "the event's snapshot shown")
         assert js(f"return {cam}.querySelector('.badge').textContent") == "online"
         wait(lambda: js(f"return {rows}.length") >= 6, 30, "all three events of cam")
+        check_the_plot(js, cam)
         if shot := os.environ.get("STREAMER_UI_SCREENSHOT"):
             browser.save_screenshot(shot)
     finally:
         end_process(proc, signal.SIGTERM)
     assert proc.returncode == 0, (tmp_path / "streamer.log").read_text()[-2000:]
+
+
+def check_the_plot(js: Callable[..., Any], card: str) -> None:
+    """Under a minute of data the x axis spans the data (it was always 60 s, the first minute squeezed into the
+    right third), then the last minute; S is labelled 0 to 1; every x label lies whole inside the canvas ("10 s"
+    was cut to "1"); the media time is said outside the plot, not over the data; the legend names the shaded
+    event spans."""
+    plot = js(f"""const c = {card}.querySelector('canvas'), d = c.dataset, r = {card}.dataset;
+        const caption = {card}.querySelector('.mediat'), box = c.getBoundingClientRect();
+        const m = caption ? caption.getBoundingClientRect() : box;
+        return {{t0: +d.t0, tEnd: +d.tEnd, first: +r.firstT, last: +r.lastT, y: d.yLabels,
+                 x: JSON.parse(d.xLabels || "[]"), width: c.clientWidth,
+                 legend: {card}.querySelector('.legend').innerText, caption: caption && caption.textContent,
+                 overlap: !(m.bottom <= box.top || m.top >= box.bottom || m.right <= box.left || m.left >= box.right)}}
+    """)  # fmt: skip
+    assert plot["last"] - plot["first"] < 59  # these runs are shorter than the window
+    assert plot["t0"] == pytest.approx(plot["first"]) and plot["tEnd"] == pytest.approx(plot["last"] + 0.1), plot
+    assert js("return timeRange([[0, 0, 0, 0], [90, 0, 0, 0]], 0.1)") == pytest.approx([30.1, 90.1])
+    assert plot["y"] == "0,0.25,0.5,0.75,1"
+    assert len(plot["x"]) >= 2 and all(label["text"].endswith(" s") for label in plot["x"]), plot["x"]
+    assert all(label["left"] >= 0 and label["right"] <= plot["width"] for label in plot["x"]), plot
+    assert plot["caption"] == f"media time {plot['tEnd']:.1f} s" and not plot["overlap"], plot
+    assert "event" in plot["legend"], plot["legend"]
 
 
 def _answers(base: str) -> bool:

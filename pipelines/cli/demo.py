@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from pipelines.cli.display import format_event
+from pipelines.cli.terminal import outcome
 from pipelines.config import AnalyzerConfig
 from streamer.errors import ConfigError
 from streamer.media import StateChange
@@ -29,19 +30,25 @@ log = logging.getLogger("streamer")
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 PROBE_TIMEOUT = 2.0
+SUBSCRIBER_TIMEOUT = 5.0
 DRAIN_TIMEOUT = 3.0  # seconds to wait for the last events to come back after the analysis ends
+
+
+def mqtt_client(host: str, port: int, config: AnalyzerConfig, timeout: float) -> aiomqtt.Client:
+    """A client of the broker at ``host:port`` with the configured credentials and TLS settings: the probe and
+    the subscriber connect alike."""
+    from pipelines.stages.mqtt import tls_context
+
+    c = config.mqtt
+    return aiomqtt.Client(host, port, username=c.username, password=c.password, tls_context=tls_context(c),
+                          timeout=timeout)  # fmt: skip
 
 
 async def broker_answers(host: str, port: int, config: AnalyzerConfig) -> bool:
     """Whether an MQTT broker accepts a connection there (within PROBE_TIMEOUT)."""
-    from pipelines.stages.mqtt import tls_context
-
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            async with aiomqtt.Client(
-                host, port, username=config.mqtt.username, password=config.mqtt.password,
-                tls_context=tls_context(config.mqtt), timeout=PROBE_TIMEOUT,
-            ):  # fmt: skip
+            async with mqtt_client(host, port, config, PROBE_TIMEOUT):
                 return True
     except (aiomqtt.MqttError, TimeoutError, OSError):
         return False
@@ -118,11 +125,10 @@ async def demo(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if config.mqtt.url is not None:
-                c = config.mqtt
-                client = aiomqtt.Client(c.host, c.port, username=c.username, password=c.password, timeout=5)
-                await stack.enter_async_context(client)
-                await client.subscribe(f"{topics.prefix}/+/events", qos=1)
-                listener = asyncio.create_task(_listen(client, show), name="demo-subscriber")
+                subscriber = mqtt_client(config.mqtt.host, config.mqtt.port, config, SUBSCRIBER_TIMEOUT)
+                await stack.enter_async_context(subscriber)
+                await subscriber.subscribe(f"{topics.prefix}/+/events", qos=1)
+                listener = asyncio.create_task(_listen(subscriber, show), name="demo-subscriber")
                 stack.callback(listener.cancel)
                 say(f"subscribed to {topics.prefix}/+/events at {config.mqtt.display_url}; events show up as they "
                     "are published (Ctrl-C stops)")  # fmt: skip
@@ -143,7 +149,8 @@ async def demo(
     finally:
         if broker is not None:
             await broker.shutdown()
-    say(f"done: {ends} event(s) received over MQTT" if config.mqtt.url else f"done: {ends} event(s)")
+    received = f"done: {ends} event(s) received over MQTT" if config.mqtt.url else f"done: {ends} event(s)"
+    say(received + outcome(summary))
     return summary.exit_code
 
 

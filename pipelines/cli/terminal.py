@@ -73,10 +73,10 @@ class Terminal:
 
     def finish(self, summary: RunSummary) -> None:
         self._clear()
-        if self.quiet:
+        problems = outcome(summary)
+        if self.quiet and not problems:  # quiet is no events and no progress: what went wrong is still said
             return
-        failed = f", {len(summary.failed)} stream(s) failed" if summary.failed else ""
-        self._line(f"streamer: done: {summary.events} event(s), {summary.timesteps} timesteps{failed}")
+        self._line(f"streamer: done: {summary.events} event(s), {summary.timesteps} timesteps{problems}")
 
     def _clear(self) -> None:
         if self._drawn:
@@ -88,3 +88,17 @@ class Terminal:
         self._clear()
         self.err.write(text + "\n")
         self.err.flush()
+
+
+def outcome(summary: RunSummary) -> str:
+    """What went wrong, after the counts: streams that failed, streams that never opened (each with its last
+    error: a run stopped while a URL kept answering 404 must not read as a quiet success), events not delivered."""
+    parts = []
+    if summary.failed:
+        parts.append(f"{len(summary.failed)} stream(s) failed")
+    if summary.never_opened:
+        causes = "; ".join(str(e) for e in summary.never_opened)
+        parts.append(f"{len(summary.never_opened)} stream(s) never opened ({causes})")
+    if summary.undelivered_events:
+        parts.append(f"{summary.undelivered_events} event(s) not delivered")
+    return "".join(f", {part}" for part in parts)

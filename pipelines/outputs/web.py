@@ -1,5 +1,9 @@
 """The analyzer's HTTP endpoints (aiohttp, on its event loop): ``/metrics`` (``--metrics``) and the live web
-view (``--ui``). Each listens where it is told; a port already taken is a one-line ConfigError at start-up."""
+view (``--ui``). Each listens where it is told; a port already taken is a one-line ConfigError at start-up.
+
+A request aiohttp cannot parse (a 64 KB header line, bytes that are not HTTP) gets its 400 from aiohttp, and one
+debug line here: aiohttp would log a full traceback for each, so anyone who can reach the port could fill the
+log with them. Errors in the handlers themselves are still logged whole."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pipelines.config import Address
 from streamer.errors import ConfigError
@@ -17,6 +22,23 @@ if TYPE_CHECKING:
     from pipelines.outputs.webui import LiveView
 
 log = logging.getLogger("streamer")
+
+
+class _BadRequestsInOneLine(logging.Filter):
+    """On the servers' logger: a request that could not be parsed becomes one debug line (see the docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        why = " ".join(str(exc.message).split())
+        log.debug("http: %d to %s: %s: %s", exc.code, remote, type(exc).__name__, why[:80])
+        return False
+
+
+server_log = logging.getLogger("streamer.http")
+server_log.addFilter(_BadRequestsInOneLine())
 
 
 def metrics_app(metrics: Metrics) -> web.Application:
@@ -42,7 +64,7 @@ class WebServer:
         self.urls: dict[str, str] = {}
 
     async def serve(self, name: str, app: web.Application, where: Address) -> str:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, logger=server_log)
         await runner.setup()
         site = web.TCPSite(runner, where.host, where.port)
         try:

@@ -7,7 +7,8 @@ fetched from elsewhere (``static/index.html``):
 * ``GET /``: the page;
 * ``GET /api/live``: server-sent events. The first message (``type: "state"``) holds everything (the streams'
   settings, the last minute of scores, statuses, rates, the recent events); then every ``PUSH_PERIOD`` s one
-  ``type: "update"`` message with what is new. A client that cannot keep up is dropped (it reloads);
+  ``type: "update"`` message with what is new. A client that cannot keep up is dropped (it reloads); past
+  ``MAX_CLIENTS`` open at once, a new one gets HTTP 503 with a one-line body;
 * ``GET /api/state``: the same first message as JSON;
 * ``GET /api/snapshot/{stream}``: the stream's latest event snapshot (JPEG; 404 before its first).
 """
@@ -35,6 +36,11 @@ HISTORY_S = 60.0  # media seconds of scores kept per stream
 PUSH_PERIOD = 0.25  # seconds between updates to the browsers
 RECENT_EVENTS = 50
 CLIENT_QUEUE = 64  # updates a browser may be behind before it is dropped
+# Live views open at once. Each costs a write every PUSH_PERIOD on the analyzer's own event loop (the one that
+# batches and publishes) and up to CLIENT_QUEUE updates of memory: a few people watching is what the view is for,
+# while an unbounded number (a script or a reload loop opening streams) would take its time from the analysis.
+MAX_CLIENTS = 16
+BUSY = f"too many live views open (at most {MAX_CLIENTS}): close one and reload\n"
 
 
 @dataclass
@@ -159,12 +165,14 @@ class LiveView(Observer):
                 _end(queue)
 
     async def live(self, request: web.Request) -> web.StreamResponse:
+        if len(self._clients) >= MAX_CLIENTS:
+            return web.Response(status=503, text=BUSY, headers={"Retry-After": "10"})
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)
+        self._clients.add(queue)  # counted before the first await: clients arriving together see each other
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})  # fmt: skip
-        await response.prepare(request)
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)
-        self._clients.add(queue)
         try:
+            await response.prepare(request)
             await response.write(_sse(self.full_state()))
             while (data := await queue.get()) is not None:
                 await response.write(data)

@@ -6,5 +6,6 @@
 4. :mod:`~pipelines.stages.outbox`: events, scores, snapshots and statuses wait for the broker, bounded;
 5. :mod:`~pipelines.stages.mqtt`: the publisher drains the outbox into the broker (topics: :mod:`~.topics`);
 
-and :mod:`~pipelines.stages.stats` times every stage.
+and :mod:`~pipelines.stages.stats` times every stage; :mod:`~pipelines.stages.lifecycle` holds a stream's state in the
+analyzer (starting, running, ended, flushed, released) and the transitions between them.
 """

@@ -6,9 +6,13 @@ nvstreammux's batched-push-timeout) unless ``max_batch`` are ready or every open
 round-robin across lanes, oldest first, so one busy stream cannot starve the others and each stream's timesteps
 stay in order.
 
-Files are analyzed for throughput, not latency: when no live lane is open, the batcher waits up to
+Files are analyzed for throughput, not latency: when no *paced* lane is open, the batcher waits up to
 ``file_wait`` (50 ms) until each file lane holds ``file_batch`` (16) timesteps, so the model scores many
 timesteps of a stream in one call (measured all at once, see ``forward_rounds`` in :mod:`models.video`).
+A paced lane is one whose timesteps arrive in real time, one a hop: a live source, or a file read with
+``--realtime``. Waiting for 16 of those would hold each timestep ``file_wait`` for nothing (a realtime file's
+batch stage measured 50 ms a timestep, against 0.05 ms for a live source), so a paced lane counts as ready with
+one timestep, and a batch waits at most ``max_wait`` for it, whatever its drop policy.
 
 A full lane is the explicit drop policy: a live stream's lane drops its oldest timestep (counted in
 ``Lane.dropped``): latency stays bounded when the model is slower than real time; a file's lane makes the
@@ -30,6 +34,7 @@ class Lane(Generic[T]):
     name: str
     capacity: int
     drop_oldest: bool  # live: drop the oldest when full; file: wait for room
+    paced: bool = False  # its timesteps arrive in real time (live, or a file read with --realtime)
     pending: deque[T] = field(default_factory=deque)
     dropped: int = 0
     closed: bool = False
@@ -55,8 +60,9 @@ class Batcher(Generic[T]):
         self.held = False
         self._arrived.set()
 
-    def add_lane(self, name: str, capacity: int, *, drop_oldest: bool) -> Lane[T]:
-        lane: Lane[T] = Lane(name, max(1, capacity), drop_oldest)
+    def add_lane(self, name: str, capacity: int, *, drop_oldest: bool, paced: bool | None = None) -> Lane[T]:
+        """``paced`` (default: ``drop_oldest``): its timesteps arrive in real time."""
+        lane: Lane[T] = Lane(name, max(1, capacity), drop_oldest, drop_oldest if paced is None else paced)
         self._lanes.append(lane)
         return lane
 
@@ -94,8 +100,8 @@ class Batcher(Generic[T]):
                 return []
             self._arrived.clear()
             await self._arrived.wait()
-        live = any(lane.drop_oldest and not lane.closed for lane in self._lanes)
-        wait = self.max_wait if live else max(self.max_wait, self.file_wait)
+        paced = any(lane.paced and not lane.closed for lane in self._lanes)
+        wait = self.max_wait if paced else max(self.max_wait, self.file_wait)
         if self._pending < self.max_batch and wait > 0:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
@@ -112,10 +118,10 @@ class Batcher(Generic[T]):
         return self._take()
 
     def _every_lane_ready(self) -> bool:
-        """Every open lane has what it should bring: a live one a timestep (streams in phase are all in, waiting
+        """Every open lane has what it should bring: a paced one a timestep (streams in phase are all in, waiting
         longer is pure delay), a file one ``file_batch`` or as many as it holds."""
         return all(
-            lane.closed or len(lane.pending) >= (1 if lane.drop_oldest else min(self.file_batch, lane.capacity))
+            lane.closed or len(lane.pending) >= (1 if lane.paced else min(self.file_batch, lane.capacity))
             for lane in self._lanes
         )
 

@@ -3,6 +3,8 @@
 Streams with the same hop share one model, so a batch of timesteps from many streams is one call (one
 host-to-device copy, one device-to-host copy). The calls run on one worker thread, in batch order, so each
 stream's adaptive state advances in media-time order while the event loop keeps serving sources and MQTT.
+Everything else that touches the models (a stream joining or leaving, its weights, its state carried over) runs
+on that thread too, queued between the batches: see :class:`ModelRunner`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +30,8 @@ from streamer.media import Timestep, VideoFrame
 
 log = logging.getLogger("streamer")
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class StreamSlot:
@@ -33,17 +39,56 @@ class StreamSlot:
     slot: int
 
 
+class Queued(Generic[T]):
+    """Work queued on the model thread. ``await`` it on the event loop, or call :meth:`result` where no event loop
+    waits on the model (building an analyzer, a tool, a test); left alone it still runs, and whatever is queued
+    after it runs after it (its failure is then seen by no one: await what can fail)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: concurrent.futures.Future[T]) -> None:
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self._future).__await__()
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for it (blocking the calling thread) and return its result or raise its exception."""
+        return self._future.result(timeout)
+
+
 class ModelRunner:
+    """The fusion models (one per hop) and the streams' slots in them, behind one worker thread.
+
+    **Model state is touched only on the model thread.** Every batch updates the streams' state in place, and a
+    stream joining may replace every state tensor by a larger one (the ninth, seventeenth, ... slot) or build and
+    warm up a model for a new hop. So every call that reads or changes the models or the slots (add, release, set
+    weights, export, import, score) runs on the runner's single worker thread, in the order the calls were made,
+    and the models refuse any other thread (:meth:`FusionModel.confine`). A stream added while a batch is being
+    scored joins after that batch; one released right after its last batch was queued leaves once that batch is
+    scored; a state exported or imported is never half a batch's.
+
+    From the event loop, every call queues its work at once and returns a :class:`Queued` to await:
+    ``await runner.add_stream(sc)`` (a model for a new hop is built and warmed up there, not on the loop),
+    ``await runner.score_async(batch)``, :meth:`export_async`, :meth:`import_async`; ``release`` and
+    ``set_weights`` need no await (what is queued after them runs after them). Where no event loop runs (building
+    an analyzer, a tool, a test): ``runner.add_stream(sc).result()``, and :meth:`score`, :meth:`export_state` and
+    :meth:`import_state`, which block until the model thread has done them.
+    """
+
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
         try:
             self.device = resolve_device(config.device)
         except ValueError as exc:
             raise ConfigError(f"device.type: {exc}") from None
+        # the models and the slots: read and changed on the model thread only
         self._models: dict[float, FusionModel] = {}
         self._slots: dict[str, StreamSlot] = {}
         self.head, self._extraction = self._learned_head(config)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._thread: int | None = None  # the model thread's ident, once it started
+        self._closed = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model", initializer=self._started)
         if self.device.type == "cpu":
             # The model's tensors are small and the capture threads keep the cores busy decoding: more intra-op
             # threads only contend with them (measured: one thread halves the model's time inside the analyzer).
@@ -68,6 +113,25 @@ class ModelRunner:
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return str(self.device)
 
+    # -- the model thread ---------------------------------------------------------------------------------
+
+    def _started(self) -> None:
+        self._thread = threading.get_ident()
+
+    def _queue(self, work: Callable[..., T], *args: Any) -> Queued[T]:
+        """Run ``work(*args)`` on the model thread after everything queued before it (at once when called there:
+        waiting for itself would never end)."""
+        if threading.get_ident() == self._thread:
+            done: concurrent.futures.Future[T] = concurrent.futures.Future()
+            try:
+                done.set_result(work(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return Queued(done)
+        if self._closed:
+            raise RuntimeError("the model runner is closed")
+        return Queued(self._executor.submit(work, *args))
+
     def _model(self, hop: float) -> FusionModel:
         model = self._models.get(hop)
         if model is None:
@@ -84,6 +148,7 @@ class ModelRunner:
                 ).to(self.device)  # fmt: skip
             except ValueError as exc:
                 raise ConfigError(f"hop_ms ({hop * 1000:g}) + context_ms ({c.context_ms:g}): {exc}") from None
+            model.confine()
             self._check_extraction(hop)
             _warm_up(model, hop)
             self._models[hop] = model
@@ -99,38 +164,37 @@ class ModelRunner:
         if differ:
             log.warning("model %s: features extracted with other settings: %s", c.checkpoint, ", ".join(differ))
 
-    def add_stream(self, stream: StreamConfig) -> None:
+    def _add(self, stream: StreamConfig) -> None:
+        if stream.stream_id in self._slots:
+            raise ValueError(f"stream '{stream.stream_id}' already has a slot in the model")
         hop = stream.sync.hop
         slot = self._model(hop).add_stream(stream.alpha, stream.beta)
         self._slots[stream.stream_id] = StreamSlot(hop, slot)
 
-    def release(self, stream_id: str) -> None:
+    def _release(self, stream_id: str) -> None:
         where = self._slots.pop(stream_id, None)
         if where is not None:
             self._models[where.hop].release(where.slot)
 
-    def export_state(self, stream_id: str) -> dict[str, np.ndarray]:
-        """The stream's learned state (``FusionModel.export_state``) as arrays; call it on the model's thread
-        (:meth:`export_async`) so no batch is half-scored."""
+    def _set_weights(self, stream_id: str, alpha: float, beta: float) -> None:
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"stream '{stream_id}': alpha and beta must be >= 0, got {alpha} and {beta}")
         where = self._slots[stream_id]
-        return {k: v.numpy() for k, v in self._models[where.hop].export_state(where.slot).items()}
+        self._models[where.hop].set_weights(where.slot, alpha, beta)
 
-    def import_state(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
-        """Continue the stream from an exported state; ``ValueError`` when it came from other model settings."""
+    def _export(self, stream_ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for sid in stream_ids:
+            where = self._slots.get(sid)
+            if where is not None:
+                out[sid] = {k: v.numpy() for k, v in self._models[where.hop].export_state(where.slot).items()}
+        return out
+
+    def _import(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
         where = self._slots[stream_id]
         self._models[where.hop].import_state(where.slot, {k: torch.from_numpy(v) for k, v in state.items()})
 
-    async def export_async(self, stream_ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-        def export() -> dict[str, dict[str, np.ndarray]]:
-            return {sid: self.export_state(sid) for sid in stream_ids if sid in self._slots}
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, export)
-
-    async def import_async(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.import_state, stream_id, state)
-
-    def score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
-        """Score a batch (any mix of streams and hops); arrays of ``len(timesteps)`` per name, in order."""
+    def _score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
         groups: dict[float, list[int]] = {}
         for i, ts in enumerate(timesteps):
             groups.setdefault(self._slots[ts.stream_id].hop, []).append(i)
@@ -148,11 +212,55 @@ class ModelRunner:
                 out[name][index] = values
         return out
 
-    async def score_async(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.score, timesteps)
+    # -- what callers use -----------------------------------------------------------------------------------
+
+    def add_stream(self, stream: StreamConfig) -> Queued[None]:
+        """Give the stream a slot (fresh state, its alpha and beta) in its hop's model, built and warmed up first
+        if it is the hop's first stream; ``ConfigError`` when that model cannot be built."""
+        return self._queue(self._add, stream)
+
+    def release(self, stream_id: str) -> Queued[None]:
+        """Free the stream's slot for another (nothing once the runner is closed)."""
+        if self._closed:
+            done: concurrent.futures.Future[None] = concurrent.futures.Future()
+            done.set_result(None)
+            return Queued(done)
+        return self._queue(self._release, stream_id)
+
+    def set_weights(self, stream_id: str, alpha: float, beta: float) -> Queued[None]:
+        """The stream's alpha and beta from its next batch on (they play no part with a learned head)."""
+        return self._queue(self._set_weights, stream_id, alpha, beta)
+
+    def export_state(self, stream_id: str) -> dict[str, np.ndarray]:
+        """The stream's learned state (``FusionModel.export_state``) as arrays, between two batches (blocks: on the
+        event loop use :meth:`export_async`); ``KeyError`` for a stream without a slot."""
+        return self._queue(self._export, [stream_id]).result()[stream_id]
+
+    def import_state(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
+        """Continue the stream from an exported state (blocks: on the event loop use :meth:`import_async`);
+        ``ValueError`` when it came from other model settings."""
+        self._queue(self._import, stream_id, state).result()
+
+    def export_async(self, stream_ids: Sequence[str]) -> Queued[dict[str, dict[str, np.ndarray]]]:
+        """The learned state of those of ``stream_ids`` that have a slot (queued now: await it)."""
+        return self._queue(self._export, list(stream_ids))
+
+    def import_async(self, stream_id: str, state: dict[str, np.ndarray]) -> Queued[None]:
+        """:meth:`import_state`, queued now: await it."""
+        return self._queue(self._import, stream_id, state)
+
+    def score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
+        """Score a batch (any mix of streams and hops); arrays of ``len(timesteps)`` per name, in order (blocks: on
+        the event loop use :meth:`score_async`)."""
+        return self._queue(self._score, timesteps).result()
+
+    def score_async(self, timesteps: Sequence[Timestep]) -> Queued[dict[str, np.ndarray]]:
+        """:meth:`score`, queued now (after whatever was queued before it, before whatever comes after): await it."""
+        return self._queue(self._score, timesteps)
 
     def close(self) -> None:
+        """Stop the model thread once its current call is done; what is still queued is cancelled."""
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -163,6 +271,6 @@ def _warm_up(model: FusionModel, hop: float) -> None:
     blank = VideoFrame(t=0.0, luma=np.zeros((height, width), np.uint8))
     window = np.zeros(model.window, np.float32)
     context = model.window - model.hop_samples
-    slot = model.add_stream()
+    slot = model.add_stream(alpha=1.0, beta=1.0)  # any weights: its scores are thrown away
     model.score([Timestep("warm-up", 0, 0.0, hop, (blank,), window, context)], [slot])
     model.release(slot)

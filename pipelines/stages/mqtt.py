@@ -9,7 +9,9 @@ closing it on a message it will not take) is retried with jittered exponential b
 until each is acknowledged, so a message the broker keeps disconnecting on is found and, after the outbox's
 ``max_attempts``, dropped with a log line naming its topic. :meth:`Publisher.close` flushes the outbox (bounded
 by a deadline), publishes ``offline`` itself and disconnects cleanly. TCP_NODELAY is set (small messages must
-not wait for Nagle).
+not wait for Nagle). The mqtts files (CA, client certificate and key) are read again at every connection, so a
+renewed certificate is taken up; one that cannot be read then is an error line naming it, and the publisher
+keeps retrying (the files were checked at start-up: :func:`pipelines.config.check_tls_files`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 import ssl
@@ -30,6 +33,7 @@ import aiomqtt
 from pipelines.config import MqttConfig
 from pipelines.stages.outbox import Message, Outbox
 from pipelines.stages.topics import Topics
+from streamer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +56,33 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 
 
+class TlsFileError(ConfigError):
+    """An mqtts file (CA bundle, client certificate or key) cannot be read or is not what it should be."""
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS settings of an mqtts connection (None for mqtt); :class:`TlsFileError` naming the file that cannot
+    be loaded."""
     if not config.tls:
         return None
-    context = ssl.create_default_context(cafile=config.ca_file)
-    if config.cert_file:
-        context.load_cert_chain(config.cert_file, config.key_file)
+    try:
+        context = ssl.create_default_context(cafile=config.ca_file)
+        if config.cert_file:
+            context.load_cert_chain(config.cert_file, config.key_file)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        raise TlsFileError(f"cannot load {_tls_files(config)}: {' '.join(str(why).split())}") from exc
     if config.tls_insecure:
         context.check_hostname = False
     return context
+
+
+def _tls_files(config: MqttConfig) -> str:
+    """The file to blame: the first one set that is not a readable file, else every one set."""
+    files = [(name, path) for name, path in (("ca_file", config.ca_file), ("cert_file", config.cert_file),
+                                             ("key_file", config.key_file)) if path]  # fmt: skip
+    missing = [(name, path) for name, path in files if not (os.path.isfile(path) and os.access(path, os.R_OK))]
+    return " / ".join(f"mqtt.{name} {path!r}" for name, path in (missing[:1] or files))
 
 
 class Publisher:
@@ -116,10 +138,16 @@ class Publisher:
                     for listener in self.listeners:
                         await self._listen(client, listener)
                     await self._drain(client)
+            except TlsFileError as exc:  # one line per attempt; the streams go on, their events wait in the outbox
+                failures += 1
+                delay = self._delay(failures)
+                log.error("mqtt: cannot connect to %s: %s; %d event(s) wait in the outbox; retrying in %.1f s",
+                          self.config.display_url, exc, self.outbox.pending_events, delay)  # fmt: skip
+                await self._backoff(delay)
             except aiomqtt.MqttError as exc:
                 self._lost(exc)
                 failures += 1
-                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1)) * self._rng.uniform(0.75, 1.25)
+                delay = self._delay(failures)
                 if failures == 1 or failures % 10 == 0:
                     log.warning(
                         "mqtt: %s (%s); %d event(s) wait in the outbox; retrying in %.1f s",
@@ -130,6 +158,9 @@ class Publisher:
                 await self._backoff(delay)
             finally:
                 self._lost(None)
+
+    def _delay(self, failures: int) -> float:
+        return min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** (failures - 1)) * self._rng.uniform(0.75, 1.25)
 
     async def _backoff(self, delay: float) -> None:
         """Wait ``delay`` before reconnecting; once :meth:`close` flushes, at most BACKOFF_INITIAL, so a broker
