@@ -32,19 +32,17 @@ Flags override the file (``--alpha`` sets alpha for every stream). Unknown keys 
 
 Every setting is declared once, with :func:`streamer.settings.setting`, on the field of the dataclass it feeds
 (here, and :class:`~streamer.options.SourceOptions` and :class:`~streamer.sync.SyncOptions` for the capture
-side); the key tables below, the validation, every command's flags (:func:`add_arguments`) and
-``docs/settings.md`` (:func:`settings_markdown`, ``python -m pipelines.config --markdown``) are derived from them.
+side); the key tables below and the validation are derived from them here, every command's flags in
+:mod:`pipelines.cli.flags` and ``docs/settings.md`` in :mod:`pipelines.settings_doc`.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import ssl
-import sys
 import threading
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -438,7 +436,7 @@ def configure(
     environ: Mapping[str, str] = os.environ,
 ) -> AnalyzerConfig:
     """The configuration from a parsed TOML document (or None) and ``[NAME=]URI`` sources, with flags by
-    section over the file (see :func:`flag_values`); raises ConfigError."""
+    section over the file (see :func:`pipelines.cli.flags.flag_values`); raises ConfigError."""
     try:
         return _configure(dict(doc or {}), list(sources), flags or {}, environ)
     except ConfigError:
@@ -661,134 +659,3 @@ def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | 
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
-
-
-# -- flags: generated from the schema --------------------------------------------------------------------------
-
-_CAPTURE_OWNERS = ("SourceOptions", "SyncOptions")
-
-
-def flag_settings(*commands: str) -> list[Setting]:
-    """The settings with a flag in any of ``commands`` ("run", "probe", "evaluate", "cluster status", ...)."""
-    return [s for s in SETTINGS if s.commands & set(commands)]
-
-
-def _dest(s: Setting) -> str:
-    return (s.option or "").removeprefix("--").replace("-", "_")
-
-
-def _parser_of(s: Setting) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            return s.check.parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {s.check.allowed}, got {text!r}") from None
-
-    parse.__name__ = s.key
-    return parse
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def flag_help(s: Setting) -> str:
-    """The flag's help: the setting's, with its default and unit."""
-    said = s.default_text
-    quiet = s.check.flag_kind == "switch" and s.default is False  # the flag turns it on: nothing to say
-    return s.help + ("" if said is None or quiet else f" (default {said})")
-
-
-def add_arguments(parser: argparse.ArgumentParser, *commands: str) -> None:
-    """The flags of every setting that ``commands`` take, each left at None unless given (so a config file's
-    values show through), in a "sources" group and an "analysis and publishing" group."""
-    groups: dict[str, Any] = {}
-    for s in flag_settings(*commands):
-        title = "sources" if s.owner in _CAPTURE_OWNERS else "analysis and publishing"
-        if title not in groups:
-            groups[title] = parser.add_argument_group(title)
-        options: dict[str, Any] = {"dest": _dest(s), "default": None, "help": flag_help(s).replace("%", "%%")}
-        if s.check.flag_kind == "switch":
-            options["action"] = "store_true"
-        elif s.check.flag_kind == "pairs":
-            options |= {"action": "append", "type": _pair, "metavar": s.metavar or "KEY=VALUE"}
-        elif s.check.choices is not None:
-            options |= {"choices": s.check.choices, "metavar": s.metavar}
-        else:
-            options |= {"type": _parser_of(s), "metavar": s.metavar or s.unit.upper() or s.check.metavar}
-        groups[title].add_argument(s.option, **options)
-
-
-def flag_values(args: argparse.Namespace, *commands: str) -> Values:
-    """The flags ``args`` holds (those ``commands`` take and the user gave) by section and config key."""
-    values: Values = {section: {} for section in SECTIONS}
-    for s in flag_settings(*commands):
-        raw = getattr(args, _dest(s), None)
-        if raw is not None:
-            values[s.section][s.key] = dict(raw) if s.check.flag_kind == "pairs" else raw
-    return values
-
-
-def analyzer_config(args: argparse.Namespace, sources: Sequence[str], file: Path | None = None) -> AnalyzerConfig:
-    """``streamer run``'s (``demo``'s, ``cluster run``'s) configuration: ``file`` with the flags over it."""
-    return configure(load_toml(file) if file is not None else None, sources=sources,
-                     flags=flag_values(args, *ANALYZE))  # fmt: skip
-
-
-# -- the reference: docs/settings.md ----------------------------------------------------------------------------
-
-_TITLES = {
-    "stream": ("Per stream: `[defaults]` and `[[streams]]`", "Each `[[streams]]` table holds `source` (a "
-               "`[NAME=]URI`), an optional `name`, and any of these keys; `[defaults]` sets them for every stream; "
-               "a flag sets them for every stream, over both."),
-    "model": ("`[model]`", "The model and the analysis format, one for all streams."),
-    "device": ("`[device]`", "Where the model runs."),
-    "mqtt": ("`[mqtt]`", "The broker and what is published."),
-    "homeassistant": ("`[homeassistant]`", "MQTT discovery for Home Assistant."),
-    "top": ("Top level, and flags only", "Keys outside any table; a setting marked *flag only* is not a config "
-            "file key."),
-}  # fmt: skip
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def settings_markdown() -> str:
-    """``docs/settings.md``: one table per section of the config file, generated from the schema."""
-    lines = [
-        "# Settings",
-        "",
-        "<!-- Generated from the schema by `python -m pipelines.config --markdown > docs/settings.md`; do not edit."
-        " -->",
-        "",
-        "Every setting is a key of the TOML file given with `--config` (`streamer run --config site.toml`), and "
-        "many are flags too; a flag overrides the file. Each is declared once, on the dataclass it feeds "
-        "(`pipelines/config.py`, `streamer/options.py`, `streamer/sync.py`); this page, the validation and every "
-        "command's `--help` are generated from those declarations.",
-    ]
-    for section in SECTIONS:
-        title, intro = _TITLES[section]
-        lines += ["", f"## {title}", "", intro, "", "| key | allowed | default | unit | flag | what it does |",
-                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-        for s in section_settings(section, file_only=False).values():
-            key = f"`{s.key}`" + ("" if s.file else " (flag only)")
-            flag = f"`{s.option}`" if s.option else ""
-            cells = (key, s.check.allowed, s.default_value or "none", s.unit, flag, s.help)
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _main(argv: Iterable[str]) -> int:
-    if list(argv) != ["--markdown"]:
-        print("usage: python -m pipelines.config --markdown > docs/settings.md", file=sys.stderr)
-        return 2
-    sys.stdout.write(settings_markdown())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

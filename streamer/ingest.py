@@ -553,8 +553,12 @@ async def _serve(address: str, item: IngestStream) -> None:
     from .snapshot import encode_full
     from .stream import Stream
 
-    reader, writer = await asyncio.open_unix_connection(address)
     stream_id = item.spec.stream_id
+    try:
+        reader, writer = await asyncio.open_unix_connection(address)
+    except OSError as exc:  # the analyzer stopped (and closed its socket) before this stream connected
+        log.debug("ingest of stream '%s': the analyzer is gone (%s)", stream_id, exc)
+        return
     _write(writer, ("hello", stream_id))
     kept = Kept()
     pinned: tuple[int, FullFrame] | None = None

@@ -3,9 +3,12 @@
 ``threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True), help="...")`` is the
 setting's whole declaration: its default (the field's default), its check, unit, help text, the config file's
 table that holds it (``section``) and the commands whose flag sets it. :mod:`pipelines.config` walks the
-dataclasses' fields to build the config file's key tables and their validation, every command's flags (help
-with the default and unit) and ``docs/settings.md``; nothing else states a setting's default. A field without
-``setting()`` metadata (queue sizes, backoff intervals) is internal: not in a config file, not a flag.
+dataclasses' fields to build the config file's key tables and their validation, :mod:`pipelines.cli.flags` every
+command's flags (help with the default and unit), :mod:`pipelines.settings_doc` ``docs/settings.md``; nothing
+else states a setting's default. A command's own settings (``streamer bench``'s, ``train``'s: flags only, never
+config file keys) are declared the same way, in :mod:`pipelines.bench.options` and :mod:`pipelines.learn.options`.
+A field without ``setting()`` metadata (queue sizes, backoff intervals) is internal: not in a config file, not a
+flag.
 
 Where one value feeds several dataclasses (the hop: the sync's timestep and the source's segment alignment),
 one field carries the setting and the others take :func:`default_of` it, filled from the config when built.

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.bench.latency import Impulse, LatencyOptions, Observations, analyze, format_report
+from pipelines.bench.latency import Impulse, Observations, analyze, format_report
+from pipelines.bench.options import LatencyOptions
 
 # `make test` runs these alone, after the others: an analyzer timed against the wall clock starves when another
 # heavy test file shares the 2 cores (two of five parallel runs missed impulses)

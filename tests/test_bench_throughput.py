@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.bench.options import ThroughputOptions
 from pipelines.bench.throughput import Progress, format_table, make_clip, media_duration, run_throughput, worker
 
 
@@ -28,7 +29,8 @@ def test_clip_and_decode_worker(small_clip: Path) -> None:
 
 def test_short_run_report(small_clip: Path) -> None:
     seen: list[Progress] = []
-    report = run_throughput([small_clip], [1, 2], repeats=1, device="cpu", on_progress=seen.append)
+    options = ThroughputOptions(streams=(1, 2), repeats=1, device="cpu")
+    report = run_throughput([small_clip], options, on_progress=seen.append)
 
     assert [(p.mode, p.streams) for p in seen] == [("decode", 1), ("analyze", 1), ("decode", 2), ("analyze", 2)]
     assert all(str(p).startswith(f"[{p.step}/4]") for p in seen)
@@ -72,8 +74,8 @@ def test_several_media_round_robin(small_clip: Path, tmp_path: Path) -> None:
 
 def test_bad_arguments(small_clip: Path) -> None:
     with pytest.raises(ValueError):
-        run_throughput([small_clip], [0])
+        run_throughput([small_clip], ThroughputOptions(streams=(0,)))
     with pytest.raises(ValueError):
-        run_throughput([small_clip], [1], repeats=0)
+        run_throughput([small_clip], ThroughputOptions(streams=(1,), repeats=0))
     with pytest.raises(FileNotFoundError):
-        run_throughput([small_clip.with_name("missing.mp4")], [1])
+        run_throughput([small_clip.with_name("missing.mp4")], ThroughputOptions(streams=(1,)))

@@ -297,3 +297,26 @@ async def test_dropped_frames_add_up_over_replaced_ingest_processes() -> None:
         remote._inbox.put_nowait(message)
     seen = [remote.dropped_video async for _ in remote]
     assert seen == [5, 7]
+
+
+def test_an_ingest_process_whose_analyzer_stopped_before_it_connected_ends_quietly(tmp_path: Path) -> None:
+    """SIGINT a second after ``streamer run`` started: the analyzer closed its socket before its ingest process
+    connected; the child exits 0 without a traceback (it printed a ConnectionRefusedError ExceptionGroup)."""
+    import pickle
+    import subprocess
+    import sys
+
+    from streamer.ingest import IngestJob, IngestStream
+    from streamer.options import SourceOptions
+    from streamer.spec import parse_source
+    from streamer.sync import SyncOptions
+
+    gone = tmp_path / "gone.sock"
+    gone.touch()  # a path that exists but where nothing listens: connection refused, as after the analyzer closed
+    job = IngestJob(
+        str(gone), (IngestStream(parse_source("cam=synthetic:?duration=5"), SourceOptions(), SyncOptions()),)
+    )
+    done = subprocess.run([sys.executable, "-m", "streamer.ingest"], input=pickle.dumps(job), capture_output=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b"", done.stderr.decode()

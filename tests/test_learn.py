@@ -26,7 +26,8 @@ from pipelines.learn.evaluate import head_scores
 from pipelines.learn.extract import RecordingScores, extract
 from pipelines.learn.labels import Dataset, LabeledEvent, Recording, load_dataset
 from pipelines.learn.metrics import EventCounts
-from pipelines.learn.train import TrainOptions, train
+from pipelines.learn.options import TrainOptions
+from pipelines.learn.train import train
 
 from .analyzer_run import STREAMER, intervals, read_events, run_streamer, subscribe
 from .labeled_data import bursts, make_clips, write_labels
@@ -111,7 +112,7 @@ def test_calibration_follows_what_the_labels_mean(features: list[RecordingScores
 def test_every_fusion_head_learns_the_labels_and_survives_a_checkpoint(
     features: list[RecordingScores], kind: str, device: str, tmp_path: Path
 ) -> None:
-    result = train(features, TrainOptions(kind=kind, device=device), EventOptions(), extraction={"hop_ms": 100.0})
+    result = train(features, TrainOptions(fusion=kind, device=device), EventOptions(), extraction={"hop_ms": 100.0})
     assert result.checkpoint.metrics["validation"]["events"]["f1"] >= 0.95
     assert set(result.train).isdisjoint(result.validation) and len(result.train) + len(result.validation) == 6
     save_checkpoint(tmp_path / "head.pt", result.checkpoint)
@@ -166,6 +167,9 @@ async def test_a_weighted_model_runs_as_its_alpha_beta_and_threshold(data: Path,
     assert code == 0, err
     trained = json.loads((tmp_path / "train.json").read_text())
     assert trained["fusion"] == "weighted" and trained["beta"] > trained["alpha"]
+    # on this set every threshold finds every event: the plateau reaches the searched range's end, and says so
+    assert trained["warnings"] == said(err, "train") and len(trained["warnings"]) == 1
+    assert "of the searched range 0.02-0.99" in trained["warnings"][0]
     events_out = tmp_path / "events.jsonl"
     code, _, err = await run_streamer(str(data / "porch.mkv"), "--model", str(model), "--mqtt", "none",
                                       "--events-out", str(events_out), "-q")  # fmt: skip
@@ -173,6 +177,28 @@ async def test_a_weighted_model_runs_as_its_alpha_beta_and_threshold(data: Path,
     events = read_events(events_out)
     assert events[0]["alpha"] == pytest.approx(trained["alpha"]) and events[0]["beta"] == pytest.approx(trained["beta"])
     assert len(intervals(events)) == 2  # porch: av@3 and a@8; the motion alone at 13 s is not an event
+
+
+def said(err: str, command: str) -> list[str]:
+    """The warnings a learning command logged on stderr."""
+    prefix = f"streamer: {command}: "
+    return [line.removeprefix(prefix) for line in err.splitlines() if line.startswith(prefix)]
+
+
+async def test_calibrate_json_holds_the_warnings_and_the_ranges_it_chose_from(data: Path, tmp_path: Path) -> None:
+    """The warnings of a choice at a search bound reach --json as they reach stdout (``# warning:``) and stderr."""
+    labels, report = tmp_path / "labels.csv", tmp_path / "calibration.json"
+    labels.write_text(f"file,start,end\n{data / 'porch.mkv'},8,9\n{data / 'loud_room.mkv'},,\n")
+    code, out, err = await streamer("calibrate", str(labels), "--device", "cpu", "--json", str(report))
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    # one labeled event: one standard error of its F1 is wide, the plateau reaches the lowest threshold searched
+    commented = [line.removeprefix("# warning: ") for line in out.splitlines() if line.startswith("# warning: ")]
+    assert result["warnings"] == commented == said(err, "calibrate") and len(commented) == 1
+    assert "of the searched range 0.02-0.99" in commented[0]
+    (low, high), (a_low, a_high) = result["threshold_range"], result["alpha_range"]
+    assert low <= result["threshold"] <= high and a_low <= result["alpha"] <= a_high
+    assert f"alpha {result['alpha']:g} is the middle of {a_low:g}-{a_high:g}" in out
 
 
 async def test_evaluate_prints_writes_json_and_plots(data: Path, tmp_path: Path) -> None:

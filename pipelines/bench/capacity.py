@@ -18,35 +18,20 @@ machine shared with other work fails probes it would pass alone: compare ratios 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.bench.latency import LatencyOptions, run_latency
+from pipelines.bench.latency import run_latency
+from pipelines.bench.options import CapacityOptions, LatencyOptions, described
 from pipelines.bench.throughput import machine_info
 
 BUDGET_OVER_HOP_MS = 80.0  # the live-capacity budget: added p99 <= hop + 80 ms
 
 
-@dataclass(frozen=True, kw_only=True)
-class CapacityOptions:
-    width: int = 640
-    height: int = 360
-    fps: int = 30
-    audio_frame_ms: int = 10
-    impulses: int = 8  # per probe
-    interval: float = 1.5
-    start: int = 8
-    limit: int = 128
-    step: int = 4
-    device: str = "auto"
-    hwaccel: str | None = None  # decode video on this hardware device, in both modes (streamer.hwaccel)
-
-
 def probe_options(options: CapacityOptions, streams: int, *, decode_only: bool) -> LatencyOptions:
     return LatencyOptions(
         streams=streams, impulses=options.impulses, interval=options.interval, device=options.device,
-        width=options.width, height=options.height, fps=options.fps, audio_frame_ms=options.audio_frame_ms,
+        size=options.size, fps=options.fps, audio_frame_ms=options.audio_frame_ms,
         decode_only=decode_only, hwaccel=options.hwaccel,
     )  # fmt: skip
 
@@ -112,9 +97,9 @@ async def run_capacity(
     decode_n = await search(probe_for(True), options.start, options.limit, options.step)
     analyze_n = await search(probe_for(False), options.start, min(options.limit, max(decode_n, 1)), options.step)
     return {
-        "options": asdict(options),
+        "options": described(options),
         "machine": machine_info(),
-        "budget_ms": 100.0 + BUDGET_OVER_HOP_MS,
+        "budget_ms": probe_options(options, 1, decode_only=False).hop_ms + BUDGET_OVER_HOP_MS,
         "decode_only_streams": decode_n,
         "analyzer_streams": analyze_n,
         "ratio": round(analyze_n / decode_n, 3) if decode_n else None,

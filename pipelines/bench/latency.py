@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import aiomqtt
 import numpy as np
 
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
+from pipelines.bench.options import LatencyOptions, described
 from pipelines.bench.throughput import machine_info
 from streamer.errors import ConfigError
 
@@ -43,28 +44,6 @@ PREFIX = "bench"
 CONNECT_GRACE = 1.5  # seconds after every analyzer stream is online before impulses count
 # An impulse's flash turns the whole picture white alike, which S_v rejects as global flicker: impulses are heard,
 # S = 0.5 * S_a at the default weights, over the default threshold 0.3 as any clear sound alone.
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatencyOptions:
-    streams: int = 1
-    impulses: int = 50
-    hop_ms: float = 100.0
-    max_wait_ms: float | None = None  # None: the analyzer's default
-    device: str = "auto"
-    interval: float = 2.0
-    jitter: float = 0.5
-    width: int = 640
-    height: int = 360
-    fps: int = 30
-    # "flash": a white frame (lighting to the motion detector: impulses are heard only); "box": a white box over
-    # the middle quarter with the tone, an A+V impulse seen and heard
-    impulse: str = "flash"
-    threshold: float | None = None  # the analyzer's event threshold (None: its default)
-    audio_frame_ms: int = 10  # the Opus frame (packet) length: 10 ms is the most per-packet work, 20 ms is common
-    # decode-only clients (the floor; ``streams`` of them with ``decode_only``, when no analyzer runs)
-    decode_only: bool = False
-    hwaccel: str | None = None  # decode video on this hardware device (streamer.hwaccel), analyzer and clients
 
 
 @dataclass
@@ -125,24 +104,35 @@ async def _lines(stream: asyncio.StreamReader, handle: Callable[[str], None]) ->
 async def run_latency(
     options: LatencyOptions, workdir: Path, *, say: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
-    """Run the benchmark (about ``impulses * (interval + jitter/2)`` seconds plus start-up); the report."""
+    """Run the benchmark (about ``impulses * (interval + jitter/2)`` seconds plus start-up); the report.
+
+    Whatever fails on the way, what was started is undone, latest first: the tasks reading the processes and
+    the broker, the subscriber's connection, the processes, the broker (one exit stack). A process's log file
+    is closed here as soon as the process holds its own copy."""
     check_requirements()
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     obs = Observations()
-    broker = MqttBroker(workdir / "mosquitto")
-    broker.start()
-    procs: list[asyncio.subprocess.Process] = []
-    tasks: list[asyncio.Task[None]] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        broker = MqttBroker(workdir / "mosquitto")
+        broker.start()
+        stack.callback(broker.stop)
+        procs: list[asyncio.subprocess.Process] = []
+        stack.push_async_callback(_end_processes, procs)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def spawn(log: str, *args: str) -> asyncio.subprocess.Process:
+            with (workdir / log).open("w") as stderr:
+                proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+            procs.append(proc)
+            return proc
+
         port = free_port()
-        server = await asyncio.create_subprocess_exec(
-            SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width",
-            str(options.width), "--height", str(options.height), "--fps", str(options.fps), "--interval",
+        server = await spawn(
+            "server.log", SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width",
+            str(options.size[0]), "--height", str(options.size[1]), "--fps", str(options.fps), "--interval",
             str(options.interval), "--jitter", str(options.jitter), *(["--box"] if options.impulse == "box" else []),
             "--audio-frame-ms", str(options.audio_frame_ms),
-            stdout=asyncio.subprocess.PIPE, stderr=(workdir / "server.log").open("w"),
         )  # fmt: skip
-        procs.append(server)
         assert server.stdout is not None
         async with asyncio.timeout(20):
             ready = (await server.stdout.readline()).decode()
@@ -154,20 +144,18 @@ async def run_latency(
             item = json.loads(line)
             obs.impulses.append(Impulse(int(item["impulse"]), float(item["video_wall"]), float(item["audio_wall"])))
 
+        client = await stack.enter_async_context(aiomqtt.Client(broker.host, broker.port))
+        stack.push_async_callback(_cancel, tasks)  # before the client leaves: its subscriber reads it
         tasks.append(asyncio.create_task(_lines(server.stdout, on_impulse)))
-        client = aiomqtt.Client(broker.host, broker.port)
-        await client.__aenter__()
         await client.subscribe(f"{PREFIX}/#", qos=1)
         tasks.append(asyncio.create_task(_subscriber(client, obs)))
 
         decoders = options.streams if options.decode_only else 1
         for index in range(decoders):
-            decoder = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pipelines.bench.decode_client", url,
-                *(["--hwaccel", options.hwaccel] if options.hwaccel else []), stdout=asyncio.subprocess.PIPE,
-                stderr=(workdir / f"decode_client{index}.log").open("w"),
+            decoder = await spawn(
+                f"decode_client{index}.log", sys.executable, "-m", "pipelines.bench.decode_client", url,
+                *(["--hwaccel", options.hwaccel] if options.hwaccel else []),
             )  # fmt: skip
-            procs.append(decoder)
             assert decoder.stdout is not None
             obs.decoded_by[index] = []
             tasks.append(asyncio.create_task(_lines(decoder.stdout, _on_decoded(obs, index))))
@@ -179,22 +167,19 @@ async def run_latency(
                     await asyncio.sleep(0.1)
             start = max(obs.decoders_online.values()) + CONNECT_GRACE
             await _measure(options, obs, start, say)
-            await client.__aexit__(None, None, None)
             return analyze(options, obs, start)
 
         run_args = [f"s{i}={url}" for i in range(options.streams)]
-        run_args += ["--mqtt", broker.url, "--prefix", PREFIX, "--hop-ms", str(options.hop_ms), "--device",
-                     options.device, "--stats-interval", "2", "-q"]  # fmt: skip
-        if options.max_wait_ms is not None:
-            run_args += ["--max-wait-ms", str(options.max_wait_ms)]
-        if options.threshold is not None:
-            run_args += ["--threshold", str(options.threshold)]
+        run_args += ["--mqtt", broker.url, "--prefix", PREFIX, "--hop-ms", str(options.hop_ms), "--max-wait-ms",
+                     str(options.max_wait_ms), "--threshold", str(options.threshold), "--device", options.device,
+                     "--stats-interval", "2", "-q"]  # fmt: skip
         if options.hwaccel is not None:
             run_args += ["--hwaccel", options.hwaccel]
-        analyzer = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.cli.main", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
-            stderr=(workdir / "analyzer.log").open("w"),
-        )  # fmt: skip
+        with (workdir / "analyzer.log").open("w") as stderr:
+            analyzer = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pipelines.cli.main", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+            )  # fmt: skip
         procs.append(analyzer)
         say(f"server {url}, broker {broker.url}, {options.streams} analyzer stream(s); waiting for them to go online")
 
@@ -210,20 +195,27 @@ async def run_latency(
         async with asyncio.timeout(10):
             await analyzer.wait()
         await asyncio.sleep(0.3)  # the final stats message
-        await client.__aexit__(None, None, None)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for proc in procs:
-            if proc.returncode is None:
-                proc.terminate()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        await proc.wait()
-                if proc.returncode is None:
-                    proc.kill()
-        broker.stop()
     return analyze(options, obs, start)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _end_processes(procs: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM each process still running, SIGKILL it after 5 s."""
+    for proc in procs:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended just now
+                proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 def _on_decoded(obs: Observations, index: int) -> Callable[[str], None]:
@@ -315,7 +307,7 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
     stats = obs.stats or {}
     event_pcts, added_pcts = percentiles(event_ms), percentiles(added_ms)
     return {
-        "options": asdict(options),
+        "options": described(options),
         "machine": machine_info() | {"device": stats.get("device")},
         "counts": {"impulses": len(impulses), "events": len(event_ms), "missed": missed, "spurious": spurious},
         "event_latency_ms": event_pcts,

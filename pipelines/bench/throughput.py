@@ -42,10 +42,14 @@ from typing import Any
 import av
 import numpy as np
 
-from pipelines.cli.main import stream_counts
+from pipelines.bench.options import ThroughputOptions
+from pipelines.cli.flags import add_setting_flags, values_from
+from streamer.settings import default_of
+from streamer.sync import SyncOptions
 
 MODES = ("decode", "analyze")
-HOP_S = 0.1  # the default hop (hop_ms = 100): decode-only's timestep count is reported for reference with it
+HOP_S = default_of(SyncOptions, "hop")  # the analyzer's default: decode-only's timestep count is reported with it
+DEVICE = default_of(ThroughputOptions, "device")  # the analyzer's default
 WORKER_TIMEOUT_S = 1800.0
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -258,7 +262,7 @@ def _analyze_worker(files: list[Path], device: str) -> dict[str, Any]:
     }
 
 
-def worker(mode: str, streams: int, files: Sequence[Path], device: str = "auto") -> dict[str, Any]:
+def worker(mode: str, streams: int, files: Sequence[Path], device: str = DEVICE) -> dict[str, Any]:
     """One measurement in this process: ``streams`` streams over ``files`` (stream i reads files[i % len])."""
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -293,7 +297,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_worker(mode: str, streams: int, files: Sequence[Path], device: str = "auto") -> dict[str, Any]:
+def run_worker(mode: str, streams: int, files: Sequence[Path], device: str = DEVICE) -> dict[str, Any]:
     """One measurement in a fresh child process; raises RuntimeError when it fails."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
@@ -357,26 +361,22 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_throughput(
-    media: list[Path] | None,
-    streams: list[int],
-    *,
-    repeats: int = 3,
-    device: str = "auto",
-    seconds: float = 20.0,
-    on_progress: Callable[[Progress], None] | None = None,
+    media: list[Path] | None, options: ThroughputOptions, *, on_progress: Callable[[Progress], None] | None = None
 ) -> dict[str, Any]:
-    """Measure decode-only and the analyzer for each stream count; the report dict (see the module docstring).
+    """Measure decode-only and the analyzer for each of ``options.streams``; the report dict (see the module
+    docstring).
 
-    ``media`` None: a ``seconds``-long 720p30 H.264 + AAC clip is generated into a temporary folder. With several
-    files, stream i reads ``media[i % len(media)]``. ``on_progress`` gets each finished measurement.
+    ``media`` None: an ``options.seconds``-long 720p30 H.264 + AAC clip is generated into a temporary folder. With
+    several files, stream i reads ``media[i % len(media)]``. ``on_progress`` gets each finished measurement.
     """
+    streams, repeats, device = options.streams, options.repeats, options.device
     if repeats < 1:
         raise ValueError("repeats: expected at least 1")
     if not streams or any(n < 1 for n in streams):
         raise ValueError("streams: expected positive stream counts")
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as tmp:
         if media is None:
-            media = [make_clip(Path(tmp) / "clip720p30.mp4", seconds)]
+            media = [make_clip(Path(tmp) / "clip720p30.mp4", options.seconds)]
         files = [Path(p) for p in media]
         for f in files:
             if not f.is_file():
@@ -449,24 +449,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.bench.throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--worker", choices=MODES, help="one measurement in this process: print one JSON line")
-    parser.add_argument("--streams", type=stream_counts, default=[1, 2, 4, 8], help="stream counts, e.g. 1,2,4,8")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=20.0, help="generated clip length (default 20)")
+    add_setting_flags(parser, ThroughputOptions, "bench throughput")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("media", type=Path, nargs="*", help="media files (default: a generated 720p30 clip)")
     args = parser.parse_args(argv)
+    options = ThroughputOptions(**values_from(args, ThroughputOptions))
     if args.worker:
-        if len(args.streams) != 1 or not args.media:
+        if len(options.streams) != 1 or not args.media:
             parser.error("--worker takes one --streams N and at least one FILE")
-        print(json.dumps(worker(args.worker, args.streams[0], args.media, args.device)), flush=True)
+        print(json.dumps(worker(args.worker, options.streams[0], args.media, options.device)), flush=True)
         return 0
 
     def progress(p: Progress) -> None:
         print(p, file=sys.stderr, flush=True)
 
-    report = run_throughput(args.media or None, args.streams, repeats=args.repeats, device=args.device,
-                            seconds=args.seconds, on_progress=progress)  # fmt: skip
+    report = run_throughput(args.media or None, options, on_progress=progress)
     print(format_table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,4 +1,9 @@
-"""``streamer cluster run | status | stop``."""
+"""``streamer cluster run | status | stop``.
+
+``status`` and ``stop`` find a site as ``cluster run`` placed it: by its MQTT prefix (which names its Ray
+namespace), read from the same ``--config`` file's ``[mqtt]`` table (``--prefix`` over it). ``stop`` then marks
+the site offline on its broker, as a driver does when it stops the site, for a site whose driver was detached.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,28 @@ import signal
 import sys
 from typing import Any
 
-from pipelines.cluster.driver import ClusterDriver, find_workers, namespace_for, stop_workers
+from pipelines.cluster.driver import ClusterDriver, find_workers, namespace_for, site_namespaces, stop_workers
+from pipelines.config import MqttConfig
+from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_OK, ConfigError
 
 log = logging.getLogger("streamer")
+
+OFFLINE_TIMEOUT = 10.0  # seconds `cluster stop` gives the broker to take the site's offline
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _RayAuthNotice(logging.Filter):
+    """Ray prints that token authentication is on (its safe default) bare on stderr, where it reads as the first
+    line of our own output. It goes to our log instead, shown with ``-v``; Ray's other lines (a warning that
+    authentication is off among them) pass as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(RAY_AUTH_NOTICE):
+            return True
+        log.info("ray: %s", record.getMessage())
+        return False
 
 
 def _connect(address: str | None, namespace: str, local: int | None = None) -> None:
@@ -21,6 +44,9 @@ def _connect(address: str | None, namespace: str, local: int | None = None) -> N
         import ray
     except ImportError:
         raise ConfigError("streamer cluster needs Ray: pip install -e '.[cluster]'") from None
+    auth = logging.getLogger(RAY_AUTH_LOGGER)
+    if not any(isinstance(f, _RayAuthNotice) for f in auth.filters):
+        auth.addFilter(_RayAuthNotice())
     options: dict[str, Any] = {"namespace": namespace, "log_to_driver": False, "configure_logging": False}
     if local is not None:
         ray.init(include_dashboard=False, **options)
@@ -31,15 +57,28 @@ def _connect(address: str | None, namespace: str, local: int | None = None) -> N
         raise ConfigError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
 
 
+def site_mqtt(args: argparse.Namespace) -> MqttConfig:
+    """The site's broker settings as ``cluster run`` reads them: ``--config``'s ``[mqtt]``, the flags over it."""
+    from pipelines.cli.flags import flag_values
+    from pipelines.config import mqtt_settings
+
+    return mqtt_settings(getattr(args, "config", None), flag_values(args, f"cluster {args.cluster}")["mqtt"])
+
+
 async def cluster_command(args: argparse.Namespace) -> int:
     if args.cluster == "run":
         return await _run(args)
-    namespace = namespace_for(args.prefix)
+    mqtt = site_mqtt(args)
+    namespace = namespace_for(mqtt.prefix)
     _connect(args.address, namespace)
     workers = find_workers(namespace)
+    if not workers:
+        print(_no_workers(args, mqtt.prefix, namespace), file=sys.stderr)
     if args.cluster == "stop":
         await stop_workers(workers)
-        print(f"stopped {len(workers)} worker(s)")
+        print(f"stopped {len(workers)} worker(s) of prefix '{mqtt.prefix}'")
+        if workers and mqtt.url is not None:
+            await _mark_offline(mqtt)
         return EXIT_OK
     rows = []
     for w in workers:
@@ -50,7 +89,9 @@ async def cluster_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"workers": rows}, indent=2))
         return EXIT_OK
-    print(f"{'worker':<16} {'node':<10} {'pid':>7} {'streams':>7} {'p99 ms':>7}  streams")
+    if not rows:
+        return EXIT_OK
+    print(f"{'worker':<16} {'node':<10} {'pid':>7} {'streams':>7} {'p99 ms':>7}  stream ids")
     for r in rows:
         if "error" in r:
             print(f"{r['id']:<16} {r['error']}")
@@ -61,8 +102,39 @@ async def cluster_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _no_workers(args: argparse.Namespace, prefix: str, namespace: str) -> str:
+    """Why the table is empty, most often: the prefix is not the site's."""
+    config = getattr(args, "config", None)
+    said = "--prefix" if getattr(args, "prefix", None) else f"--config {config}" if config else "the default"
+    where = f"the Ray cluster at {args.address}"
+    text = f"no workers under prefix '{prefix}' ({said}; Ray namespace {namespace}) on {where}"
+    ask = "is the prefix right? (--config FILE / --prefix)"
+    others = sorted(site_namespaces() - {namespace})
+    if others:
+        return f"{text}; Ray namespaces with workers: {', '.join(others)}: {ask}"
+    return f"{text}: is the site running, and {ask}"
+
+
+async def _mark_offline(mqtt: MqttConfig) -> None:
+    """What a driver publishes when it stops its site: the layout cleared, ``{prefix}/status`` offline
+    (retained). A detached site has no driver left to say it."""
+    import aiomqtt
+
+    from pipelines.stages.mqtt import tls_context
+
+    topics = Topics(mqtt.prefix)
+    try:
+        async with asyncio.timeout(OFFLINE_TIMEOUT):
+            async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password,
+                                      tls_context=tls_context(mqtt)) as client:  # fmt: skip
+                await client.publish(topics.cluster, b"", qos=1, retain=True)
+                await client.publish(topics.status, b"offline", qos=1, retain=True)
+    except (aiomqtt.MqttError, OSError, TimeoutError, ConfigError) as exc:
+        log.warning("the site's status not set offline on %s: %s", mqtt.display_url, exc or type(exc).__name__)
+
+
 async def _run(args: argparse.Namespace) -> int:
-    from pipelines.cli.main import analyzer_config
+    from pipelines.cli.flags import analyzer_config
 
     config = analyzer_config(args, args.sources, args.config)
     if config.duration is not None:

@@ -7,8 +7,15 @@ Every ``interval`` seconds it reads the Ray cluster's nodes and its workers' sta
 * gives each worker its streams (:func:`.placement.place`: balanced, sticky); the streams of a worker whose node
   is lost go to the other workers (logged, and published on ``{prefix}/cluster/moves``), starting from their
   last checkpoint;
-* follows the config file: a stream added or removed there is placed or stopped, the others are left alone;
+* follows the config file: a stream added or removed there is placed or stopped, the others are left alone; a
+  change outside ``[[streams]]`` and ``[defaults]`` (the broker, the model, the device...) is named in the log
+  and waits for the next ``cluster run``;
 * publishes the layout, retained, on ``{prefix}/cluster``.
+
+A worker that cannot analyze (its analyzer could not be built on its node, or stopped on an error) is shown in
+one line naming the worker, its node and the cause, marked ``failed`` in the layout and stopped; its streams go
+to the other workers. When every worker has failed, nothing can analyze the streams: the driver stops, marks
+the site offline and exits with the failure's exit code (2 for a setting, such as a ``device`` the node lacks).
 
 A driver that goes away leaves the workers analyzing and publishing; a new one re-attaches (it finds the workers
 by name and what they hold). Stopping the driver (Ctrl-C, SIGTERM) stops the workers unless it was detached.
@@ -23,8 +30,9 @@ import logging
 import os
 import pickle
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +41,21 @@ from pipelines.config import AnalyzerConfig, StreamConfig
 from pipelines.stages.mqtt import Publisher
 from pipelines.stages.outbox import Message, Outbox
 from pipelines.stages.topics import Topics
-from streamer.errors import ConfigError
+from streamer.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 
 log = logging.getLogger("streamer")
 
 GPU_WEIGHT = 4.0  # a worker with a GPU takes this many times the streams of one without
 STATUS_TIMEOUT = 10.0
 ATTACH_TICKS = 15  # ticks a re-attaching driver waits for restarting workers before placing their streams
+# Moves the driver keeps: those its layout shows. The layout is retained and published every tick, so it stays
+# small (20 moves are about 2.5 kB); a lost node can move hundreds of streams at once, and each move is also
+# published on its own on ``{prefix}/cluster/moves`` (QoS 1), the complete record for whoever needs it.
+MOVES_KEPT = 20
+# Settings the workers never use (no endpoint, no events file, no duration on a cluster): not worth a restart.
+UNUSED_BY_WORKERS = frozenset({"metrics", "ui", "duration", "events_out"})
+# Where a setting lives in the config file, where that differs from the dataclass it feeds.
+FILE_NAMES = {"model.device": "device.type", "model.autocast": "device.autocast"}
 
 
 def namespace_for(prefix: str) -> str:
@@ -54,8 +70,10 @@ class WorkerRef:
     handle: Any
     capacity: float
     status: dict[str, Any] | None = None
-    state: str = "starting"  # starting, alive, unreachable (restarting)
+    state: str = "starting"  # starting, alive, unreachable (restarting), failed (cannot analyze: ``error``)
     sent: tuple[StreamConfig, ...] | None = None  # what it was last told to hold
+    error: str | None = None  # why it failed, one line
+    exit_code: int = EXIT_FAILURE  # its failure's, when every worker failed
 
 
 @dataclass
@@ -71,22 +89,25 @@ class ClusterDriver:
     detach: bool = False  # exit once the streams are placed, leaving the workers running
     workers: dict[str, WorkerRef] = field(default_factory=dict)
     placement: dict[str, str] = field(default_factory=dict)  # stream -> worker
-    moves: list[dict[str, Any]] = field(default_factory=list)
+    moves: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MOVES_KEPT))  # the recent ones
     _ticks: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._topics = Topics(self.config.mqtt.prefix, "cluster/driver")
+        self._outbox = Outbox(self.config.mqtt.outbox_size)
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> int:
-        topics = Topics(self.config.mqtt.prefix, "cluster/driver")
-        outbox = Outbox(self.config.mqtt.outbox_size)
+        topics, outbox = self._topics, self._outbox
         mqtt = self.config.mqtt
         if mqtt.client_id:
             mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-driver")
         publisher = Publisher(mqtt, topics, outbox) if mqtt.url else None
-        self._topics, self._outbox = topics, outbox
         self._base = pickle.dumps(replace(self.config, streams=()))
+        code = EXIT_OK
         mtime = self._mtime()
         mqtt_task = asyncio.get_running_loop().create_task(publisher.run(), name="mqtt") if publisher else None
         try:
@@ -96,19 +117,23 @@ class ClusterDriver:
                     mtime = now
                     self._reload()
                 await self._tick()
+                if self.workers and all(w.state == "failed" for w in self.workers.values()):
+                    log.error("error: no worker can analyze the streams (each one's cause above); stopping")
+                    code = next(iter(self.workers.values())).exit_code
+                    break
                 if self.detach and self._settled():
                     log.info("streams placed; the workers go on without this driver")
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.interval)
-            if self._stop.is_set() and not self.detach:
+            if (self._stop.is_set() and not self.detach) or code != EXIT_OK:
                 await stop_workers(list(self.workers.values()))
                 self._queue(topics.cluster, b"", retain=True)
                 self._queue(topics.status, b"offline", retain=True)
         finally:
             if publisher is not None and mqtt_task is not None:
                 await publisher.close(mqtt_task)
-        return 0
+        return code
 
     def _mtime(self) -> float | None:
         try:
@@ -124,15 +149,21 @@ class ClusterDriver:
         except ConfigError as exc:
             log.error("config not reloaded: %s", exc)
             return
-        added = {sc.stream_id for sc in config.streams} - {sc.stream_id for sc in self.config.streams}
-        removed = {sc.stream_id for sc in self.config.streams} - {sc.stream_id for sc in config.streams}
-        log.warning("config reloaded: %d stream(s) added, %d removed", len(added), len(removed))
+        before = {sc.stream_id: sc for sc in self.config.streams}
+        after = {sc.stream_id: sc for sc in config.streams}
+        changed = [sid for sid in after if sid in before and after[sid] != before[sid]]
+        ignored = changed_settings(self.config, config)
+        log.warning(
+            "config reloaded: %d stream(s) added, %d removed, %d changed (restarted)%s",
+            len(after.keys() - before.keys()), len(before.keys() - after.keys()), len(changed),
+            f"; not applied until `cluster run` starts again: {', '.join(ignored)}" if ignored else "",
+        )  # fmt: skip
         self.config = replace(self.config, streams=config.streams)
 
     def _settled(self) -> bool:
         wanted = {sc.stream_id for sc in self.config.streams}
         return set(self.placement) == wanted and all(
-            w.sent is not None and w.state == "alive" for w in self.workers.values()
+            w.sent is not None and w.state == "alive" for w in self.workers.values() if w.state != "failed"
         )
 
     # -- one round of supervision -------------------------------------------------------------------------
@@ -156,16 +187,18 @@ class ClusterDriver:
             with contextlib.suppress(Exception):
                 ray.kill(w.handle, no_restart=True)
         await asyncio.gather(*(self._poll(w) for w in self.workers.values()))
+        failed = {w.id for w in self.workers.values() if w.state == "failed"}
         for w in self.workers.values():  # a re-attached driver: what each worker already holds is its placement
             if w.sent is None and w.status is not None:
                 held = set(w.status["streams"])
                 w.sent = tuple(sc for sc in self.config.streams if sc.stream_id in held)
                 for sid in held:
                     self.placement.setdefault(sid, w.id)
-        if any(w.state != "alive" for w in self.workers.values()) and self._ticks <= ATTACH_TICKS and not lost:
+        waiting = any(w.state in ("starting", "unreachable") for w in self.workers.values())
+        if waiting and self._ticks <= ATTACH_TICKS and not lost:
             self._publish()
             return  # workers are starting (or restarting after a lost driver): what they hold is not known yet
-        await self._place({w.id for w in lost})
+        await self._place({w.id for w in lost}, failed)
         self._publish()
 
     def _start_worker(self, name: str, node_id: str, gpus: float) -> Any:
@@ -182,29 +215,53 @@ class ClusterDriver:
         ).remote(name, self.namespace, self._base, self.checkpoint_s)  # fmt: skip
 
     async def _poll(self, w: WorkerRef) -> None:
+        if w.state == "failed":
+            return
         try:
             async with asyncio.timeout(STATUS_TIMEOUT):
-                w.status = await w.handle.status.remote()
-            w.state = "alive"
+                status = await w.handle.status.remote()
         except Exception as exc:  # restarting (Ray starts it again), or not up yet
+            if getattr(exc, "actor_init_failed", False):  # its constructor raised (Ray will not start it again)
+                cause = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
+                await self._failed(w, f"cannot start: {cause.strip()}", EXIT_FAILURE)
+                return
             if w.state == "alive":
                 log.warning("worker %s: not answering (%s)", w.id, type(exc).__name__)
             w.state = "unreachable" if w.state != "starting" else "starting"
             w.status = None
+            return
+        if status.get("error"):
+            await self._failed(w, status["error"], status.get("exit_code", EXIT_FAILURE))
+            return
+        w.status, w.state = status, "alive"
 
-    async def _place(self, lost: set[str]) -> None:
+    async def _failed(self, w: WorkerRef, error: str, exit_code: int) -> None:
+        """Shown once; the worker is stopped for good (it would hold its CPUs and GPU for nothing) and forgets
+        its streams (they go to the others; were it started again, it must not resume them as well)."""
+        import ray
+
+        from pipelines.cluster.store import Store
+
+        log.error("error: worker %s on node %s: %s", w.id, w.node[:8], error)
+        w.state, w.error, w.exit_code, w.status = "failed", error, exit_code, None
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(Store(self.namespace).set_assignment, w.id, ())
+        with contextlib.suppress(Exception):
+            ray.kill(w.handle, no_restart=True)
+
+    async def _place(self, lost: Collection[str], failed: Collection[str] = ()) -> None:
         costs = {
             sid: stream_cost(info.get("video"))
             for w in self.workers.values() if w.status is not None
             for sid, info in w.status["streams"].items()
         }  # fmt: skip
-        slots = [WorkerSlot(w.id, w.capacity) for w in self.workers.values()]
+        slots = [WorkerSlot(w.id, w.capacity) for w in self.workers.values() if w.state != "failed"]
         streams = {sc.stream_id: sc for sc in self.config.streams}
         placement = place(list(streams), slots, self.placement, costs)
         for sid, worker in placement.items():
             before = self.placement.get(sid)
             if before is not None and before != worker:
-                reason = "node lost" if before in lost else "rebalanced"
+                reason = "node lost" if before in lost else "worker failed" if before in failed else "rebalanced"
                 log.warning("stream '%s': moved from worker %s to %s (%s)", sid, before, worker, reason)
                 move = {
                     "stream": sid,
@@ -240,7 +297,7 @@ class ClusterDriver:
             streams = s.get("streams", {})
             workers.append({
                 "id": w.id, "node": w.node, "pid": s.get("pid"), "state": w.state, "capacity": w.capacity,
-                "streams": sorted(streams), "device": s.get("device"),
+                "streams": sorted(streams), "device": s.get("device"), "error": w.error,
                 "carried_over": sorted(sid for sid, v in streams.items() if v.get("carried_over")),
                 "timesteps": sum(v["timesteps"] for v in streams.values()),
                 "dropped_timesteps": sum(v["dropped_timesteps"] for v in streams.values()),
@@ -255,7 +312,7 @@ class ClusterDriver:
             "health": "ok" if healthy else "degraded",
             "workers": workers,
             "placement": dict(sorted(self.placement.items())),
-            "moves": self.moves[-20:],
+            "moves": list(self.moves),
         }
 
     def _publish(self) -> None:
@@ -264,6 +321,22 @@ class ClusterDriver:
     def _queue(self, topic: str, payload: bytes, *, retain: bool, qos: int = 1) -> None:
         if self.config.mqtt.url:
             self._outbox.put(Message(topic, payload, qos, retain, "state" if retain else "event", time.time()))
+
+
+def changed_settings(before: AnalyzerConfig, after: AnalyzerConfig) -> list[str]:
+    """The settings outside the streams that differ between two configurations, by their config-file name
+    (``mqtt.prefix``, ``model.tau``, ``device.type``): the workers were built with ``before``'s and keep them.
+    Per-stream settings (``[defaults]``, a stream's own) are not among them: they reach the streams' configs."""
+    names: list[str] = []
+    for f in fields(before):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        if f.name == "streams" or f.name in UNUSED_BY_WORKERS or old == new:
+            continue
+        if is_dataclass(old) and type(old) is type(new):
+            names += [f"{f.name}.{g.name}" for g in fields(old) if getattr(old, g.name) != getattr(new, g.name)]
+        else:
+            names.append(f.name)
+    return [FILE_NAMES.get(name, name) for name in names]
 
 
 async def stop_workers(workers: list[WorkerRef]) -> None:
@@ -285,9 +358,23 @@ def find_workers(namespace: str) -> list[WorkerRef]:
     import ray
 
     refs = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") == namespace and str(entry.get("name", "")).startswith("w-"):
+    for entry in _named_workers():
+        if entry.get("namespace") == namespace:
             with contextlib.suppress(ValueError):
                 handle = ray.get_actor(entry["name"], namespace=namespace)
                 refs.append(WorkerRef(entry["name"], "", handle, 1.0))
     return refs
+
+
+def site_namespaces() -> set[str]:
+    """The Ray namespaces holding workers: one per site on this Ray cluster (:func:`namespace_for`)."""
+    return {str(entry.get("namespace")) for entry in _named_workers()}
+
+
+def _named_workers() -> list[dict[str, Any]]:
+    import ray
+
+    entries: list[dict[str, Any]] = ray.util.list_named_actors(all_namespaces=True)
+    return [
+        e for e in entries if str(e.get("name", "")).startswith("w-") and e.get("namespace", "").startswith("streamer-")
+    ]

@@ -5,6 +5,11 @@ model on the worker's device, its own MQTT connection and outbox, its own will o
 ``{prefix}/cluster/workers/<id>``); the actor's methods hand work to that loop. Every ``checkpoint_s`` seconds
 it writes its streams' model state to the cluster's store (:mod:`.store`). Started again by Ray after its
 process died, it reads what it held and resumes it from the last checkpoints.
+
+A worker whose analyzer cannot be built (``device = "cuda"`` on a node without one, a ``--model`` file that only
+exists on the driver's machine), does not build within ``START_TIMEOUT``, or whose analyzer stops on an error,
+stays up and says why in one line: its :meth:`StreamWorker.status` carries ``error`` (and the error's exit code),
+which the driver shows. Its log lines stay on its node (the driver runs Ray with ``log_to_driver`` off).
 """
 
 from __future__ import annotations
@@ -22,11 +27,17 @@ from typing import Any, TypeVar
 from pipelines.analyzer import Analyzer
 from pipelines.cluster.store import Store
 from pipelines.config import AnalyzerConfig, StreamConfig
+from streamer.errors import EXIT_FAILURE, StreamerError
 
 log = logging.getLogger("streamer")
 
 T = TypeVar("T")
 CALL_TIMEOUT = 60.0
+# Building the analyzer imports torch (measured: 1.6 s here; the build itself takes milliseconds on a CPU), opens
+# the device (CUDA's first use: seconds) and loads any checkpoint or plugin weights. Two minutes leaves a loaded
+# node ten times that and still says "stuck" (a GPU driver or a file system that does not answer) in the time a
+# user would wait for it.
+START_TIMEOUT = 120.0
 
 
 class StreamWorker:
@@ -46,10 +57,15 @@ class StreamWorker:
         self.config = replace(config, streams=(), mqtt=mqtt, duration=None, events_out=None, metrics=None, ui=None)
         self.loop = asyncio.new_event_loop()
         self.analyzer: Analyzer | None = None
+        self.failure: str | None = None  # why this worker cannot analyze, one line (status() reports it)
+        self.failure_code = EXIT_FAILURE
         ready = threading.Event()
         self.thread = threading.Thread(target=self._main, args=(ready,), name=f"analyzer-{worker_id}", daemon=True)
         self.thread.start()
-        ready.wait()
+        if not ready.wait(START_TIMEOUT):
+            self._fail(f"its analyzer did not start within {START_TIMEOUT:.0f} s")
+        if self.failed:
+            return
         held = self.store.assignment(worker_id)
         if held:
             log.info("resuming %d stream(s): %s", len(held), ", ".join(sc.stream_id for sc in held))
@@ -59,9 +75,30 @@ class StreamWorker:
 
     def _main(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        self.analyzer = Analyzer(self.config, serve=True, presence=f"cluster/workers/{self.id}")
-        ready.set()
-        self.loop.run_until_complete(self._serve(self.analyzer))
+        try:
+            self.analyzer = analyzer = Analyzer(self.config, serve=True, presence=f"cluster/workers/{self.id}")
+        except Exception as exc:
+            self._fail(f"cannot start its analyzer: {one_line(exc)}", exc)
+            return
+        finally:
+            ready.set()  # after the analyzer or its failure is recorded: the constructor reads them
+        if self.failed:  # built after START_TIMEOUT: the driver has been told it failed
+            analyzer.runner.close()
+            return
+        try:
+            self.loop.run_until_complete(self._serve(analyzer))
+        except Exception as exc:
+            self._fail(f"its analyzer stopped: {one_line(exc)}", exc)
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
+        if self.failure is None:
+            self.failure = reason
+            self.failure_code = getattr(exc, "exit_code", EXIT_FAILURE)
+        log.error("%s", reason, exc_info=exc)  # the worker's own log (on its node) keeps the traceback
 
     async def _serve(self, analyzer: Analyzer) -> None:
         checkpoints = asyncio.get_running_loop().create_task(self._checkpoints(analyzer), name="checkpoints")
@@ -80,6 +117,9 @@ class StreamWorker:
                 log.warning("checkpoint failed: %s", exc)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+        if self.failure is not None:  # no loop runs the analyzer: the call would wait out its timeout
+            coro.close()
+            raise RuntimeError(f"worker {self.id}: {self.failure}")
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout)
 
@@ -88,6 +128,8 @@ class StreamWorker:
     def assign(self, streams: Sequence[StreamConfig]) -> list[str]:
         """Hold exactly ``streams`` from now on (kept in the store first, so a restart resumes them); returns
         the ids of the streams it started."""
+        if self.failure is not None:
+            raise RuntimeError(f"worker {self.id}: {self.failure}")
         self.store.set_assignment(self.id, streams)
         return self._call(self._assign(list(streams)))
 
@@ -109,24 +151,37 @@ class StreamWorker:
             try:
                 await analyzer.add_stream(sc, state)
             except Exception as exc:  # one stream that cannot start never stops the others
-                log.error("stream '%s': cannot start: %s", sid, exc)
+                said = str(exc)
+                log.error("%s", said if f"'{sid}'" in said else f"stream '{sid}': cannot start: {said}")
                 continue
             started.append(sid)
         return started
 
     def status(self) -> dict[str, Any]:
+        """Its streams and load; for a worker that cannot analyze, ``error`` (one line) and ``exit_code``."""
+        me = {"id": self.id, "node": self.node, "pid": os.getpid()}
+        if self.failure is not None:
+            return {**me, "error": self.failure, "exit_code": self.failure_code, "streams": {}}
         analyzer = self.analyzer
         assert analyzer is not None
-        summary = self._call(_summary(analyzer), timeout=10)
-        return {"id": self.id, "node": self.node, "pid": os.getpid(), **summary}
+        return {**me, **self._call(_summary(analyzer), timeout=10)}
 
     def stop(self) -> None:
         """End every stream (open events end, statuses go offline), flush the outbox, leave."""
         analyzer = self.analyzer
-        if analyzer is not None:
+        if analyzer is not None and self.failure is None:
             self.loop.call_soon_threadsafe(analyzer.stop)
-        self.thread.join(30)
+            self.thread.join(30)
 
 
 async def _summary(analyzer: Analyzer) -> dict[str, Any]:
     return analyzer.summary()
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: our own errors say it all; another names its type. A task group's error is its
+    first stage's."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc) if isinstance(exc, StreamerError) and str(exc) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())

@@ -15,19 +15,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines.cli.flags import flag_values, values_from
 from pipelines.config import (
-    EVENT_DEFAULTS,
     EventOptions,
     ModelConfig,
+    StreamConfig,
     analysis_settings,
     checkpoint_defaults,
     load_model,
     load_toml,
     merged_stream_values,
+    model_values,
 )
 from pipelines.learn.extract import RecordingScores, extract
 from pipelines.learn.labels import Dataset, load_dataset
+from pipelines.learn.options import LearnOptions, TrainOptions
 from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
+from streamer.settings import default_of, field_values, output_file, setting_of, settings_of
+from streamer.sync import SyncOptions
 
 if TYPE_CHECKING:
     from models.heads import Checkpoint
@@ -40,25 +45,20 @@ def _say(text: str) -> None:
 class Prepared:
     """Settings, data and features of one command."""
 
-    def __init__(self, args: argparse.Namespace, *, model_file: Path | None = None) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         doc = load_toml(args.config) if args.config is not None else {}
-        flags = {k: v for k, v in {
-            "hop_ms": args.hop_ms, "min_gap": args.min_gap, "min_duration": args.min_duration,
-            "alpha": getattr(args, "alpha", None), "beta": getattr(args, "beta", None),
-            "threshold": getattr(args, "threshold", None),
-        }.items() if v is not None}  # fmt: skip
-        model_flags = {"checkpoint": str(model_file)} if model_file is not None else {}
-        defaults, flags, model = analysis_settings(doc, flags, model_flags, args.device)
+        defaults, flags, model = analysis_settings(doc, flag_values(args, args.command))
         self.checkpoint: Checkpoint | None = load_model(model.checkpoint) if model.checkpoint is not None else None
         learned = checkpoint_defaults(self.checkpoint) if self.checkpoint is not None else {}
         self.model: ModelConfig = model
         self.values = merged_stream_values(model, learned, defaults, flags, where="settings")
         self.explicit = defaults | flags  # what the user set (not the model's)
-        self.events = EventOptions(
-            threshold=self.values.get("threshold", EVENT_DEFAULTS.threshold),
-            min_gap=self.values.get("min_gap", EVENT_DEFAULTS.min_gap),
-            min_duration=self.values.get("min_duration", EVENT_DEFAULTS.min_duration),
-        )
+        sections = {"stream": self.values, "model": model_values(model)}
+        self.events = EventOptions(**field_values(EventOptions, sections))
+        self.sync = SyncOptions(**field_values(SyncOptions, sections))
+        self.alpha: float = self.values.get("alpha", default_of(StreamConfig, "alpha"))
+        self.beta: float = self.values.get("beta", default_of(StreamConfig, "beta"))
+        self.learn = LearnOptions(**values_from(args, LearnOptions))
         dataset = load_dataset(args.data)
         self.dataset: Dataset = dataset.only(args.label) if args.label else dataset
         self.recordings: list[RecordingScores] = []
@@ -68,16 +68,18 @@ class Prepared:
     def extraction(self) -> dict[str, Any]:
         """The settings the features depend on (saved with a trained model)."""
         m = self.model
-        return {"hop_ms": round(self.values.get("hop_ms", 100.0), 3), "tau": m.tau, "luma_size": list(m.luma_size),
+        hop_ms = setting_of(SyncOptions, "hop").to_config(self.sync.hop)
+        return {"hop_ms": round(hop_ms, 3), "tau": m.tau, "luma_size": list(m.luma_size),
                 "sample_rate": m.sample_rate, "context_ms": m.context_ms}  # fmt: skip
 
-    async def extract(self, parallel: int) -> None:
+    async def extract(self) -> None:
         n = len(self.dataset.recordings)
 
         def start(device: str) -> None:
             _say(f"scoring {n} recording(s) of {self.dataset.source} with the run-time model on {device}")
 
-        stream_values = {k: v for k, v in self.values.items() if k in ("hop_ms", "sync_wait_ms")}
+        timing = {s.key for s in settings_of(SyncOptions) if s.section == "stream"}  # what the features depend on
+        stream_values = {k: v for k, v in self.values.items() if k in timing}
         done = 0
 
         def progress(rec: RecordingScores) -> None:
@@ -86,7 +88,7 @@ class Prepared:
             _say(f"[{done}/{n}] {rec.recording.stream_id}: {len(rec)} timesteps")
 
         self.recordings, failed = await extract(
-            self.dataset, self.model, stream_values, parallel=parallel, on_start=start, on_done=progress
+            self.dataset, self.model, stream_values, parallel=self.learn.parallel, on_start=start, on_done=progress
         )
         self.failed = len(failed)
         if not self.recordings:
@@ -114,9 +116,9 @@ async def calibrate_command(args: argparse.Namespace) -> int:
     from pipelines.learn.report import calibration_report
 
     p = Prepared(args)
-    await p.extract(args.parallel)
+    await p.extract()
     cal = calibrate(p.recordings, p.events)
-    current = (p.values.get("alpha", 0.5), p.values.get("beta", 0.5), p.events.threshold)
+    current = (p.alpha, p.beta, p.events.threshold)
     before = evaluate(p.recordings, [fused_scores(r, current[0], current[1]) for r in p.recordings], p.events)
     settings: dict[str, Any] = {k: p.explicit[k] for k in ("min_gap", "min_duration", "hop_ms") if k in p.explicit}
     print(calibration_report(cal, current, before.counts, before.roc_auc, settings, len(p.recordings),
@@ -125,7 +127,8 @@ async def calibrate_command(args: argparse.Namespace) -> int:
                      replace(p.events, threshold=cal.threshold))  # fmt: skip
     _write_json(args.json, {
         "alpha": cal.alpha, "beta": cal.beta, "threshold": cal.threshold,
-        "threshold_range": list(cal.choice.plateau),
+        "threshold_range": list(cal.choice.plateau), "alpha_range": list(cal.alpha_range),
+        "warnings": list(cal.warnings),
         "roc_auc": {"s": cal.roc_auc, "s_v": cal.roc_auc_video, "s_a": cal.roc_auc_audio},
         "f1_by_alpha": {f"{a:g}": round(f, 4) for a, f in cal.f1_by_alpha.items()},
         "current": {"alpha": current[0], "beta": current[1], **before.as_dict()},
@@ -136,35 +139,36 @@ async def calibrate_command(args: argparse.Namespace) -> int:
 
 async def train_command(args: argparse.Namespace) -> int:
     from models.heads import save_checkpoint
-    from pipelines.learn.train import TrainOptions, train
+    from pipelines.learn.train import train
 
     p = Prepared(args)
-    await p.extract(args.parallel)
-    options = TrainOptions(kind=args.fusion, epochs=args.epochs, patience=args.patience, lr=args.lr,
-                           val_fraction=args.val_fraction, seed=args.seed, device=p.model.device)  # fmt: skip
+    options = TrainOptions(**values_from(args, TrainOptions), device=p.model.device)
+    # the file it will write, the default one too: checked now, not after minutes of extraction and training
+    output_file(str(setting_of(TrainOptions, "out").option), options.out)
+    await p.extract()
     try:
         result = train(p.recordings, options, p.events, extraction=p.extraction)
     except ValueError as exc:
         raise ConfigError(f"train: {exc}") from None
-    save_checkpoint(args.out, result.checkpoint)
+    save_checkpoint(options.out, result.checkpoint)
     validation = result.checkpoint.metrics["validation"]
     v, ts = validation["events"], validation["timesteps"]
     weights = result.checkpoint.weights
     learned = f" (alpha {weights[0]:.2f}, beta {weights[1]:.2f})" if weights is not None else ""
     print("\n".join([
-        f"{args.fusion} fusion{learned}: {result.epochs} epochs, best at {result.best_epoch} "
+        f"{options.fusion} fusion{learned}: {result.epochs} epochs, best at {result.best_epoch} "
         f"(loss {result.train_loss:.4f}, validation {result.val_loss:.4f})",
         f"trained on {', '.join(result.train)}; validated on {', '.join(result.validation)}",
         f"threshold {result.checkpoint.threshold:g}: validation events P {v['precision']:.2f} R {v['recall']:.2f} "
         f"F1 {v['f1']:.2f}; timestep accuracy {ts['accuracy']:.3f}, ROC-AUC {ts['roc_auc']}",
-        f"saved {args.out}: streamer run --model {args.out} SOURCE...",
+        f"saved {options.out}: streamer run --model {options.out} SOURCE...",
     ]))  # fmt: skip
     _write_json(args.json, {
-        "fusion": args.fusion, "model": str(args.out), "threshold": result.checkpoint.threshold,
+        "fusion": options.fusion, "model": str(options.out), "threshold": result.checkpoint.threshold,
         "alpha": weights[0] if weights else None, "beta": weights[1] if weights else None,
         "train": result.train, "validation": result.validation, "epochs": result.epochs,
         "best_epoch": result.best_epoch, "train_loss": result.train_loss, "validation_loss": result.val_loss,
-        "validation_metrics": validation,
+        "validation_metrics": validation, "warnings": list(result.warnings),
     })  # fmt: skip
     return p.exit_code
 
@@ -173,14 +177,14 @@ async def evaluate_command(args: argparse.Namespace) -> int:
     from pipelines.learn.evaluate import evaluate, fused_scores, head_scores
     from pipelines.learn.report import evaluation_table, plot_precision_recall
 
-    p = Prepared(args, model_file=args.model)
-    await p.extract(args.parallel)
+    p = Prepared(args)
+    await p.extract()
     head = p.checkpoint.learned_head if p.checkpoint is not None else None
     if head is not None:
         scores = head_scores(head, p.recordings, p.model.device)
         what = f"learned {head.kind} fusion ({p.model.checkpoint})"
     else:
-        alpha, beta = p.values.get("alpha", 0.5), p.values.get("beta", 0.5)
+        alpha, beta = p.alpha, p.beta
         scores = [fused_scores(r, alpha, beta) for r in p.recordings]
         what = f"S = {alpha:g} S_v + {beta:g} S_a"
     ev = evaluate(p.recordings, scores, p.events)

@@ -22,10 +22,12 @@ import numpy.typing as npt
 from pipelines.config import ModelConfig, StreamConfig, stream_config
 from pipelines.learn.labels import Dataset, Recording
 from pipelines.learn.metrics import timestep_labels
+from pipelines.learn.options import LearnOptions
 from pipelines.stages.batcher import Batcher, Lane
 from pipelines.stages.inference import ModelRunner
 from streamer.errors import SourceError
 from streamer.media import Timestep
+from streamer.settings import default_of
 from streamer.spec import SourceKind, SourceSpec
 from streamer.stream import Stream
 
@@ -66,7 +68,7 @@ async def extract(
     model: ModelConfig,
     stream_values: Mapping[str, Any],
     *,
-    parallel: int = 4,
+    parallel: int = default_of(LearnOptions, "parallel"),
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[RecordingScores], None] | None = None,
 ) -> tuple[list[RecordingScores], list[SourceError]]:
@@ -120,7 +122,7 @@ async def _extract_group(
     batcher: Batcher[Timestep] = Batcher(model.max_batch, model.max_wait_ms / 1000)
     streams: dict[str, _Collected] = {}
     for recording, config in group:
-        runner.add_stream(config)
+        await runner.add_stream(config)
         streams[recording.stream_id] = _Collected(recording, config, batcher.add_lane(
             recording.stream_id, LANE, drop_oldest=False))  # fmt: skip
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from pipelines.config import HomeAssistantConfig, StreamConfig
 from pipelines.outputs.observers import Observer, streamer_version
-from pipelines.stages.events import Event, Scores
+from pipelines.stages.events import Event, Scores, rounded
 from pipelines.stages.outbox import Kind, Message, Outbox
 from pipelines.stages.stats import Stamps
 from pipelines.stages.topics import Topics
@@ -218,7 +218,7 @@ class HomeAssistant(Observer):
         for sid, levels in self._levels.items():
             if levels.score == -math.inf:
                 continue
-            payload = {"score": round(levels.score, 4), "s_v": _r(levels.s_v), "s_a": _r(levels.s_a)}
+            payload = {"score": round(levels.score, 4), "s_v": rounded(levels.s_v), "s_a": rounded(levels.s_a)}
             self._queue(self.topics.stream(sid, "levels"), json.dumps(payload).encode(), "score", qos=0, retain=False)
             self._levels[sid] = _Levels()
 
@@ -249,7 +249,3 @@ class HomeAssistant(Observer):
 
     def _queue(self, topic: str, payload: bytes, kind: Kind, *, qos: int = 1, retain: bool = True) -> None:
         self.outbox.put(Message(topic, payload, qos, retain, kind, time.time()))
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)

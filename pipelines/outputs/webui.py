@@ -28,7 +28,7 @@ from aiohttp import web
 
 from pipelines.config import StreamConfig
 from pipelines.outputs.observers import AnalyzerView, Observer, streamer_version
-from pipelines.stages.events import Event, Scores
+from pipelines.stages.events import Event, Scores, rounded
 from pipelines.stages.stats import Rates, Stamps
 from streamer.media import SourceState
 
@@ -88,7 +88,7 @@ class LiveView(Observer):
     def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
         s = self.streams.get(stream_id)
         if s is not None:
-            point = (round(scores.t, 3), round(scores.score, 4), _r(scores.shown_v), _r(scores.shown_a))
+            point = (round(scores.t, 3), round(scores.score, 4), rounded(scores.shown_v), rounded(scores.shown_a))
             s.points.append(point)
             s.fresh.append(point)
 
@@ -192,10 +192,6 @@ def _end(queue: asyncio.Queue[bytes | None]) -> None:
 
 def _sse(message: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(message, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _r(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
 
 
 def ui_app(view: LiveView) -> web.Application:

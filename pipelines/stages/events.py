@@ -55,7 +55,12 @@ class Scores:
         return self.s_a if self.has_a else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"t": round(self.t, 4), "score": _r(self.score), "s_v": _r(self.shown_v), "s_a": _r(self.shown_a)}
+        return {
+            "t": round(self.t, 4),
+            "score": rounded(self.score),
+            "s_v": rounded(self.shown_v),
+            "s_a": rounded(self.shown_a),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +98,9 @@ class Event:
             "stream": self.stream,
             "t": round(self.t, 4),
             "wall_time": round(self.wall_time, 3),
-            "score": _r(self.score),
-            "s_v": _r(self.s_v),
-            "s_a": _r(self.s_a),
+            "score": rounded(self.score),
+            "s_v": rounded(self.s_v),
+            "s_a": rounded(self.s_a),
             "alpha": self.alpha,
             "beta": self.beta,
         }
@@ -104,18 +109,27 @@ class Event:
             out["start_t"] = round(self.start_t, 4)
             out["duration"] = round(self.duration, 4)
             peak = self.peak
-            out["peak"] = {"t": round(peak.t, 4), "score": _r(peak.score), "s_v": _r(peak.s_v), "s_a": _r(peak.s_a)}
+            out["peak"] = {
+                "t": round(peak.t, 4),
+                "score": rounded(peak.score),
+                "s_v": rounded(peak.s_v),
+                "s_a": rounded(peak.s_a),
+            }
             if self.contributions is not None:
-                out["contributions"] = {"video": _r(self.contributions[0]), "audio": _r(self.contributions[1])}
+                out["contributions"] = {
+                    "video": rounded(self.contributions[0]),
+                    "audio": rounded(self.contributions[1]),
+                }
             out["reason"] = self.reason
         return out
 
 
 @overload
-def _r(x: float) -> float: ...
+def rounded(x: float) -> float: ...
 @overload
-def _r(x: float | None) -> float | None: ...
-def _r(x: float | None) -> float | None:
+def rounded(x: float | None) -> float | None: ...
+def rounded(x: float | None) -> float | None:
+    """A score as messages carry it (events, levels, the web view, reports): 4 decimals; None stays None."""
     return None if x is None else round(float(x), 4)
 
 

@@ -131,7 +131,8 @@ class StreamRuntime:
     @property
     def never_opened(self) -> SourceError | None:
         """Why its source never opened (its last error), for a stream that was not removed and did not fail;
-        None when it opened, failed or was removed."""
-        if self.opened or self.error is not None or self.removed:
+        None when it opened, failed or was removed, and when no attempt to open it failed before the run was
+        stopped (Ctrl-C during start-up is not a failing source)."""
+        if self.opened or self.error is not None or self.removed or not self.last_error:
             return None
-        return SourceError(self.stream_id, self.last_error or "stopped before it opened")
+        return SourceError(self.stream_id, self.last_error)
