@@ -34,7 +34,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from streamer.options import SourceOptions
+from streamer.settings import default_of
+from streamer.sync import SyncOptions
+
 from .slots import Rounds, SlotStateMixin
+
+# a custom S_v encoder (models.plugins) is built with no arguments: the analysis image's default size and hop
+_LUMA: tuple[int, int] = default_of(SourceOptions, "luma_size")
 
 
 class VideoActivity(SlotStateMixin):
@@ -57,11 +64,11 @@ class VideoActivity(SlotStateMixin):
 
     def __init__(
         self,
-        height: int,
-        width: int,
+        height: int = _LUMA[1],
+        width: int = _LUMA[0],
         *,
-        hop: float,
-        window: float,
+        hop: float = default_of(SyncOptions, "hop"),
+        window: float = 20.0,
         k: float = 4.0,
         min_threshold: float = 6.0,
         margin: float = 3.0,

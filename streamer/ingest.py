@@ -3,9 +3,10 @@
 Why: in one process, every capture thread's per-packet Python work (a 10 ms Opus packet is decoded, resampled
 and handed over on its own) and the model's many small torch calls all queue for one interpreter lock. Past
 about a dozen live streams on 2 cores the threads spent more time passing the lock than holding it, and the model
-starved (see ``../shared/PERF.md``). Here each live stream runs in a process of its own up to
-:data:`LIVE_PROCESSES_PER_CORE` processes a core, then live streams share them (files share a few, one per core,
-since they wait for the model anyway), and the analyzer's process only scores, detects and publishes.
+starved (benchmarks/README.md, "Why capture left the analyzer's process"). Here each live stream runs in a
+process of its own up to :data:`LIVE_PROCESSES_PER_CORE` processes a core, then live streams share them (files
+share a few, one per core, since they wait for the model anyway), and the analyzer's process only scores,
+detects and publishes.
 
 * :class:`IngestHub` (in the analyzer) listens on a Unix socket in a private temporary directory, starts
   ``python -m streamer.ingest`` children (job on stdin: no credential on a command line), and gives each stream

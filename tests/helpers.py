@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -48,3 +50,14 @@ def brightest(steps: list[Timestep]) -> int:
     luma = np.array([max((f.luma.mean() for f in ts.frames), default=0.0) for ts in steps])
     base = np.median(luma)
     return steps[int(np.argmax(luma - base >= (luma.max() - base) * 0.5))].k
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """``cert.pem`` and ``key.pem`` in ``folder``: a self-signed certificate for 127.0.0.1 (openssl)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

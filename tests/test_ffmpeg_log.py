@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +18,13 @@ from streamer.ffmpeg_log import errors_said
 from streamer.options import SourceOptions
 from streamer.spec import parse_source
 
+from .helpers import self_signed_certificate
+
 
 @pytest.fixture
 def untrusted_https(tmp_path: Path) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 whose self-signed certificate nobody trusts: opening it is an FFmpeg error."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)

@@ -198,7 +198,7 @@ async def test_calibrate_json_holds_the_warnings_and_the_ranges_it_chose_from(da
     assert "of the searched range 0.02-0.99" in commented[0]
     (low, high), (a_low, a_high) = result["threshold_range"], result["alpha_range"]
     assert low <= result["threshold"] <= high and a_low <= result["alpha"] <= a_high
-    assert f"alpha {result['alpha']:g} is the middle of {a_low:g}-{a_high:g}" in out
+    assert f"alpha {result['alpha']:g} is the nearest to balanced inside {a_low:g}-{a_high:g}" in out
 
 
 async def test_evaluate_prints_writes_json_and_plots(data: Path, tmp_path: Path) -> None:

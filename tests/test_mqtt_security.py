@@ -129,7 +129,9 @@ async def test_source_credentials_never_reach_logs_or_mqtt_and_a_broken_stream_s
     assert secret.encode() not in everything
 
 
-async def test_a_client_certificate_when_the_broker_requires_one(tmp_path: Path, mqtt_broker: Any) -> None:
+def client_certificate_site(tmp_path: Path, mqtt_broker: Any, extra: str = "") -> tuple[Any, Path, Path, Path]:
+    """A TLS broker that requires a client certificate, and a config (with ``extra`` lines) that gives one:
+    the broker (its plain listener for subscribers), the config file, the client certificate and its key."""
     certs = make_certificates(tmp_path)
     cert, key = make_client_certificate(tmp_path, certs)
     port = free_port()
@@ -139,7 +141,12 @@ async def test_a_client_certificate_when_the_broker_requires_one(tmp_path: Path,
     ])  # fmt: skip
     path = tmp_path / "cert.toml"
     path.write_text(f'[mqtt]\nurl = "mqtts://localhost:{port}"\nprefix = "test"\nca_file = "{certs["ca"]}"\n'
-                    f'cert_file = "{cert}"\nkey_file = "{key}"\n')  # fmt: skip
+                    f'cert_file = "{cert}"\nkey_file = "{key}"\n{extra}')  # fmt: skip
+    return broker, path, cert, key
+
+
+async def test_a_client_certificate_when_the_broker_requires_one(tmp_path: Path, mqtt_broker: Any) -> None:
+    broker, path, cert, key = client_certificate_site(tmp_path, mqtt_broker)
     async with subscribe(broker.host, broker.port) as sub:  # the plain listener, same broker
         code, _, err = await run_streamer("synthetic:?realtime=0&duration=3&events=av@1", "--config", str(path))
         await sub.wait_for("test/status", "offline", within=10)
@@ -172,16 +179,7 @@ async def test_a_client_certificate_gone_at_a_reconnect_is_a_line_a_try_and_the_
     """The certificate was there at start-up, then is renamed and the broker restarts: each reconnect attempt is
     one error line naming the file (it used to raise outside MqttError and end every stream); once the file is
     back the publisher reconnects and delivers again, and the stream never stopped."""
-    certs = make_certificates(tmp_path)
-    cert, key = make_client_certificate(tmp_path, certs)
-    port = free_port()
-    broker = mqtt_broker(extra_config=[
-        f"listener {port} 127.0.0.1", f"cafile {certs['ca']}", f"certfile {certs['server']}",
-        f"keyfile {certs['server_key']}", "require_certificate true",
-    ])  # fmt: skip
-    path = tmp_path / "cert.toml"
-    path.write_text(f'[mqtt]\nurl = "mqtts://localhost:{port}"\nprefix = "test"\nca_file = "{certs["ca"]}"\n'
-                    f'cert_file = "{cert}"\nkey_file = "{key}"\nstats_interval = 0.5\n')  # fmt: skip
+    broker, path, cert, _ = client_certificate_site(tmp_path, mqtt_broker, "stats_interval = 0.5\n")
     proc = await start_streamer("run", "cam=synthetic:?duration=300", "--config", str(path))
     assert proc.stderr is not None
     said: list[str] = []

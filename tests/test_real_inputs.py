@@ -31,7 +31,7 @@ from streamer.spec import parse_source
 from streamer.stream import Stream
 from streamer.worker import WorkerContext
 
-from .helpers import brightest, collect, loudest
+from .helpers import brightest, collect, loudest, self_signed_certificate
 from .media import make_clip
 
 STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
@@ -360,12 +360,7 @@ def test_bad_settings_are_one_line_at_start_up_with_exit_2(tmp_path: Path, case:
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate for 127.0.0.1 (``cert.pem``), serving tmp_path."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     make_clip(tmp_path / "rec.mkv", duration=2.0)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -96,29 +96,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 LABELS_HELP = (
     "labeled recordings: a labels file (CSV or JSON lines: file, start, end[, label]) or a directory holding "
-    "labels.csv or labels.jsonl; see README"
+    "labels.csv or labels.jsonl; see docs/learn.md"
 )
 
 
+LEARN_COMMANDS = {
+    "calibrate": (
+        "fit alpha, beta and the threshold to labeled recordings (best event F1)",
+        "Score labeled recordings with the run-time model, fit alpha, beta >= 0 (alpha + beta = 1) and the event "
+        "threshold for the best event-level F1, report timestep ROC-AUC, and print a config snippet (stdout is "
+        "valid TOML: `streamer calibrate DATA > tuned.toml`).",
+    ),
+    "train": (
+        "train a fusion head on labeled recordings; `streamer run --model FILE` uses it",
+        "Train a fusion head over the per-timestep features of labeled recordings (Adam, early stopping on a "
+        "validation split of the recordings), choose its event threshold on the validation recordings and save a "
+        "checkpoint for `streamer run --model FILE` and `streamer evaluate --model FILE`.",
+    ),
+    "evaluate": (
+        "event precision, recall, F1, timestep accuracy and ROC-AUC on labeled recordings",
+        "Detect events in labeled recordings as `streamer run` would (alpha, beta, threshold from flags and "
+        "--config, or a trained --model) and report event-level precision, recall and F1 (IoU >= 0.3), timestep "
+        "accuracy and ROC-AUC: a table, --json and a precision-recall --plot.",
+    ),
+}
+
+
 def add_learn_parsers(commands: Any) -> list[argparse.ArgumentParser]:
-    calibrate = _leaf(commands.add_parser(
-        "calibrate", help="fit alpha, beta and the threshold to labeled recordings (best event F1)",
-        description="Score labeled recordings with the run-time model, fit alpha, beta >= 0 (alpha + beta = 1) and "
-        "the event threshold for the best event-level F1, report timestep ROC-AUC, and print a config snippet "
-        "(stdout is valid TOML: `streamer calibrate DATA > tuned.toml`).",
-    ))  # fmt: skip
-    train = _leaf(commands.add_parser(
-        "train", help="train a fusion head on labeled recordings; `streamer run --model FILE` uses it",
-        description="Train a fusion head over the per-timestep features of labeled recordings (Adam, early "
-        "stopping on a validation split of the recordings), choose its event threshold on the validation "
-        "recordings and save a checkpoint for `streamer run --model FILE` and `streamer evaluate --model FILE`.",
-    ))  # fmt: skip
-    evaluate = _leaf(commands.add_parser(
-        "evaluate", help="event precision, recall, F1, timestep accuracy and ROC-AUC on labeled recordings",
-        description="Detect events in labeled recordings as `streamer run` would (alpha, beta, threshold from flags "
-        "and --config, or a trained --model) and report event-level precision, recall and F1 (IoU >= 0.3), "
-        "timestep accuracy and ROC-AUC: a table, --json and a precision-recall --plot.",
-    ))  # fmt: skip
+    parsers = {
+        name: _leaf(commands.add_parser(name, help=short, description=long))
+        for name, (short, long) in LEARN_COMMANDS.items()
+    }
+    calibrate, train, evaluate = parsers["calibrate"], parsers["train"], parsers["evaluate"]
     for name, sub in (("calibrate", calibrate), ("train", train), ("evaluate", evaluate)):
         sub.add_argument("data", type=Path, metavar="DATA", help=LABELS_HELP)
         sub.add_argument("--config", type=Path, help="TOML file as for `streamer run` ([defaults], [model], [device])")
@@ -174,35 +183,46 @@ def add_bench_parsers(commands: Any) -> None:
     (:mod:`pipelines.bench.options`); here only the files it reads and writes."""
     bench = commands.add_parser("bench", help="latency, capacity and throughput benchmarks (see benchmarks/README.md)")
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    latency = _leaf(kinds.add_parser(
-        "latency", help="glass-to-event latency against a live RTSP server with impulses, over a real mosquitto",
-        description="Glass-to-event latency: an RTSP server emits impulses (a white frame and a tone) at logged "
-        "wall-clock times; `streamer run` analyzes the stream and publishes to mosquitto; a subscriber records "
-        "when events arrive. A decode-only client on the same stream gives the floor. Needs Debian's "
-        "gst-rtsp-server bindings and mosquitto (scripts/system-deps.sh).",
-    ))  # fmt: skip
-    add_setting_flags(latency, LatencyOptions, "bench latency")
-    latency.add_argument("--json", type=Path, metavar="FILE", help="write the report (p50, p95, p99, max) here")
-    latency.add_argument("--plot", type=Path, metavar="FILE.png", help="latency CDF and stage breakdown (PNG)")
-    latency.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
-    throughput = _leaf(kinds.add_parser(
-        "throughput", help="files analyzed as fast as possible with N streams, against decode-only",
-        description="Media analyzed as fast as possible with N streams at once, against decode-only of the same "
-        "media with the same N in the same run: timesteps/s, real-time factor, CPU share, peak memory, ratio.",
-    ))  # fmt: skip
-    throughput.add_argument("media", nargs="*", type=Path, help="files (default: a generated 720p30 clip)")
-    add_setting_flags(throughput, ThroughputOptions, "bench throughput")
-    throughput.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
-    capacity = _leaf(kinds.add_parser(
-        "capacity", help="the most live streams analyzed within the latency budget, against decode-only",
-        description="Live capacity: the largest N of RTSP streams the analyzer keeps up with (every impulse "
-        "detected, added p99 <= hop + 80 ms) next to the largest N of decode-only clients that keep real time, "
-        "measured in the same run with the latency benchmark's real processes; their ratio.",
-    ))  # fmt: skip
-    add_setting_flags(capacity, CapacityOptions, "bench capacity")
-    capacity.add_argument("--json", type=Path, metavar="FILE", help="write the report here")
-    capacity.add_argument("--plot", type=Path, metavar="FILE.png", help="p99 against N per mode (PNG)")
-    capacity.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
+    for name, (options, short, long, json_help, plot_help) in BENCH_COMMANDS.items():
+        sub = _leaf(kinds.add_parser(name, help=short, description=long))
+        if name == "throughput":
+            sub.add_argument("media", nargs="*", type=Path, help="files (default: a generated 720p30 clip)")
+        add_setting_flags(sub, options, f"bench {name}")
+        sub.add_argument("--json", type=Path, metavar="FILE", help=json_help)
+        if plot_help is not None:  # the live benchmarks: a plot, and the logs of their processes
+            sub.add_argument("--plot", type=Path, metavar="FILE.png", help=plot_help)
+            sub.add_argument("--workdir", type=Path, help="keep the processes' logs here (default: a temp dir)")
+
+
+BENCH_COMMANDS: dict[str, tuple[type, str, str, str, str | None]] = {  # options, help, description, --json, --plot
+    "latency": (
+        LatencyOptions,
+        "glass-to-event latency against a live RTSP server with impulses, over a real mosquitto",
+        "Glass-to-event latency: an RTSP server emits impulses (a white frame and a tone) at logged wall-clock "
+        "times; `streamer run` analyzes the stream and publishes to mosquitto; a subscriber records when events "
+        "arrive. A decode-only client on the same stream gives the floor. Needs Debian's gst-rtsp-server bindings "
+        "and mosquitto (scripts/system-deps.sh).",
+        "write the report (p50, p95, p99, max) here",
+        "latency CDF and stage breakdown (PNG)",
+    ),
+    "throughput": (
+        ThroughputOptions,
+        "files analyzed as fast as possible with N streams, against decode-only",
+        "Media analyzed as fast as possible with N streams at once, against decode-only of the same media with the "
+        "same N in the same run: timesteps/s, real-time factor, CPU share, peak memory, ratio.",
+        "write the report here",
+        None,
+    ),
+    "capacity": (
+        CapacityOptions,
+        "the most live streams analyzed within the latency budget, against decode-only",
+        "Live capacity: the largest N of RTSP streams the analyzer keeps up with (every impulse detected, added "
+        "p99 <= hop + 80 ms) next to the largest N of decode-only clients that keep real time, measured in the "
+        "same run with the latency benchmark's real processes; their ratio.",
+        "write the report here",
+        "p99 against N per mode (PNG)",
+    ),
+}
 
 
 def _print_state(change: StateChange) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.learn.calibrate import Calibration
-from pipelines.learn.evaluate import Evaluation
+from pipelines.learn.evaluate import SHIFT, Evaluation
 from pipelines.learn.metrics import EventCounts
 
 
@@ -36,12 +36,12 @@ def calibration_report(
         ["calibrated", _f(cal.alpha), _f(cal.beta), _f(cal.threshold), _f(after.precision), _f(after.recall),
          _f(after.f1), _f(cal.roc_auc, 3)],
     ]  # fmt: skip
-    low, high = cal.choice.plateau
     lines = [
         f"{n_recordings} recordings, {n_timesteps} timesteps, {n_events} labeled events; events matched at IoU >= 0.3",
         *table(["", "alpha", "beta", "threshold", "precision", "recall", "event F1", "ROC-AUC"], rows),
-        f"timestep ROC-AUC of S_v alone {_f(cal.roc_auc_video, 3)}, of S_a alone {_f(cal.roc_auc_audio, 3)}; "
-        f"thresholds {low:g} to {high:g} give the same F1",
+        f"timestep ROC-AUC of S_v alone {_f(cal.roc_auc_video, 3)}, of S_a alone {_f(cal.roc_auc_audio, 3)}",
+        *plateau_lines(cal),
+        *(f"warning: {w}" for w in cal.warnings),
         "",
         "paste into the config file of `streamer run`, or run with "
         f"--alpha {cal.alpha:g} --beta {cal.beta:g} --threshold {cal.threshold:g}:",
@@ -49,6 +49,25 @@ def calibration_report(
     snippet = ["[defaults]", f"alpha = {cal.alpha:g}", f"beta = {cal.beta:g}", f"threshold = {cal.threshold:g}"]
     snippet += [f"{key} = {value:g}" for key, value in settings.items()]
     return "\n".join([*(f"# {line}".rstrip() for line in lines), *snippet])
+
+
+def plateau_lines(cal: Calibration) -> list[str]:
+    """How the choice was made (:mod:`pipelines.learn.calibrate`): the plateaus it was taken from."""
+    c = cal.choice
+    low, high = c.plateau
+    a_low, a_high = cal.alpha_range
+    if c.prefer is None:
+        how, f1 = f"the middle of {low:g}-{high:g}", "F1"
+    else:
+        how, f1 = f"the nearest to the default {c.prefer:g} of {low:g}-{high:g}", f"F1 over +-{SHIFT:g}"
+    where = f"threshold {c.threshold:g} is {how}, where {f1} stays within {c.tolerance:.3f} (one standard error) of "
+    return [
+        f"{where}{c.level:.3f},",
+        f"  the best F1 that holds with the scores shifted by up to +-{SHIFT:g}; the best single threshold gives "
+        f"{c.best_f1:.3f}, {c.threshold:g} gives {c.counts.f1:.3f}",
+        f"alpha {cal.alpha:g} is the nearest to balanced inside {a_low:g}-{a_high:g}, the weights whose thresholds do "
+        f"as well within {cal.alpha_tolerance:.3f}",
+    ]
 
 
 def evaluation_table(ev: Evaluation) -> str:

@@ -1,17 +1,21 @@
 """``streamer train``: fit a fusion head (:mod:`models.heads`) to labeled recordings, on the device.
 
 The recordings are split into training and validation sets (whole recordings, so neighbouring timesteps of one
-recording never sit on both sides; ``val_fraction``, seeded). The head learns to tell the timesteps inside
+recording never sit on both sides; ``val_fraction``, seeded; the options and their defaults:
+:class:`~pipelines.learn.options.TrainOptions`). The head learns to tell the timesteps inside
 labeled events from the others: a binary cross-entropy on all training timesteps at once (positives weighted by
 the class ratio), Adam, and early stopping when the validation loss has not improved for ``patience`` epochs
-(the best weights are kept). The event threshold is then the one with the best event F1 on the validation
-recordings (on all of them when those hold no event), chosen as :func:`~pipelines.learn.evaluate.best_threshold`
-does for calibration.
+(the best weights are kept). The event threshold is then chosen on the validation recordings (on all of them when
+those hold no event) by the plateau rule calibration uses (:func:`~pipelines.learn.evaluate.choose_threshold`), but
+with no setting to keep (a new head's scale is its own), the middle of the plateau of good event F1, not its best
+single point; a choice whose plateau reaches an end of the searched thresholds is logged as a warning, with a head
+whose scores crowd near 0 or 1 the best may lie beyond it.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,17 +30,9 @@ from models.heads import INPUTS, Checkpoint, FusionHead, make_head
 from pipelines.config import EventOptions
 from pipelines.learn.evaluate import best_threshold, evaluate, head_scores
 from pipelines.learn.extract import RecordingScores
+from pipelines.learn.options import TrainOptions
 
-
-@dataclass(frozen=True, kw_only=True)
-class TrainOptions:
-    kind: str = "weighted"
-    epochs: int = 2000
-    patience: int = 100
-    lr: float = 0.05
-    val_fraction: float = 0.25
-    seed: int = 0
-    device: str = "auto"
+log = logging.getLogger("streamer")
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,7 @@ class TrainResult:
     best_epoch: int
     train_loss: float
     val_loss: float
+    warnings: tuple[str, ...] = ()  # about the threshold's choice
 
 
 def split(recs: Sequence[RecordingScores], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -82,7 +79,7 @@ def train(
     if not y.any() or y.all():
         raise ValueError("the training recordings need timesteps both inside and outside labeled events")
     torch.manual_seed(options.seed)
-    head: FusionHead = make_head(options.kind).to(device)
+    head: FusionHead = make_head(options.fusion).to(device)
     head.fit_scaling(x)
     positives = float(y.mean())
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor((1 - positives) / positives, device=device))
@@ -113,6 +110,8 @@ def train(
         choice = best_threshold(val_recs, val_scores, events)
     else:  # nothing to find in validation: every threshold would do, choose on all the recordings
         choice = best_threshold(recs, head_scores(head, recs, "cpu"), events)
+    if choice.warning is not None:
+        log.warning("train: %s", choice.warning)
     validation = evaluate(val_recs, val_scores, replace(events, threshold=choice.threshold))
     metrics = {"validation": {k: validation.as_dict()[k] for k in ("events", "timesteps")}, "best_epoch": best_epoch}
     checkpoint = Checkpoint(head, choice.threshold, extraction, metrics)
@@ -124,4 +123,5 @@ def train(
         best_epoch=best_epoch,
         train_loss=train_loss,
         val_loss=best_val,
+        warnings=(choice.warning,) if choice.warning is not None else (),
     )
