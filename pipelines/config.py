@@ -33,7 +33,7 @@ Flags override the file (``--alpha`` sets alpha for every stream). Unknown keys 
 Every setting is declared once, with :func:`streamer.settings.setting`, on the field of the dataclass it feeds
 (here, and :class:`~streamer.options.SourceOptions` and :class:`~streamer.sync.SyncOptions` for the capture
 side); the key tables below and the validation are derived from them here, every command's flags in
-:mod:`pipelines.cli.flags` and ``docs/settings.md`` in :mod:`pipelines.settings_doc`.
+:mod:`pipelines.flags` and ``docs/settings.md`` in :mod:`pipelines.settings_doc`.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from streamer.options import SourceOptions
 from streamer.settings import (
     ANALYZE,
     CLUSTER_ADMIN,
+    IN_PROCESS,
     LEARN,
     SECTIONS,
     Check,
@@ -302,9 +303,10 @@ class AnalyzerConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     duration: float | None = setting(None, section="top", check=number(0, lo_open=True), unit="s", file=False,
-                                     commands=ANALYZE, help="stop each stream after this much media time")  # fmt: skip
+                                     commands=IN_PROCESS,
+                                     help="stop each stream after this much media time")  # fmt: skip
     events_out: Path | None = setting(  # noqa: RUF009 - setting() is dataclasses.field()
-        None, section="top", check=output_file, file=False, commands=ANALYZE, metavar="FILE.jsonl",
+        None, section="top", check=output_file, file=False, commands=IN_PROCESS, metavar="FILE.jsonl",
         help="also append events to this file",
     )  # fmt: skip
     ingest: str = setting(
@@ -314,13 +316,12 @@ class AnalyzerConfig:
     )  # fmt: skip
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     metrics: Address | None = setting(  # noqa: RUF009
-        None, section="top", check=_Endpoint(METRICS_HOST), commands=frozenset({"run", "demo"}),
-        metavar="[HOST]:PORT",
+        None, section="top", check=_Endpoint(METRICS_HOST), commands=IN_PROCESS, metavar="[HOST]:PORT",
         help="serve Prometheus /metrics here, e.g. :9108 (no host: localhost only; 0.0.0.0:9108 for a scraper "
         "elsewhere)",
     )  # fmt: skip
     ui: Address | None = setting(  # noqa: RUF009
-        None, section="top", check=_Endpoint(UI_HOST), commands=frozenset({"run", "demo"}), metavar="[HOST]:PORT",
+        None, section="top", check=_Endpoint(UI_HOST), commands=IN_PROCESS, metavar="[HOST]:PORT",
         help="serve the live web view here, e.g. :8080 (no host: localhost only)",
     )  # fmt: skip
 
@@ -436,7 +437,7 @@ def configure(
     environ: Mapping[str, str] = os.environ,
 ) -> AnalyzerConfig:
     """The configuration from a parsed TOML document (or None) and ``[NAME=]URI`` sources, with flags by
-    section over the file (see :func:`pipelines.cli.flags.flag_values`); raises ConfigError."""
+    section over the file (see :func:`pipelines.flags.flag_values`); raises ConfigError."""
     try:
         return _configure(dict(doc or {}), list(sources), flags or {}, environ)
     except ConfigError:
@@ -581,8 +582,12 @@ def model_values(model: ModelConfig) -> dict[str, Any]:
     return {key: getattr(model, key) for key in section_settings("model")}
 
 
-def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfig) -> StreamConfig:
-    """One stream's settings from checked per-stream values (STREAM_KEYS; absent: the defaults) and the model's."""
+def stream_config(
+    spec: SourceSpec, values: Mapping[str, Any], model: ModelConfig, *, where: str | None = None
+) -> StreamConfig:
+    """One stream's settings from checked per-stream values (STREAM_KEYS; absent: the defaults) and the model's;
+    ``where`` names them in errors (default: the stream)."""
+    where = where or f"stream '{spec.stream_id}'"
     sections = {"stream": values, "model": model_values(model)}
     try:
         sync = SyncOptions(**field_values(SyncOptions, sections))
@@ -591,11 +596,9 @@ def stream_config(spec: SourceSpec, values: Mapping[str, Any], model: ModelConfi
         config = StreamConfig(spec=spec, events=EventOptions(**field_values(EventOptions, sections)), source=source,
                               sync=sync, **field_values(StreamConfig, sections))  # fmt: skip
     except ValueError as exc:
-        raise ConfigError(f"stream '{spec.stream_id}': {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
     if config.alpha + config.beta <= 0:
-        raise ConfigError(
-            f"stream '{spec.stream_id}': alpha and beta: at least one must be > 0 (with both 0, S is always 0)"
-        )
+        raise ConfigError(f"{where}: alpha and beta: at least one must be > 0 (with both 0, S is always 0)")
     return config
 
 

@@ -44,8 +44,9 @@ def settings_markdown() -> str:
         "",
         "The commands' own settings are flags only, not config file keys, and are not listed here: those of "
         "`streamer bench latency`, `capacity` and `throughput` are declared in `pipelines/bench/options.py`, those "
-        "of `streamer calibrate`, `train` and `evaluate` in `pipelines/learn/options.py`; `streamer COMMAND "
-        "--help` lists them with their defaults.",
+        "of `streamer calibrate`, `train` and `evaluate` in `pipelines/learn/options.py`, those of `streamer "
+        "cluster` (the Ray cluster, its workers) in `pipelines/cluster/options.py`; `streamer COMMAND --help` lists "
+        "them with their defaults.",
     ]
     for section in SECTIONS:
         title, intro = _TITLES[section]

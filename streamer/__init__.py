@@ -6,13 +6,32 @@ of source), :mod:`streamer.timeline` (media time), :mod:`streamer.sync` (timeste
 (all of it as one async iterator).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError, DecodeError, SourceError, SourceOpenError, SourceSpecError, StreamerError
 from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
-from .source import Source
 from .spec import SourceKind, SourceSpec, parse_source, redact
-from .stream import Stream
 from .sync import SyncOptions
+
+if TYPE_CHECKING:
+    from .source import Source
+    from .stream import Stream
+
+
+def __getattr__(name: str) -> Any:
+    """``Source`` and ``Stream`` load the decoders (PyAV, OpenCV) only when asked for: ``streamer --help`` and a
+    config check import this package for its options and errors alone."""
+    if name == "Source":
+        from .source import Source
+
+        return Source
+    if name == "Stream":
+        from .stream import Stream
+
+        return Stream
+    raise AttributeError(f"module 'streamer' has no attribute {name!r}")
+
 
 __all__ = [
     "AudioChunk",

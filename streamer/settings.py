@@ -1,14 +1,13 @@
 """Settings declared once, on the field of the frozen dataclass each one feeds.
 
-``threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True), help="...")`` is the
-setting's whole declaration: its default (the field's default), its check, unit, help text, the config file's
-table that holds it (``section``) and the commands whose flag sets it. :mod:`pipelines.config` walks the
-dataclasses' fields to build the config file's key tables and their validation, :mod:`pipelines.cli.flags` every
-command's flags (help with the default and unit), :mod:`pipelines.settings_doc` ``docs/settings.md``; nothing
-else states a setting's default. A command's own settings (``streamer bench``'s, ``train``'s: flags only, never
-config file keys) are declared the same way, in :mod:`pipelines.bench.options` and :mod:`pipelines.learn.options`.
-A field without ``setting()`` metadata (queue sizes, backoff intervals) is internal: not in a config file, not a
-flag.
+``threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True), help="...")`` is the setting's
+whole declaration: its default (the field's default), its check, unit, help text, the config file's table that holds
+it (``section``) and the commands whose flag sets it. :mod:`pipelines.config` walks the dataclasses' fields to build
+the config file's key tables and their validation, :mod:`pipelines.flags` every command's flags (help with the
+default and unit), :mod:`pipelines.settings_doc` ``docs/settings.md``; nothing else states a setting's default. A
+command's own settings (``streamer bench``'s, ``train``'s: flags only, never config file keys) are declared the same
+way, in :mod:`pipelines.bench.options`, :mod:`pipelines.learn.options` and :mod:`pipelines.cluster.options`. A field
+without ``setting()`` metadata (queue sizes, backoff intervals) is internal: not in a config file, not a flag.
 
 Where one value feeds several dataclasses (the hop: the sync's timestep and the source's segment alignment),
 one field carries the setting and the others take :func:`default_of` it, filled from the config when built.
@@ -35,9 +34,12 @@ SECTIONS = ("stream", "model", "device", "mqtt", "homeassistant", "top")  # "top
 _KEY = "streamer.setting"  # where setting() keeps its Setting in a field's metadata
 
 # The commands whose flags set a setting (pipelines.cli.main): those that open sources, those that run the
-# analyzer, the learning commands, and ``cluster status`` / ``cluster stop`` (which find a site by its prefix).
+# analyzer, those that run it in this process (a cluster's workers serve no endpoint, write no events file and run
+# until stopped: ``cluster run`` takes no flag for those), the learning commands, and ``cluster status`` /
+# ``cluster stop`` (which find a site by its prefix).
 CAPTURE = frozenset({"probe", "run", "demo", "cluster run"})
 ANALYZE = frozenset({"run", "demo", "cluster run"})
+IN_PROCESS = frozenset({"run", "demo"})
 LEARN = frozenset({"calibrate", "train", "evaluate"})
 CLUSTER_ADMIN = frozenset({"cluster status", "cluster stop"})
 

@@ -4,12 +4,12 @@ A static textured scene and a low audio noise floor, with scheduled activity of 
 
     synthetic:?events=av@4,a@9,v@14&duration=20
 
-``v``: a bright square (12% of the frame) sweeps across the picture; ``a``: a tone burst; ``av``: both.
-Parameters (all optional): ``events`` (default ``av@4,a@9,v@14``), ``length`` (1 s), ``duration`` (20 s;
-``0`` runs forever), ``fps`` (30), ``width``/``height`` (640x360), ``noise_db`` (audio floor, -50 dBFS),
-``tone_db`` (-10 dBFS), ``tone_hz`` (1000), ``video_noise`` (luma noise std, 1.0), ``seed`` (0),
-``realtime`` (1: paced like a camera; 0: as fast as possible, with backpressure, for tests and benchmarks).
-The same parameters always give the same pictures and samples.
+``v``: a bright square (12% of the frame) sweeps across the picture; ``a``: a tone burst; ``av``: both. Parameters
+(all optional): ``events`` (default ``av@4,a@9,v@14``: the demo's scene, :mod:`.demo_scene`), ``length`` (1 s),
+``duration`` (20 s; ``0`` runs forever), ``fps`` (30), ``width``/``height`` (640x360), ``noise_db`` (audio floor,
+-50 dBFS), ``tone_db`` (-10 dBFS), ``tone_hz`` (1000), ``video_noise`` (luma noise std, 1.0), ``seed`` (0),
+``realtime`` (1: paced like a camera; 0: as fast as possible, with backpressure, for tests and benchmarks). The same
+parameters always give the same pictures and samples.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .audio import AudioConverter
+from .demo_scene import DEMO_DURATION_S, DEMO_EVENTS
 from .errors import SourceSpecError
 from .media import AudioInfo, LumaImage, Samples, StreamInfo, VideoFrame, VideoInfo
 from .worker import Pacer, WorkerContext
@@ -76,7 +77,7 @@ class SyntheticParams:
             raise SourceSpecError(stream_id, f"synthetic: unknown parameter(s) {', '.join(sorted(unknown))}")
         length = number("length", 1.0, 0.01, 3600)
         events = []
-        for item in filter(None, params.get("events", "av@4,a@9,v@14").split(",")):
+        for item in filter(None, params.get("events", DEMO_EVENTS).split(",")):
             kind, _, at = item.partition("@")
             try:
                 start = float(at)
@@ -89,7 +90,7 @@ class SyntheticParams:
             events.append(Burst(kind, start, length))
         return cls(
             events=tuple(events),
-            duration=number("duration", 20.0, 0, 1e7),
+            duration=number("duration", DEMO_DURATION_S, 0, 1e7),
             fps=number("fps", 30.0, 1, 240),
             width=int(number("width", 640, 16, 7680)),
             height=int(number("height", 360, 16, 4320)),

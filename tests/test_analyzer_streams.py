@@ -110,3 +110,33 @@ async def test_a_stream_removed_during_an_event_publishes_its_end_and_snapshot(i
         assert await until(lambda: "cam" not in analyzer.streams, 30)
     analyzer.stop()
     await asyncio.wait_for(run, 30)
+
+
+async def test_a_stream_cannot_be_added_once_the_run_ended() -> None:
+    """Before the fix the closed run's task group was kept, and the stream got as far as the model, which failed
+    with "the model runner is closed" (a stream already past the model would have met the closed task group)."""
+    config = build_config(mqtt_flags={"url": "none"}, sources=[f"first={SOURCE.format(d=1)}"])
+    analyzer = Analyzer(config)
+    summary = await asyncio.wait_for(analyzer.run(), 60)
+    assert summary.timesteps > 0
+    with pytest.raises(RuntimeError, match=r"^cannot add stream 'late': the analyzer is not running"):
+        await analyzer.add_stream(stream("late"))  # type: ignore[arg-type]
+    assert list(analyzer.streams) == ["first"]
+
+
+async def test_two_adds_of_one_stream_at_once_give_one_stream_and_a_clear_error() -> None:
+    """Both calls passed the check for a known id before the first awaited the model: the second then failed in
+    the model's thread ("already has a slot in the model") instead of with the analyzer's own one-line error."""
+    from dataclasses import replace
+
+    base = build_config(mqtt_flags={"url": "none"}, sources=[f"twice={SOURCE.format(d=3)}"])
+    analyzer = Analyzer(replace(base, streams=()), serve=True)
+    run = asyncio.create_task(analyzer.run())
+    sc = base.streams[0]
+    first, second = await asyncio.gather(analyzer.add_stream(sc), analyzer.add_stream(sc), return_exceptions=True)
+    assert first is None
+    assert isinstance(second, ValueError) and str(second) == "stream 'twice' is already analyzed"
+    assert list(analyzer.streams) == ["twice"] and list(analyzer.runner._slots) == ["twice"]
+    analyzer.stop()
+    summary = await asyncio.wait_for(run, 30)
+    assert summary.failed == ()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 
 from pipelines.bench.options import OPTIONS, SETTINGS, CapacityOptions, LatencyOptions, ThroughputOptions, described
-from pipelines.cli.flags import values_from
 from pipelines.cli.main import build_parser, parse_args
 from pipelines.config import SETTINGS as SCHEMA_SETTINGS
 from pipelines.config import EventOptions, ModelConfig
+from pipelines.flags import values_from
 from pipelines.settings_doc import settings_markdown
 from streamer.options import SourceOptions
 from streamer.settings import setting_of

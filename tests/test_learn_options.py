@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.cli.flags import values_from
 from pipelines.cli.main import build_parser, parse_args
 from pipelines.config import SETTINGS as SCHEMA_SETTINGS
+from pipelines.flags import values_from
 from pipelines.learn.options import FUSIONS, LearnOptions, TrainOptions
 from pipelines.settings_doc import settings_markdown
 from streamer.settings import LEARN, settings_of

@@ -96,10 +96,9 @@ def test_a_reconnect_is_an_online_source_lost_not_each_retry() -> None:
     from types import SimpleNamespace
 
     from pipelines.outputs.metrics import Metrics
-    from pipelines.stages.stats import PipelineStats
     from streamer.media import SourceState as S
 
-    metrics = Metrics(SimpleNamespace(stats=PipelineStats(device="cpu")))  # type: ignore[arg-type]
+    metrics = Metrics(SimpleNamespace(stream_counts=dict))  # type: ignore[arg-type]
     for state in (S.ONLINE, S.RECONNECTING, S.RECONNECTING, S.OFFLINE, S.ONLINE, S.RECONNECTING, S.ONLINE):
         metrics.state("cam", state)
     metrics.state("door", S.RECONNECTING)  # never online yet: a camera that is not there

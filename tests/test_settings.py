@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from pipelines.bench.options import OPTIONS as BENCH_OPTIONS
-from pipelines.cli.flags import flag_help, flag_settings, flag_values, values_from
 from pipelines.cli.main import build_parser, parse_args
+from pipelines.cluster.options import ClusterOptions
 from pipelines.config import SCHEMA, SETTINGS, ModelConfig, build_config, configure, load_model, section_settings
+from pipelines.flags import flag_help, flag_settings, flag_values, values_from
 from pipelines.learn.options import LearnOptions, TrainOptions
 from pipelines.settings_doc import settings_markdown
 from streamer.errors import ConfigError
@@ -36,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 PACKAGES = ("streamer", "pipelines", "models")
 
-# The commands' own settings, flags only (never config file keys): the benchmarks' and the learning commands'
-COMMAND_OPTIONS: tuple[type, ...] = (*BENCH_OPTIONS, LearnOptions, TrainOptions)
+# The commands' own settings, flags only (never config file keys): the benchmarks', the learning commands' and
+# the cluster's
+COMMAND_OPTIONS: tuple[type, ...] = (*BENCH_OPTIONS, LearnOptions, TrainOptions, ClusterOptions)
 COMMAND_SETTINGS: tuple[Setting, ...] = tuple(s for cls in COMMAND_OPTIONS for s in settings_of(cls))
 POSITIONAL = {"calibrate": ["data"], "train": ["data"], "evaluate": ["data"]}  # what a command needs besides flags
 
@@ -108,12 +110,12 @@ def test_every_flag_says_the_default_the_program_uses() -> None:
 @pytest.mark.parametrize("cls", COMMAND_OPTIONS, ids=lambda cls: cls.__name__)
 def test_a_commands_own_flag_given_the_default_it_states_gives_that_default(cls: type) -> None:
     """The word a flag's help states as its default reads back as the dataclass's default; a flag not given
-    gives nothing, so the dataclass's default applies."""
+    gives nothing, so the dataclass's default applies (a switch, such as --detach, states none: it turns on)."""
     for s in settings_of(cls):
         for command in s.commands:
             bare = [*command.split(), *POSITIONAL.get(command, [])]
             assert values_from(parse_args(build_parser(), bare), cls) == {}, command
-            if s.default is not None and s.default_value is not None:
+            if s.default is not None and s.default_value is not None and s.check.flag_kind != "switch":
                 args = parse_args(build_parser(), [*bare, str(s.option), s.default_value])
                 assert values_from(args, cls) == {s.name: s.default}, (command, s.option)
 
@@ -159,14 +161,15 @@ def test_a_commands_own_flag_is_checked_as_it_is_read(
     assert err.strip().splitlines()[-1] == f"streamer {command}: error: {error}"
 
 
-HEAVY = ("torch", "av", "matplotlib", "aiomqtt")
+HEAVY = ("torch", "av", "cv2", "matplotlib", "aiomqtt", "ray")  # the decoders, the model, the plots, MQTT, Ray
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"], ["bench", "latency", "--help"],
                                   ["bench", "capacity", "--help"], ["bench", "throughput", "--help"],
                                   ["train", "--help"], ["evaluate", "--help"]])  # fmt: skip
 def test_help_builds_every_flag_without_heavy_imports(argv: list[str]) -> None:
-    """``streamer ... --help`` makes its flags from the declarations without torch, av, matplotlib or aiomqtt."""
+    """``streamer ... --help`` makes its flags from the declarations without the decoders, torch, matplotlib, aiomqtt
+    or Ray."""
     code = (
         "import sys, pipelines.cli.main as m\n"
         f"try:\n    m.main({argv!r})\nexcept SystemExit:\n    pass\n"
@@ -205,20 +208,28 @@ def test_flags_and_the_config_file_take_the_same_words(tmp_path: Path) -> None:
         assert (stream.source.fast_decode, stream.source.low_latency) == (value, value), word
 
 
+IN_PROCESS_ONLY = ("--ui", "--metrics", "--events-out", "--duration")  # a cluster's workers use none of them
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--ui", ":8080"), ("--metrics", ":9108"),
+                                             ("--events-out", "events.jsonl"), ("--duration", "5")])  # fmt: skip
 def test_help_lists_only_sources_that_work_and_cluster_run_takes_no_web_flags(
-    capsys: pytest.CaptureFixture[str],
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """srt:// is not in this FFmpeg (README); cluster run used to accept --ui and --metrics and ignore them."""
+    """srt:// is not in this FFmpeg (README); cluster run used to accept --ui and --metrics and ignore them, and
+    --events-out (its workers write no events file) and --duration (refused once parsed): the flags a cluster's
+    workers do not honour are not among its flags."""
     commands = dict(subparsers(build_parser()))
     for command in ("run", "cluster run", "probe", "demo"):
         assert "srt://" not in commands[command].format_help()
-    assert {"--ui", "--metrics"} <= set(options_of(commands["run"]))
-    assert not {"--ui", "--metrics"} & set(options_of(commands["cluster run"]))
+    for command in ("run", "demo"):
+        assert set(IN_PROCESS_ONLY) <= set(options_of(commands[command])), command
+    assert not set(IN_PROCESS_ONLY) & set(options_of(commands["cluster run"]))
     with pytest.raises(SystemExit) as info:
-        parse_args(build_parser(), ["cluster", "run", "a.mp4", "--ui", ":8080"])
+        parse_args(build_parser(), ["cluster", "run", "a.mp4", flag, value])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: streamer cluster run") and "unrecognized arguments: --ui" in err
+    assert err.startswith("usage: streamer cluster run") and f"unrecognized arguments: {flag}" in err
 
 
 def test_a_mistyped_flag_shows_the_usage_of_its_command() -> None:
@@ -293,7 +304,9 @@ def test_a_flag_value_is_checked_as_the_config_files_naming_the_flag() -> None:
 # -- no default written twice -----------------------------------------------------------------------------------
 #
 # What the check finds, in the .py files of streamer/, pipelines/ and models/ (not tests or benchmarks, which
-# may spell out the values they test), for every setting whose default is not trivial (None, a boolean, 0, 1):
+# may spell out the values they test), for every setting whose default is not trivial (None, a boolean, 0, 1; a
+# number counts even when it is 0 or 1 for a setting named in several words, such as workers_per_node: a name that
+# specific ties even a common value to it):
 # a literal equal to the setting's default (in the field's unit or the config file's: 0.1 or 100 for the hop)
 # * as the default of a function parameter, a dataclass field or a module constant named like the setting
 #   (its field name or key, without a unit suffix: hop, hop_ms, HOP_S; context, context_ms; prefix);
@@ -329,8 +342,14 @@ def trivial(value: Any) -> bool:
 
 
 def values_of(s: Setting) -> list[Any]:
-    values = [s.default, s.config_default]
-    return [v for v in values if not trivial(v) and not (isinstance(v, str) and not v) and not hasattr(v, "keys")]
+    specific = "_" in s.name  # workers_per_node = 1 is its default restated; seed = 0 may be any seed
+
+    def counts(v: Any) -> bool:
+        if trivial(v):
+            return specific and isinstance(v, int | float) and not isinstance(v, bool)
+        return not (isinstance(v, str) and not v) and not hasattr(v, "keys")
+
+    return [v for v in (s.default, s.config_default) if counts(v)]
 
 
 def same(a: Any, b: Any) -> bool:
@@ -402,7 +421,7 @@ class Finder(ast.NodeVisitor):
     def matches(self, name: str, node: ast.AST | None) -> Setting | None:
         """The setting named ``name`` whose default ``node`` (a literal) is, if any."""
         value = literal(node)
-        if value is None or trivial(value):
+        if value is None or isinstance(value, bool):  # a trivial number matches only a setting that counts it
             return None
         for n in normalized(name):
             for s, v in self.by_name.get(n, ()):
@@ -539,8 +558,10 @@ def test_the_restatement_check_finds_what_it_looks_for(tmp_path: Path) -> None:
 # (pipelines/learn/options.py) in every package. The benchmarks' (pipelines/bench/options.py) where their command
 # is read (pipelines/cli) and in their own benchmark's modules: their names mean other things elsewhere (the
 # synthetic source's fps, the throughput clip's 720p30). The impulse server is no such module: a program of its own
-# under Debian's python3, importing nothing of the project, whose flags the benchmark always gives. The analyzer's
-# settings a benchmark takes (hop, device, threshold...) are the schema's, checked above.
+# under Debian's python3, importing nothing of the project, whose flags the benchmark always gives. The cluster's
+# (pipelines/cluster/options.py) where its command is read and in pipelines/cluster: an address or an interval
+# means other things elsewhere. The analyzer's settings a benchmark takes (hop, device, threshold...) are the
+# schema's, checked above.
 _LIVE_BENCH = ("pipelines/cli", "pipelines/bench/latency.py", "pipelines/bench/capacity.py",
                "pipelines/bench/decode_client.py")  # fmt: skip
 COMMAND_SCOPES: dict[str, tuple[str, ...]] = {
@@ -549,6 +570,7 @@ COMMAND_SCOPES: dict[str, tuple[str, ...]] = {
     "ThroughputOptions": ("pipelines/cli", "pipelines/bench/throughput.py"),
     "LearnOptions": PACKAGES,
     "TrainOptions": PACKAGES,
+    "ClusterOptions": ("pipelines/cli", "pipelines/cluster"),
 }
 
 
@@ -563,7 +585,9 @@ def test_no_command_default_is_written_twice() -> None:
     """On bf1735c this found 51 lines for the benchmarks: every bench flag's argparse default and "(default X)"
     help in pipelines/cli.py and throughput's own main(), and LatencyOptions', CapacityOptions' and
     run_throughput's own defaults; and for the learning commands ``train``'s flags (``--epochs 2000``, ``--lr
-    0.05``, ...), ``--parallel 4`` and ``extract(parallel=4)``."""
+    0.05``, ...), ``--parallel 4`` and ``extract(parallel=4)``; and at f567bd9 13 lines for the cluster: the flags of
+    ``cluster run``, ``status`` and ``stop`` in pipelines/cli/main.py, ClusterDriver's fields and StreamWorker's
+    ``checkpoint_s``."""
     assert set(COMMAND_SCOPES) == {cls.__name__ for cls in COMMAND_OPTIONS}
     found = command_restatements(ROOT)
     assert not found, "command defaults restated outside their options module:\n" + "\n".join(map(str, found))
@@ -623,6 +647,40 @@ def test_the_check_finds_each_learning_default_as_it_was_written(tmp_path: Path,
 def test_the_learning_check_leaves_other_values_alone(tmp_path: Path) -> None:
     """Another value under the same name, or the seed's 0 (too common a value to tie to a setting)."""
     assert not learning_restatements_in(tmp_path, "epochs = 20\nseed = 0\nf(lr=0.1, parallel=8)\n")
+
+
+# What pipelines/cli/main.py, cluster/driver.py and cluster/worker.py held before ClusterOptions, each a restatement
+OLD_CLUSTER = [
+    "run.add_argument('--workers-per-node', type=int, default=1, metavar='N', help='analyzer workers per node')",
+    "run.add_argument('--workers-per-node', type=int, metavar='N', help='analyzer workers per node (1)')",
+    "run.add_argument('--worker-cpus', type=float, default=1.0, metavar='C', help='CPUs Ray reserves per worker')",
+    "run.add_argument('--worker-cpus', type=float, metavar='C', help='CPUs Ray reserves per worker (1)')",
+    "run.add_argument('--checkpoint-s', type=float, default=5.0, metavar='S')",
+    "run.add_argument('--checkpoint-s', type=float, metavar='S', help='seconds between checkpoints (5)')",
+    "action.add_argument('--address', default='auto', help='the Ray cluster')",
+    "class ClusterDriver:\n    workers_per_node: int = 1",
+    "class ClusterDriver:\n    worker_cpus: float = 1.0",
+    "class ClusterDriver:\n    checkpoint_s: float = 5.0",
+    "def __init__(self, worker_id: str, namespace: str, base: bytes, checkpoint_s: float = 5.0) -> None: ...",
+]
+
+
+def cluster_restatements_in(tmp_path: Path, source: str) -> list[str]:
+    (tmp_path / "pipelines" / "cluster").mkdir(parents=True)
+    (tmp_path / "pipelines" / "cluster" / "old.py").write_text(source + "\n")
+    return [r.what for r in command_restatements(tmp_path, (ClusterOptions,))]
+
+
+@pytest.mark.parametrize("source", OLD_CLUSTER)
+def test_the_check_finds_each_cluster_default_as_it_was_written(tmp_path: Path, source: str) -> None:
+    """The flags of ``cluster run`` and ``status`` were written by hand in pipelines/cli/main.py, their defaults
+    again in ClusterDriver's fields and StreamWorker's parameters: each of those lines is found."""
+    assert len(cluster_restatements_in(tmp_path, source)) == 1, source
+
+
+def test_the_cluster_check_leaves_other_values_alone(tmp_path: Path) -> None:
+    """Another value under the same name, and the common values of a setting named in one word."""
+    assert not cluster_restatements_in(tmp_path, "workers_per_node = 2\nf(worker_cpus=0.5)\nlocal = 1\n")
 
 
 def test_every_schema_class_declares_settings() -> None:

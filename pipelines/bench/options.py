@@ -1,6 +1,6 @@
 """The benchmark commands' settings, each declared once, here: ``streamer bench latency``, ``capacity`` and
 ``throughput`` take their flags, the flags' help and the defaults from these dataclasses
-(:func:`pipelines.cli.flags.add_setting_flags`, read back with :func:`~pipelines.cli.flags.values_from`).
+(:func:`pipelines.flags.add_setting_flags`, read back with :func:`~pipelines.flags.values_from`).
 
 A field with :func:`~streamer.settings.setting` metadata is a flag of its command (never a config file key: the
 benchmarks are not in :data:`pipelines.config.SCHEMA`, so ``docs/settings.md`` leaves them out); a plain field

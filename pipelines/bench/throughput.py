@@ -43,7 +43,7 @@ import av
 import numpy as np
 
 from pipelines.bench.options import ThroughputOptions
-from pipelines.cli.flags import add_setting_flags, values_from
+from pipelines.flags import add_setting_flags, values_from
 from streamer.settings import default_of
 from streamer.sync import SyncOptions
 

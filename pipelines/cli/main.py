@@ -17,20 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.bench.options import CapacityOptions, LatencyOptions, ThroughputOptions
-from pipelines.cli.flags import add_arguments, add_setting_flags, analyzer_config, flag_values, values_from
+from pipelines.cluster.options import EXCLUSIVE, ClusterOptions
 from pipelines.config import DEFAULT_MQTT_URL, configure
+from pipelines.flags import add_arguments, add_setting_flags, analyzer_config, flag_values, values_from
 from pipelines.learn.options import LearnOptions, TrainOptions
+from streamer.demo_scene import DEMO_SOURCE
 from streamer.errors import EXIT_OK, ConfigError, StreamerError
 from streamer.media import StateChange
-from streamer.settings import output_file
+from streamer.settings import output_file, settings_of
 
 log = logging.getLogger("streamer")
 
 SOURCE_HELP = (
     "[NAME=]URI: a file (mp4, mkv, ts, webm, ...), rtsp:// rtsps:// rtmp:// http(s):// udp:// URL, "
-    "camera:N or /dev/videoN (?audio=alsa:hw:1,0), or synthetic:?events=av@4,a@9,v@14&duration=20"
+    f"camera:N or /dev/videoN (?audio=alsa:hw:1,0), or {DEMO_SOURCE}"
 )
-DEMO_SOURCE = "synthetic:?events=av@4,a@9,v@14&duration=20"
 OUTPUTS = ("json", "plot", "out")  # flags naming a file a command writes (when a Path): checked before any work
 
 
@@ -155,23 +156,15 @@ def add_cluster_parsers(commands: Any) -> None:
     run = _leaf(actions.add_parser("run", help=placed))
     run.add_argument("sources", nargs="*", metavar="SOURCE", help=SOURCE_HELP)
     run.add_argument("--config", type=Path, help="TOML file (re-read when it changes: streams added or removed)")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--address", default=None,
-                       help="the Ray cluster: auto (the local one started by `ray start`; default), HOST:PORT, "
-                       "or ray://HOST:10001")  # fmt: skip
-    where.add_argument("--local", type=int, metavar="N", help="start a Ray on this machine with N workers")
-    run.add_argument("--workers-per-node", type=int, default=1, metavar="N", help="analyzer workers per node (1)")
-    run.add_argument("--worker-cpus", type=float, default=1.0, metavar="C",
-                     help="CPUs Ray reserves per worker (1); also its weight in placement")  # fmt: skip
-    run.add_argument("--detach", action="store_true", help="exit once the streams are placed; workers go on")
-    run.add_argument("--checkpoint-s", type=_positive, default=5.0, metavar="S",
-                     help="seconds between the workers' checkpoints of each stream's model state (5)")  # fmt: skip
+    own = settings_of(ClusterOptions)
+    add_setting_flags(run.add_mutually_exclusive_group(), [s for s in own if s.name in EXCLUSIVE], "cluster run")
+    add_setting_flags(run, [s for s in own if s.name not in EXCLUSIVE], "cluster run")
     add_arguments(run, "cluster run")
     for name, text in (("status", "the workers, their streams and load"), ("stop", "stop every worker")):
         action = _leaf(actions.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]} of the site "
                                           "that `cluster run` placed with the same config file (its MQTT prefix "
                                           "names the site)."))  # fmt: skip
-        action.add_argument("--address", default="auto", help="the Ray cluster (default auto)")
+        add_setting_flags(action, ClusterOptions, f"cluster {name}")
         action.add_argument("--config", type=Path, help="the TOML file given to `cluster run` (its [mqtt] table)")
         add_arguments(action, f"cluster {name}")
         if name == "status":

@@ -36,7 +36,7 @@ class Terminal:
         c = self.config
         target = f"{c.mqtt.display_url} (prefix {c.mqtt.prefix})" if c.mqtt.url else "no broker"
         extra = f", events also to {c.events_out}" if c.events_out else ""
-        device = analyzer.runner.device_name
+        device = analyzer.device_name
         self._line(f"streamer: analyzing {len(c.streams)} stream(s) on {device}; events to {target}{extra}")
 
     def event(self, event: Event) -> None:

@@ -16,7 +16,9 @@ import sys
 from typing import Any
 
 from pipelines.cluster.driver import ClusterDriver, find_workers, namespace_for, site_namespaces, stop_workers
-from pipelines.config import MqttConfig
+from pipelines.cluster.options import ClusterOptions
+from pipelines.config import MqttConfig, mqtt_settings
+from pipelines.flags import analyzer_config, flag_values, values_from
 from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_OK, ConfigError
 
@@ -39,7 +41,7 @@ class _RayAuthNotice(logging.Filter):
         return False
 
 
-def _connect(address: str | None, namespace: str, local: int | None = None) -> None:
+def _connect(address: str, namespace: str, local: int | None = None) -> None:
     try:
         import ray
     except ImportError:
@@ -52,28 +54,26 @@ def _connect(address: str | None, namespace: str, local: int | None = None) -> N
         ray.init(include_dashboard=False, **options)
         return
     try:
-        ray.init(address=address or "auto", **options)
+        ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}") from None
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 def site_mqtt(args: argparse.Namespace) -> MqttConfig:
     """The site's broker settings as ``cluster run`` reads them: ``--config``'s ``[mqtt]``, the flags over it."""
-    from pipelines.cli.flags import flag_values
-    from pipelines.config import mqtt_settings
-
     return mqtt_settings(getattr(args, "config", None), flag_values(args, f"cluster {args.cluster}")["mqtt"])
 
 
 async def cluster_command(args: argparse.Namespace) -> int:
+    options = ClusterOptions(**values_from(args, ClusterOptions))
     if args.cluster == "run":
-        return await _run(args)
+        return await _run(args, options)
     mqtt = site_mqtt(args)
     namespace = namespace_for(mqtt.prefix)
-    _connect(args.address, namespace)
+    _connect(options.address, namespace)
     workers = find_workers(namespace)
     if not workers:
-        print(_no_workers(args, mqtt.prefix, namespace), file=sys.stderr)
+        print(_no_workers(args, options.address, mqtt.prefix, namespace), file=sys.stderr)
     if args.cluster == "stop":
         await stop_workers(workers)
         print(f"stopped {len(workers)} worker(s) of prefix '{mqtt.prefix}'")
@@ -102,11 +102,11 @@ async def cluster_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _no_workers(args: argparse.Namespace, prefix: str, namespace: str) -> str:
+def _no_workers(args: argparse.Namespace, address: str, prefix: str, namespace: str) -> str:
     """Why the table is empty, most often: the prefix is not the site's."""
     config = getattr(args, "config", None)
     said = "--prefix" if getattr(args, "prefix", None) else f"--config {config}" if config else "the default"
-    where = f"the Ray cluster at {args.address}"
+    where = f"the Ray cluster at {address}"
     text = f"no workers under prefix '{prefix}' ({said}; Ray namespace {namespace}) on {where}"
     ask = "is the prefix right? (--config FILE / --prefix)"
     others = sorted(site_namespaces() - {namespace})
@@ -133,20 +133,12 @@ async def _mark_offline(mqtt: MqttConfig) -> None:
         log.warning("the site's status not set offline on %s: %s", mqtt.display_url, exc or type(exc).__name__)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    from pipelines.cli.flags import analyzer_config
-
+async def _run(args: argparse.Namespace, options: ClusterOptions) -> int:
     config = analyzer_config(args, args.sources, args.config)
-    if config.duration is not None:
-        raise ConfigError("--duration: not for a cluster (its workers serve until stopped)")
     namespace = namespace_for(config.mqtt.prefix)
-    _connect(args.address, namespace, args.local)
-    driver = ClusterDriver(
-        config, namespace, workers_per_node=args.local or args.workers_per_node, worker_cpus=args.worker_cpus,
-        checkpoint_s=args.checkpoint_s,
-        watch=args.config, reload=(lambda: analyzer_config(args, args.sources, args.config)) if args.config else None,
-        detach=args.detach and args.local is None,
-    )  # fmt: skip
+    _connect(options.address, namespace, options.local)
+    reload = (lambda: analyzer_config(args, args.sources, args.config)) if args.config else None
+    driver = ClusterDriver(config, namespace, options, watch=args.config, reload=reload)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, driver.stop)

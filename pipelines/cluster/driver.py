@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.cluster.options import ClusterOptions
 from pipelines.cluster.placement import WorkerSlot, place, stream_cost
 from pipelines.config import AnalyzerConfig, StreamConfig
 from pipelines.stages.mqtt import Publisher
@@ -56,11 +57,13 @@ MOVES_KEPT = 20
 UNUSED_BY_WORKERS = frozenset({"metrics", "ui", "duration", "events_out"})
 # Where a setting lives in the config file, where that differs from the dataclass it feeds.
 FILE_NAMES = {"model.device": "device.type", "model.autocast": "device.autocast"}
+NAMESPACE_PREFIX = "streamer-"  # a site's Ray namespace: this and its MQTT prefix
+WORKER_PREFIX = "w-"  # a worker's actor name: this, its node, its index on the node
 
 
 def namespace_for(prefix: str) -> str:
     """The Ray namespace of a site: one per MQTT prefix, so two sites can share a Ray cluster."""
-    return "streamer-" + prefix.replace("/", "-")
+    return NAMESPACE_PREFIX + prefix.replace("/", "-")
 
 
 @dataclass
@@ -80,13 +83,10 @@ class WorkerRef:
 class ClusterDriver:
     config: AnalyzerConfig
     namespace: str
-    workers_per_node: int = 1
-    worker_cpus: float = 1.0
+    options: ClusterOptions = field(default_factory=ClusterOptions)  # the workers' layout; detach
     interval: float = 1.0
-    checkpoint_s: float = 5.0
     watch: Path | None = None  # the config file, re-read when it changes
     reload: Callable[[], AnalyzerConfig] | None = None
-    detach: bool = False  # exit once the streams are placed, leaving the workers running
     workers: dict[str, WorkerRef] = field(default_factory=dict)
     placement: dict[str, str] = field(default_factory=dict)  # stream -> worker
     moves: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MOVES_KEPT))  # the recent ones
@@ -121,12 +121,12 @@ class ClusterDriver:
                     log.error("error: no worker can analyze the streams (each one's cause above); stopping")
                     code = next(iter(self.workers.values())).exit_code
                     break
-                if self.detach and self._settled():
+                if self.options.detached and self._settled():
                     log.info("streams placed; the workers go on without this driver")
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.interval)
-            if (self._stop.is_set() and not self.detach) or code != EXIT_OK:
+            if (self._stop.is_set() and not self.options.detached) or code != EXIT_OK:
                 await stop_workers(list(self.workers.values()))
                 self._queue(topics.cluster, b"", retain=True)
                 self._queue(topics.status, b"offline", retain=True)
@@ -175,10 +175,10 @@ class ClusterDriver:
         nodes = {n["NodeID"]: n for n in await asyncio.to_thread(ray.nodes) if n.get("Alive")}
         for node_id, node in nodes.items():
             gpus = float(node.get("Resources", {}).get("GPU", 0))
-            for i in range(self.workers_per_node):
-                name = f"w-{node_id[:8]}-{i}"
+            for i in range(self.options.workers_each_node):
+                name = f"{WORKER_PREFIX}{node_id[:8]}-{i}"
                 if name not in self.workers:
-                    capacity = self.worker_cpus * (GPU_WEIGHT if gpus else 1.0)
+                    capacity = self.options.worker_cpus * (GPU_WEIGHT if gpus else 1.0)
                     self.workers[name] = WorkerRef(name, node_id, self._start_worker(name, node_id, gpus), capacity)
         lost = [w for w in self.workers.values() if w.node not in nodes]
         for w in lost:
@@ -210,9 +210,9 @@ class ClusterDriver:
         actor = ray.remote(StreamWorker)
         return actor.options(
             name=name, namespace=self.namespace, lifetime="detached", get_if_exists=True, max_restarts=-1,
-            num_cpus=self.worker_cpus, num_gpus=1 if gpus else 0,
+            num_cpus=self.options.worker_cpus, num_gpus=1 if gpus else 0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        ).remote(name, self.namespace, self._base, self.checkpoint_s)  # fmt: skip
+        ).remote(name, self.namespace, self._base, self.options)  # fmt: skip
 
     async def _poll(self, w: WorkerRef) -> None:
         if w.state == "failed":
@@ -376,5 +376,7 @@ def _named_workers() -> list[dict[str, Any]]:
 
     entries: list[dict[str, Any]] = ray.util.list_named_actors(all_namespaces=True)
     return [
-        e for e in entries if str(e.get("name", "")).startswith("w-") and e.get("namespace", "").startswith("streamer-")
+        e
+        for e in entries
+        if str(e.get("name", "")).startswith(WORKER_PREFIX) and e.get("namespace", "").startswith(NAMESPACE_PREFIX)
     ]

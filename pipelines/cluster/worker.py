@@ -19,12 +19,13 @@ import logging
 import os
 import pickle
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, TypeVar
 
 from pipelines.analyzer import Analyzer
+from pipelines.cluster.options import ClusterOptions
 from pipelines.cluster.store import Store
 from pipelines.config import AnalyzerConfig, StreamConfig
 from streamer.errors import EXIT_FAILURE, StreamerError
@@ -40,65 +41,107 @@ CALL_TIMEOUT = 60.0
 START_TIMEOUT = 120.0
 
 
+class AnalyzerThread:
+    """An analyzer built and then served on a thread of its own, with its own asyncio loop; ``failure`` says in one
+    line why it cannot analyze, when that is so.
+
+    Whether it started is decided in one place, :meth:`_settle`, under a lock, by whichever comes first: the end
+    of its build (the analyzer, or why it could not be built) or the end of :meth:`start`'s wait. The other finds
+    it decided: an analyzer built after the wait gave up is closed unserved (the driver has been told this worker
+    failed); a wait that gives up as the build ends leaves the analyzer serving.
+    """
+
+    def __init__(
+        self, name: str, build: Callable[[], Analyzer], serve: Callable[[Analyzer], Coroutine[Any, Any, Any]]
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.analyzer: Analyzer | None = None  # once it started
+        self.failure: str | None = None  # why it cannot analyze, one line
+        self.failure_code = EXIT_FAILURE
+        self._build, self._serve = build, serve
+        self._lock = threading.Lock()
+        self._built = threading.Event()  # the build ended and its outcome is settled
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self, timeout: float) -> bool:
+        """Build the analyzer and serve it: True once it serves; False (``failure`` says why) when it cannot be
+        built or is not built within ``timeout`` seconds."""
+        self.thread.start()
+        if not self._built.wait(timeout):
+            self._settle(None, f"its analyzer did not start within {timeout:.0f} s")
+        return self.analyzer is not None and self.failure is None
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        built: Analyzer | None = None
+        try:
+            built = self._build()
+        except Exception as exc:
+            self._settle(None, f"cannot start its analyzer: {one_line(exc)}", exc)
+        kept = built is not None and self._settle(built)
+        self._built.set()
+        if built is None:
+            return
+        if not kept:  # built after the wait gave up
+            built.runner.close()
+            return
+        try:
+            self.loop.run_until_complete(self._serve(built))
+        except Exception as exc:
+            self.fail(f"its analyzer stopped: {one_line(exc)}", exc)
+
+    def _settle(self, analyzer: Analyzer | None, reason: str = "", exc: BaseException | None = None) -> bool:
+        """Whether it started: ``analyzer`` (built) or ``reason`` (not), unless that is decided already; True
+        when this call decided it."""
+        with self._lock:
+            first = self.analyzer is None and self.failure is None
+            if first and analyzer is not None:
+                self.analyzer = analyzer
+            elif first:
+                self.failure, self.failure_code = reason, getattr(exc, "exit_code", EXIT_FAILURE)
+        if analyzer is None and (first or exc is not None):
+            log.error("%s", reason, exc_info=exc)  # the worker's own log (on its node) keeps the traceback
+        return first
+
+    def fail(self, reason: str, exc: BaseException | None = None) -> None:
+        """It can no longer analyze (the first reason stays)."""
+        with self._lock:
+            if self.failure is None:
+                self.failure, self.failure_code = reason, getattr(exc, "exit_code", EXIT_FAILURE)
+        log.error("%s", reason, exc_info=exc)
+
+
 class StreamWorker:
-    def __init__(self, worker_id: str, namespace: str, base: bytes, checkpoint_s: float = 5.0) -> None:
+    def __init__(self, worker_id: str, namespace: str, base: bytes, options: ClusterOptions) -> None:
         import ray
 
         logging.basicConfig(level=logging.INFO, format=f"streamer[{worker_id}]: %(message)s")
         self.id = worker_id
         self.node = ray.get_runtime_context().get_node_id()
         self.store = Store(namespace)
-        self.checkpoint_s = checkpoint_s
+        self.options = options
         config: AnalyzerConfig = pickle.loads(base)
         mqtt = config.mqtt
         if mqtt.client_id:
             mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-{worker_id}")
         # one endpoint per site, not per worker: the workers serve no /metrics and no web view
         self.config = replace(config, streams=(), mqtt=mqtt, duration=None, events_out=None, metrics=None, ui=None)
-        self.loop = asyncio.new_event_loop()
-        self.analyzer: Analyzer | None = None
-        self.failure: str | None = None  # why this worker cannot analyze, one line (status() reports it)
-        self.failure_code = EXIT_FAILURE
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, args=(ready,), name=f"analyzer-{worker_id}", daemon=True)
-        self.thread.start()
-        if not ready.wait(START_TIMEOUT):
-            self._fail(f"its analyzer did not start within {START_TIMEOUT:.0f} s")
-        if self.failed:
+
+        def build() -> Analyzer:
+            return Analyzer(self.config, serve=True, presence=f"cluster/workers/{worker_id}")
+
+        self.serving = AnalyzerThread(f"analyzer-{worker_id}", build, self._serve)
+        if not self.serving.start(START_TIMEOUT):
             return
         held = self.store.assignment(worker_id)
         if held:
             log.info("resuming %d stream(s): %s", len(held), ", ".join(sc.stream_id for sc in held))
             self.assign(held)
 
-    # -- the analyzer's thread ---------------------------------------------------------------------------
-
-    def _main(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.analyzer = analyzer = Analyzer(self.config, serve=True, presence=f"cluster/workers/{self.id}")
-        except Exception as exc:
-            self._fail(f"cannot start its analyzer: {one_line(exc)}", exc)
-            return
-        finally:
-            ready.set()  # after the analyzer or its failure is recorded: the constructor reads them
-        if self.failed:  # built after START_TIMEOUT: the driver has been told it failed
-            analyzer.runner.close()
-            return
-        try:
-            self.loop.run_until_complete(self._serve(analyzer))
-        except Exception as exc:
-            self._fail(f"its analyzer stopped: {one_line(exc)}", exc)
-
     @property
-    def failed(self) -> bool:
-        return self.failure is not None
-
-    def _fail(self, reason: str, exc: BaseException | None = None) -> None:
-        if self.failure is None:
-            self.failure = reason
-            self.failure_code = getattr(exc, "exit_code", EXIT_FAILURE)
-        log.error("%s", reason, exc_info=exc)  # the worker's own log (on its node) keeps the traceback
+    def failure(self) -> str | None:
+        """Why this worker cannot analyze, one line (:meth:`status` reports it)."""
+        return self.serving.failure
 
     async def _serve(self, analyzer: Analyzer) -> None:
         checkpoints = asyncio.get_running_loop().create_task(self._checkpoints(analyzer), name="checkpoints")
@@ -109,7 +152,7 @@ class StreamWorker:
 
     async def _checkpoints(self, analyzer: Analyzer) -> None:
         while True:
-            await asyncio.sleep(self.checkpoint_s)
+            await asyncio.sleep(self.options.checkpoint_s)
             try:
                 states = await analyzer.export_states()
                 await asyncio.to_thread(self.store.set_states, states)
@@ -120,7 +163,7 @@ class StreamWorker:
         if self.failure is not None:  # no loop runs the analyzer: the call would wait out its timeout
             coro.close()
             raise RuntimeError(f"worker {self.id}: {self.failure}")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.serving.loop)
         return future.result(timeout)
 
     # -- called by the driver -----------------------------------------------------------------------------
@@ -134,7 +177,7 @@ class StreamWorker:
         return self._call(self._assign(list(streams)))
 
     async def _assign(self, streams: list[StreamConfig]) -> list[str]:
-        analyzer = self.analyzer
+        analyzer = self.serving.analyzer
         assert analyzer is not None
         wanted = {sc.stream_id: sc for sc in streams}
         for sid, rt in list(analyzer.streams.items()):
@@ -161,17 +204,17 @@ class StreamWorker:
         """Its streams and load; for a worker that cannot analyze, ``error`` (one line) and ``exit_code``."""
         me = {"id": self.id, "node": self.node, "pid": os.getpid()}
         if self.failure is not None:
-            return {**me, "error": self.failure, "exit_code": self.failure_code, "streams": {}}
-        analyzer = self.analyzer
+            return {**me, "error": self.failure, "exit_code": self.serving.failure_code, "streams": {}}
+        analyzer = self.serving.analyzer
         assert analyzer is not None
         return {**me, **self._call(_summary(analyzer), timeout=10)}
 
     def stop(self) -> None:
         """End every stream (open events end, statuses go offline), flush the outbox, leave."""
-        analyzer = self.analyzer
+        analyzer = self.serving.analyzer
         if analyzer is not None and self.failure is None:
-            self.loop.call_soon_threadsafe(analyzer.stop)
-            self.thread.join(30)
+            self.serving.loop.call_soon_threadsafe(analyzer.stop)
+            self.serving.thread.join(30)
 
 
 async def _summary(analyzer: Analyzer) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from pipelines.cli.flags import flag_values, values_from
 from pipelines.config import (
     EventOptions,
     ModelConfig,
@@ -25,13 +25,15 @@ from pipelines.config import (
     load_model,
     load_toml,
     merged_stream_values,
-    model_values,
+    stream_config,
 )
+from pipelines.flags import flag_values, values_from
 from pipelines.learn.extract import RecordingScores, extract
 from pipelines.learn.labels import Dataset, load_dataset
 from pipelines.learn.options import LearnOptions, TrainOptions
 from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
-from streamer.settings import default_of, field_values, output_file, setting_of, settings_of
+from streamer.settings import output_file, setting_of, settings_of
+from streamer.spec import SourceKind, SourceSpec
 from streamer.sync import SyncOptions
 
 if TYPE_CHECKING:
@@ -53,11 +55,13 @@ class Prepared:
         self.model: ModelConfig = model
         self.values = merged_stream_values(model, learned, defaults, flags, where="settings")
         self.explicit = defaults | flags  # what the user set (not the model's)
-        sections = {"stream": self.values, "model": model_values(model)}
-        self.events = EventOptions(**field_values(EventOptions, sections))
-        self.sync = SyncOptions(**field_values(SyncOptions, sections))
-        self.alpha: float = self.values.get("alpha", default_of(StreamConfig, "alpha"))
-        self.beta: float = self.values.get("beta", default_of(StreamConfig, "beta"))
+        # every recording's settings, as `streamer run` builds a stream's (each recording's own, in extract())
+        data = str(args.data)
+        spec = SourceSpec("settings", data, SourceKind.FILE, MappingProxyType({"path": data}))
+        self.stream: StreamConfig = stream_config(spec, self.values, model, where="settings")
+        self.events: EventOptions = self.stream.events
+        self.sync: SyncOptions = self.stream.sync
+        self.alpha, self.beta = self.stream.alpha, self.stream.beta
         self.learn = LearnOptions(**values_from(args, LearnOptions))
         dataset = load_dataset(args.data)
         self.dataset: Dataset = dataset.only(args.label) if args.label else dataset

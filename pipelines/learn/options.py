@@ -4,8 +4,8 @@
 config file and its flags, :mod:`pipelines.config`); what they take besides is declared here with
 :func:`~streamer.settings.setting` (default, check, help): how many recordings are decoded at once
 (:class:`LearnOptions`) and how ``train`` trains (:class:`TrainOptions`). The commands' flags are built from these
-declarations (:func:`pipelines.cli.flags.add_setting_flags`) and read back into the dataclasses
-(:func:`~pipelines.cli.flags.values_from`: a flag not given leaves the default here); they are not config file
+declarations (:func:`pipelines.flags.add_setting_flags`) and read back into the dataclasses
+(:func:`~pipelines.flags.values_from`: a flag not given leaves the default here); they are not config file
 keys (``file=False``: a site's config describes its streams, not a training run), so ``docs/settings.md`` does
 not list them: ``--help`` does.
 

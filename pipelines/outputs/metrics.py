@@ -52,7 +52,7 @@ class Metrics(Observer, Collector):
         self.started: dict[str, int] = {}  # events started per stream
         self.reconnects: dict[str, int] = {}
         self._states: dict[str, SourceState] = {}
-        self._rates = Rates(analyzer.stats, RATE_WINDOW)
+        self._rates = Rates(analyzer.stream_counts, RATE_WINDOW)
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
 
@@ -111,12 +111,11 @@ class Metrics(Observer, Collector):
         }  # fmt: skip
         status = StateSetMetricFamily("streamer_stream_status", "The stream's state", labels=label)
         rates = self._rates.sample()
-        for sid, c in list(a.stats.streams.items()):
-            dropped_frames, dropped_timesteps = a.drops(sid)
+        for sid, c in a.stream_counts().items():
             fps_in, fps_out = rates.get(sid, (0.0, 0.0))
             values = {
-                "frames": c.frames, "timesteps": c.timesteps, "dropped_frames": dropped_frames,
-                "dropped_timesteps": dropped_timesteps,
+                "frames": c.frames, "timesteps": c.timesteps, "dropped_frames": c.dropped_frames,
+                "dropped_timesteps": c.dropped_timesteps,
                 "reconnects": self.reconnects.get(sid, 0), "events": self.started.get(sid, 0),
                 "fps_in": round(fps_in, 3), "fps_out": round(fps_out, 3), "media": c.media_t,
             }  # fmt: skip
@@ -125,8 +124,8 @@ class Metrics(Observer, Collector):
             status.add_metric([sid], {state: state == c.state for state in STATES})
         yield from fam.values()
         yield status
-        outbox = a.outbox
-        yield _gauge("streamer_outbox_messages", "Messages waiting for the broker or in flight", len(outbox))
+        outbox = a.outbox_counts()
+        yield _gauge("streamer_outbox_messages", "Messages waiting for the broker or in flight", outbox.messages)
         yield _gauge("streamer_outbox_events_pending", "Events not acknowledged by the broker yet",
                      outbox.pending_events)  # fmt: skip
         yield _counter("streamer_outbox_overflow", "Events dropped because the outbox was full", outbox.overflow)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,8 +19,8 @@ from streamer.media import SourceState
 if TYPE_CHECKING:
     from pipelines.config import StreamConfig
     from pipelines.stages.events import Event, Scores
-    from pipelines.stages.outbox import Outbox
-    from pipelines.stages.stats import PipelineStats, Stamps
+    from pipelines.stages.outbox import OutboxCounts
+    from pipelines.stages.stats import Stamps, StreamCounts
 
 log = logging.getLogger("streamer")
 
@@ -33,14 +33,10 @@ def streamer_version() -> str:
 
 
 class AnalyzerView(Protocol):
-    """What an output may read of the analyzer (:class:`pipelines.analyzer.Analyzer` is one): its counters,
-    nothing it could change. Outputs import this, never the analyzer."""
-
-    @property
-    def stats(self) -> PipelineStats: ...
-
-    @property
-    def outbox(self) -> Outbox: ...
+    """What an output may read of the analyzer (:class:`pipelines.analyzer.Analyzer` is one): copies of its
+    counters taken when asked (frozen dataclasses, a read-only mapping), never one of its live objects, so an
+    output cannot change the analysis, nor see a counter move while it reads. Outputs import this, never the
+    analyzer."""
 
     @property
     def device_name(self) -> str:
@@ -50,8 +46,12 @@ class AnalyzerView(Protocol):
     @property
     def mqtt_connected(self) -> bool: ...
 
-    def drops(self, stream_id: str) -> tuple[int, int]:
-        """``(video frames dropped by the capture, timesteps dropped waiting for the model)`` of a stream."""
+    def stream_counts(self) -> Mapping[str, StreamCounts]:
+        """Each stream's counters (frames, timesteps, events, state, media time, drops), by stream id."""
+        ...
+
+    def outbox_counts(self) -> OutboxCounts:
+        """What waits for the broker and what was dropped or given up."""
         ...
 
 

@@ -71,7 +71,7 @@ class LiveView(Observer):
         self._changed: set[str] = set()  # streams whose status or snapshot changed
         self._removed: list[str] = []
         self._clients: set[asyncio.Queue[bytes | None]] = set()
-        self._rates = Rates(analyzer.stats, 5.0)
+        self._rates = Rates(analyzer.stream_counts, 5.0)
         self._fps: dict[str, tuple[float, float]] = {}
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------

@@ -39,6 +39,18 @@ class Message:
     created: float = 0.0  # wall time it was queued
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxCounts:
+    """The outbox's counters at one moment, as the outputs read them (a copy: an output cannot take, drop or
+    requeue a message)."""
+
+    messages: int  # waiting or in flight
+    pending_events: int  # events not acknowledged yet
+    overflow: int  # events dropped: the outbox was full
+    scores_dropped: int  # score messages dropped: no broker
+    rejected: int  # messages given up after repeated failures
+
+
 class Outbox:
     def __init__(self, capacity: int, max_attempts: int = 3) -> None:
         if capacity < 1:
@@ -190,6 +202,9 @@ class Outbox:
         self.scores_dropped += len(self._scores)
         self._scores.clear()
         self._after_removal()
+
+    def counts(self) -> OutboxCounts:
+        return OutboxCounts(len(self), self.pending_events, self.overflow, self.scores_dropped, self.rejected)
 
     def counters(self) -> dict[str, int]:
         return {

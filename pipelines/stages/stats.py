@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,24 @@ class StreamCounters:
     state: str = "connecting"
     media_t: float = 0.0  # media time reached
     last: tuple[float, int, int] = (0.0, 0, 0)  # (wall time, frames, timesteps) at the last report
+
+    def counts(self, dropped_frames: int, dropped_timesteps: int) -> StreamCounts:
+        return StreamCounts(self.frames, self.timesteps, self.events, self.state, self.media_t, dropped_frames,
+                            dropped_timesteps)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCounts:
+    """A stream's counters at one moment, as the outputs read them (a copy: an output cannot change the
+    analyzer's own :class:`StreamCounters`, nor see them change under it)."""
+
+    frames: int  # decoded video frames that reached the pipeline
+    timesteps: int  # timesteps scored
+    events: int  # events ended
+    state: str  # its source's state (streamer.media.SourceState's value)
+    media_t: float  # media time reached
+    dropped_frames: int  # video frames dropped by its capture queue
+    dropped_timesteps: int  # timesteps dropped waiting for the model (its batcher lane)
 
 
 @dataclass
@@ -112,16 +131,17 @@ class PipelineStats:
 
 class Rates:
     """Per stream (decoded frames in, timesteps scored) per second over the last ``window`` seconds, from the
-    counters sampled at each call (call it about once a second to keep the window filled)."""
+    counters ``counts`` gives at each call (an output passes its view's ``stream_counts``; call it about once a
+    second to keep the window filled)."""
 
-    def __init__(self, stats: PipelineStats, window: float = 10.0) -> None:
-        self.stats = stats
+    def __init__(self, counts: Callable[[], Mapping[str, StreamCounts]], window: float = 10.0) -> None:
+        self.counts = counts
         self.window = window
         self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
 
     def sample(self) -> dict[str, tuple[float, float]]:
         now = time.monotonic()
-        counts = {sid: (c.frames, c.timesteps) for sid, c in self.stats.streams.items()}
+        counts = {sid: (c.frames, c.timesteps) for sid, c in self.counts().items()}
         self._samples.append((now, counts))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()

@@ -2,19 +2,21 @@
 
 One generator, :func:`add_setting_flags`, makes the flag of every setting a command takes: the analyzer's
 (:func:`add_arguments`: ``run``, ``demo``, ``probe``, ``cluster``, and the analysis settings of ``calibrate``,
-``train`` and ``evaluate``), the benchmarks' own (:mod:`pipelines.bench.options`) and the learning commands' own
-(:mod:`pipelines.learn.options`). One convention for all: a flag is None unless given, so what lies under it
-shows through: for the analyzer's settings the config file's value, then the default (:func:`flag_values`, layered
-by :func:`pipelines.config.configure`); for a command's own the dataclass's default (:func:`values_from`). A
-flag's help is its setting's, with the default and unit (:func:`flag_help`); its ``dest`` is the flag without
-its dashes (``--hop-ms``: ``hop_ms``).
+``train`` and ``evaluate``), the benchmarks' own (:mod:`pipelines.bench.options`), the learning commands' own
+(:mod:`pipelines.learn.options`) and ``cluster``'s own (:mod:`pipelines.cluster.options`). One convention for all: a
+flag is None unless given, so what lies under it shows through: for the analyzer's settings the config file's value,
+then the default (:func:`flag_values`, layered by :func:`pipelines.config.configure`); for a command's own the
+dataclass's default (:func:`values_from`). A flag's help is its setting's, with the default and unit
+(:func:`flag_help`); its ``dest`` is the flag without its dashes (``--hop-ms``: ``hop_ms``).
 
 Where a flag's value is checked: an analyzer setting's by :func:`~pipelines.config.configure`, with the config
 file's values (one line naming the flag, as for a file's key); a command's own as argparse reads the word (a
 usage error naming the flag); a file to write before any work starts, with the reason it cannot be written
 (:func:`pipelines.cli.main.check_outputs`, :func:`~pipelines.config.configure`).
 
-Light (no torch, av): ``streamer --help`` builds every flag from here.
+Beside :mod:`pipelines.config`, not in :mod:`pipelines.cli`: the feature packages (:mod:`pipelines.bench`,
+:mod:`pipelines.learn`, :mod:`pipelines.cluster`) make and read their flags with it without depending on the
+command-line front. Light (no torch, av): ``streamer --help`` builds every flag from here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,176 @@
+"""What the analyzer tells, and to whom, in one place: the messages it queues for the broker, the events-out file,
+its outputs (observers) and the run's hooks (the terminal).
+
+* Into the outbox (:mod:`pipelines.stages.outbox`), only when a broker is configured: each event (start, update,
+  end; QoS 1), each timestep's scores with ``--scores`` (QoS 0, not retained), a stream's status and its latest
+  event snapshot (a JPEG of the event's peak frame; both retained), and the stats every ``stats_interval``
+  seconds. Topics: :mod:`pipelines.stages.topics`.
+* Each event message as a line of JSON in the ``--events-out`` file, flushed at once.
+* The same facts to the observers (:mod:`pipelines.outputs.observers`) and the :class:`Hooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+from pipelines.config import AnalyzerConfig
+from pipelines.stages.events import Ended, Event, Scores
+from pipelines.stages.lifecycle import StreamRuntime
+from pipelines.stages.outbox import Kind, Message, Outbox
+from pipelines.stages.stats import PipelineStats, Stamps
+from pipelines.stages.topics import Topics
+from streamer.media import SourceState, StateChange, VideoFrame
+
+if TYPE_CHECKING:
+    from pipelines.outputs.observers import Observer
+
+log = logging.getLogger("streamer")
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
+
+
+@dataclass
+class Hooks:
+    """Callbacks for the terminal: each event message, and progress (stream id -> media time reached)."""
+
+    on_event: Callable[[Event], None] | None = None
+    on_progress: Callable[[dict[str, float]], None] | None = None
+    on_state: Callable[[StateChange], None] | None = None
+
+
+@dataclass(eq=False)
+class Publishing:
+    """``broker``: a broker is configured (else nothing is queued); ``snapshots``: take each ended event's peak
+    frame as a JPEG (a broker publishes it or an observer shows it); ``spawn``: starts a background task the
+    analyzer waits for at its end (a snapshot being taken)."""
+
+    config: AnalyzerConfig
+    topics: Topics
+    outbox: Outbox
+    stats: PipelineStats
+    _: KW_ONLY
+    broker: bool
+    observers: Observer
+    hooks: Hooks
+    snapshots: bool
+    spawn: Spawn
+    _events_out: IO[str] | None = field(default=None, init=False)
+
+    def open(self) -> None:
+        """Open the events-out file (appending), for the run."""
+        if self.config.events_out is not None:
+            self._events_out = self.config.events_out.open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        if self._events_out is not None:
+            self._events_out.close()
+
+    # -- per timestep and per batch -------------------------------------------------------------------------
+
+    def scored(self, stream_id: str, scores: Scores, stamps: Stamps) -> None:
+        """A timestep's scores, once its events are told: they are queued with ``--scores``, and its stamps
+        (``published``: now) go into the stats."""
+        if self.config.mqtt.scores and self.broker:
+            self._queue(self.topics.scores(stream_id), _json(scores.as_dict()), "score", qos=0, retain=False)
+        stamps.published = time.time()
+        self.stats.record(stamps)
+        self.observers.scored(stream_id, scores, stamps)
+
+    def batch(self, size: int) -> None:
+        self.stats.batch_sizes.append(size)
+        self.observers.batch(size)
+
+    def progress(self) -> None:
+        if self.hooks.on_progress is not None:
+            self.hooks.on_progress({sid: c.media_t for sid, c in self.stats.streams.items()})
+
+    # -- events -----------------------------------------------------------------------------------------------
+
+    def events(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
+        """What a stream's event detector said: an event that ended counts, and its peak frame becomes a
+        snapshot."""
+        for message in messages:
+            event = message.event if isinstance(message, Ended) else message
+            if isinstance(message, Ended):
+                self.stats.stream(event.stream).events += 1
+                if message.peak_frame is not None and self.snapshots:
+                    task = self.spawn(self._snapshot(rt, message.peak_frame), "snapshot")
+                    rt.snapshots.add(task)
+                    task.add_done_callback(rt.snapshots.discard)
+            payload = event.as_dict()
+            self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
+            if self._events_out is not None:
+                self._events_out.write(json.dumps(payload) + "\n")
+                self._events_out.flush()
+            self.observers.event(event)
+            if self.hooks.on_event is not None:
+                self.hooks.on_event(event)
+
+    async def _snapshot(self, rt: StreamRuntime, frame: VideoFrame) -> None:
+        """The event's peak frame as a JPEG, published retained."""
+        stream_id, stream = rt.stream_id, rt.stream
+        if stream is None:
+            return
+        try:
+            jpeg = await stream.snapshot(frame)
+        except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
+            log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
+            return
+        if jpeg is not None:
+            self.observers.snapshot(stream_id, jpeg)
+            if self.config.mqtt.snapshots:
+                self._queue(self.topics.snapshot(stream_id), jpeg, "state")
+
+    # -- statuses -----------------------------------------------------------------------------------------------
+
+    def state_changed(self, change: StateChange) -> None:
+        """A source's state changed: every change is heard, every one but ``connecting`` is published."""
+        self.stats.stream(change.stream_id).state = change.state.value
+        if self.hooks.on_state is not None:
+            self.hooks.on_state(change)
+        if change.state is not SourceState.CONNECTING:
+            self.status(change.stream_id, change.state)
+
+    def status(self, stream_id: str, state: SourceState) -> None:
+        """A stream's retained status."""
+        self.stats.stream(stream_id).state = state.value
+        self.observers.state(stream_id, state)
+        self._queue(self.topics.stream_status(stream_id), state.value.encode(), "status")
+
+    # -- stats ----------------------------------------------------------------------------------------------------
+
+    async def report_every_interval(self, streams: Mapping[str, StreamRuntime]) -> None:
+        while True:
+            await asyncio.sleep(self.config.mqtt.stats_interval)
+            self.report(streams)
+
+    def report(self, streams: Mapping[str, StreamRuntime]) -> None:
+        """The stats message (it resets the per-interval rates); the events the outbox dropped so far, logged."""
+        drops = {
+            sid: {
+                "dropped_frames": rt.stream.dropped_video if rt.stream is not None else 0,
+                "dropped_timesteps": rt.lane.dropped,
+            }
+            for sid, rt in streams.items()
+        }
+        if self.broker:
+            report = self.stats.report(drops, self.outbox.counters(), self.outbox.event_delivery_ms)
+        else:
+            report = self.stats.report(drops)
+        if self.outbox.overflow:
+            log.warning("mqtt: %d event(s) dropped so far: the outbox was full", self.outbox.overflow)
+        self._queue(self.topics.stats, _json(report), "state", qos=0, retain=False)
+
+    def _queue(self, topic: str, payload: bytes, kind: Kind, *, qos: int = 1, retain: bool = True) -> None:
+        if self.broker:
+            self.outbox.put(Message(topic, payload, qos, retain, kind, time.time()))
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()

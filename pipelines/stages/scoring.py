@@ -1,0 +1,99 @@
+"""The model task: it takes batches across streams from the batcher (:mod:`pipelines.stages.batcher`), scores
+each on the model's thread (:mod:`pipelines.stages.inference`), runs each timestep's scores through its stream's
+event detector (:mod:`pipelines.stages.events`) and hands on what comes out (:mod:`pipelines.stages.publishing`).
+
+It also ends an event that a lost source left open, once that source's timesteps from before the loss are all
+scored (:meth:`Scoring.end_if_lost`): the detector must not join the two sides of an outage into one event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
+
+import numpy as np
+
+from pipelines.stages.batcher import Batcher
+from pipelines.stages.events import Scores
+from pipelines.stages.inference import ModelRunner
+from pipelines.stages.lifecycle import Job, StreamRuntime
+from pipelines.stages.publishing import Publishing
+from pipelines.stages.stats import PipelineStats
+
+
+@dataclass(eq=False)
+class Scoring:
+    """``streams``: the analyzer's streams (read only); ``after_batch``: called after each batch and once at the
+    end, when the batcher has no more (the analyzer moves on the streams whose last timesteps are scored)."""
+
+    batcher: Batcher[Job]
+    runner: ModelRunner
+    streams: Mapping[str, StreamRuntime]
+    stats: PipelineStats
+    publishing: Publishing
+    _: KW_ONLY
+    after_batch: Callable[[], None]
+    _scoring: set[str] = field(default_factory=set, init=False)  # streams with timesteps in the batch being scored
+
+    def settled(self, rt: StreamRuntime) -> bool:
+        """None of its timesteps waits in its lane or is being scored."""
+        return not rt.lane.pending and rt.stream_id not in self._scoring
+
+    def end_if_lost(self, rt: StreamRuntime) -> None:
+        """End an open event of a lost source once none of its timesteps is waiting or being scored."""
+        if rt.lost and self.settled(rt):
+            self._end_lost(rt)
+
+    def _end_lost(self, rt: StreamRuntime) -> None:
+        """The source was lost and every timestep from before is scored: an open event ends there."""
+        rt.lost = False
+        self.publishing.events(rt, rt.detector.flush("source lost"))
+
+    async def run(self) -> None:
+        """Until the batcher has no more: every lane closed (and, serving, released by the analyzer's stop)."""
+        while True:
+            batch = await self.batcher.next_batch()
+            if not batch:
+                break
+            batched = time.time()
+            timesteps = [job.ts for _, job in batch]
+            self._scoring = {ts.stream_id for ts in timesteps}
+            try:
+                result = await self.runner.score_async(timesteps)
+            finally:
+                self._scoring = set()
+            inferred = time.time()
+            self.publishing.batch(len(batch))
+            scored: dict[str, int] = {}
+            for i, (_, job) in enumerate(batch):
+                job.stamps.batched, job.stamps.inferred = batched, inferred
+                self._handle(job, result, i)
+                scored[job.ts.stream_id] = job.ts.k
+            for stream_id, k in scored.items():
+                stream = self.streams[stream_id].stream
+                if stream is not None:
+                    stream.scored(k)  # an ingest process may let go of those timesteps' full frames
+            self.after_batch()
+            self.publishing.progress()
+        self.after_batch()
+
+    def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
+        ts = job.ts
+        rt = self.streams[ts.stream_id]
+        scores = Scores(
+            t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
+            s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
+        )  # fmt: skip
+        if ts.reset:  # the first timestep after a reconnect: nothing open can continue across the outage
+            self._end_lost(rt)
+        counters = self.stats.stream(ts.stream_id)
+        counters.timesteps += 1
+        counters.media_t = ts.end
+        frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
+        peak = rt.detector.peak_frame
+        self.publishing.events(rt, rt.detector.update(scores, frame))
+        new_peak = rt.detector.peak_frame
+        if new_peak is not None and new_peak is not peak and rt.stream is not None:
+            rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
+        self.publishing.scored(ts.stream_id, scores, job.stamps)
