@@ -58,7 +58,7 @@ _SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digit
 class AudioActivity(SlotStateMixin):
     """Input ``audio (B, N)`` float (context + hop samples), ``present (B,)`` bool, ``slots (B,)`` long (distinct).
 
-    ``hop_samples`` (default: ``hop`` at ``sample_rate``) is the length of the timestep's own part at the end of each
+    ``hop_samples`` (``hop`` at ``sample_rate``) is the length of the timestep's own part at the end of each
     window. Returns ``score (B,)`` and the features ``excess`` (dB), ``level`` (dB, mean over bands), ``flux``
     (dB) and ``present`` (bool: the row had audio that was not digital silence), each ``(B,)``.
     """
@@ -74,7 +74,6 @@ class AudioActivity(SlotStateMixin):
     def __init__(
         self,
         sample_rate: int = default_of(SyncOptions, "sample_rate"),
-        hop_samples: int | None = None,
         *,
         n_mels: int = 40,
         bands: int = 10,
@@ -99,7 +98,7 @@ class AudioActivity(SlotStateMixin):
         self.n_fft = round(0.025 * sample_rate)
         self.frame_hop = round(0.010 * sample_rate)
         self.min_window = self.n_fft + self.frame_hop  # samples of audio a timestep's window needs (context + hop)
-        self.hop_samples = round(hop * sample_rate) if hop_samples is None else hop_samples
+        self.hop_samples = round(hop * sample_rate)
         self.bands = bands
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
         self.min_dev, self.min_flux_dev = min_dev, min_flux_dev

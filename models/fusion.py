@@ -100,7 +100,7 @@ class FusionModel(nn.Module):
         self.max_frames = max_frames
         self.autocast = autocast
         self.video = video or VideoActivity(height, width, hop=hop, window=2 * tau, capacity=capacity)
-        self.audio = audio or AudioActivity(sample_rate, self.hop_samples, hop=hop, window=0.8 * tau, capacity=capacity)
+        self.audio = audio or AudioActivity(sample_rate, hop=hop, window=0.8 * tau, capacity=capacity)
         if av_window < 0:
             raise ValueError(f"av_window must be >= 0 seconds, got {av_window}")
         self.align = Alignment(round(av_window / hop + 1e-9), capacity)
@@ -200,8 +200,7 @@ class FusionModel(nn.Module):
     def _grow(self, capacity: int) -> None:
         """Every state tensor replaced by one of ``capacity`` rows holding the old rows: a batch being scored on
         another thread at the same time would write into the old tensors and lose its updates (hence
-        :meth:`confine`)."""
-        self._owned()
+        :meth:`confine`; :meth:`add_stream`, its one caller, checks)."""
         for module in self._stateful():
             module.ensure_capacity(capacity)
         for name in ("alpha", "beta"):

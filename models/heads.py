@@ -248,5 +248,5 @@ def load_checkpoint(path: Path) -> Checkpoint:
         head = make_head(str(data["kind"]), **data["arguments"])
         head.load_state_dict(data["state_dict"])
         return Checkpoint(head.eval(), float(data["threshold"]), dict(data["extraction"]), dict(data["metrics"]))
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+    except (TypeError, RuntimeError, ValueError) as exc:
         raise ValueError(f"model {str(path)!r}: cannot be loaded: {' '.join(str(exc).split())[:200]}") from None

@@ -140,9 +140,7 @@ class Analyzer:
     def drops(self, stream_id: str) -> tuple[int, int]:
         """``(video frames dropped by the capture, timesteps dropped waiting for the model)`` of a stream."""
         rt = self.streams.get(stream_id)
-        if rt is None:
-            return 0, 0
-        return (rt.stream.dropped_video if rt.stream is not None else 0), rt.lane.dropped
+        return (0, 0) if rt is None else rt.drops
 
     def stream_counts(self) -> Mapping[str, StreamCounts]:
         return MappingProxyType({sid: c.counts(*self.drops(sid)) for sid, c in self.stats.streams.items()})
@@ -234,15 +232,8 @@ class Analyzer:
 
     async def _discard(self, rt: StreamRuntime) -> None:
         """A stream whose preparation failed never ran: it leaves at once, lane, counters, capture and slot."""
-        sid = rt.stream_id
-        rt.advance(StreamState.RELEASED)
         self.batcher.close_lane(rt.lane)
-        del self.streams[sid]
-        self.stats.streams.pop(sid, None)
-        self.observers.stream_removed(sid)
-        if self._hub is not None:
-            await self._hub.remove(sid)  # its remote end, registered before the spawn failed
-        await self.runner.release(sid)
+        await self._release(rt)  # its remote end too, registered before a spawn failed
 
     def remove_stream(self, stream_id: str) -> None:
         """Stop analyzing a stream: what it has queued is scored, an open event ends, then its slot is freed."""

@@ -341,11 +341,7 @@ def section_settings(section: str, *, file_only: bool = True) -> dict[str, Setti
 STREAM_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("stream").items()}
 STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
 MQTT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("mqtt").items()}
-MODEL_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("model").items()}
-DEVICE_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("device").items()}
-HOMEASSISTANT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("homeassistant").items()}
-TOP_LEVEL_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("top").items()}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", *TOP_LEVEL_KEYS)
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", *section_settings("top"))
 
 Values = dict[str, dict[str, Any]]  # section -> key -> checked value (in the config file's units)
 
@@ -454,14 +450,12 @@ def build_config(
     mqtt_flags: Mapping[str, Any] | None = None,
     model_flags: Mapping[str, Any] | None = None,
     device: str | None = None,
-    duration: float | None = None,
-    events_out: Path | None = None,
     environ: Mapping[str, str] = os.environ,
     extra_flags: Mapping[str, Any] | None = None,
 ) -> AnalyzerConfig:
     """:func:`configure` with the flags given by kind (``extra_flags``: ``metrics``, ``ui`` and ``discovery``)."""
     extra = dict(extra_flags or {})
-    top = {"duration": duration, "events_out": events_out, "metrics": extra.get("metrics"), "ui": extra.get("ui")}
+    top = {"metrics": extra.get("metrics"), "ui": extra.get("ui")}
     flags: Values = {
         "stream": dict(stream_flags or {}),
         "mqtt": dict(mqtt_flags or {}),
@@ -623,7 +617,7 @@ def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str] = os.envir
         try:
             password = Path(c.password_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {c.password_file!r}: {_reason(exc)}") from None
+            raise ConfigError(f"mqtt.password_file: cannot read {c.password_file!r}: {reason_of(exc)}") from None
     username = username or environ.get("STREAMER_MQTT_USERNAME") or None
     password = password or environ.get("STREAMER_MQTT_PASSWORD") or None
     bare = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # credentials live apart, never in the URL
@@ -648,17 +642,18 @@ def check_tls_files(ca_file: str | None, cert_file: str | None, key_file: str | 
         try:
             context.load_verify_locations(cafile=ca_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigError(f"mqtt.ca_file: not a PEM CA certificate file: {ca_file!r}: {_reason(exc)}") from None
+            raise ConfigError(f"mqtt.ca_file: not a PEM CA certificate file: {ca_file!r}: {reason_of(exc)}") from None
     if cert_file is not None:
         try:
             context.load_cert_chain(cert_file, key_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
             setting = "mqtt.cert_file / mqtt.key_file" if key_file else "mqtt.cert_file"
-            raise ConfigError(f"{setting}: not a PEM certificate with its private key: {_reason(exc)}") from None
+            raise ConfigError(f"{setting}: not a PEM certificate with its private key: {reason_of(exc)}") from None
     elif key_file is not None:
         raise ConfigError("mqtt.key_file: given without mqtt.cert_file")
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """An exception's cause in one line (an OS error's words, an SSL error's reason)."""
     text = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())

@@ -50,7 +50,7 @@ def _reader(s: Setting) -> Callable[[str], Any]:
     """A flag's word as the setting's value, a bad one a usage error naming the flag. A command's own setting is
     checked here; the analyzer's is parsed only (configure checks it with the config file's values); a file to
     write is checked before the work, where the error can say why it cannot be written."""
-    check_now = s.owner not in _LAYERED and s.check is not output_file
+    check_now = s.owner not in _LAYERED
 
     def read(text: str) -> Any:
         try:

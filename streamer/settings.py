@@ -20,6 +20,7 @@ nothing heavy: ``streamer --help`` builds every flag from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -347,8 +348,15 @@ def setting(
     return dataclasses.field(default=default, metadata=meta, repr=repr)
 
 
+def command_setting(default: Any, commands: frozenset[str], **declared: Any) -> Any:
+    """A setting of a command of its own (a benchmark, the learning and cluster commands): a flag only, in no
+    config file table."""
+    return setting(default, section="top", file=False, commands=commands, **declared)
+
+
+@functools.cache
 def settings_of(cls: type) -> tuple[Setting, ...]:
-    """The settings ``cls`` declares, in field order."""
+    """The settings ``cls`` declares, in field order (a dataclass's fields never change: walked once)."""
     found = []
     for f in dataclasses.fields(cls):
         declared = f.metadata.get(_KEY)

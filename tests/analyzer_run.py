@@ -96,13 +96,18 @@ async def start_streamer(*args: str) -> asyncio.subprocess.Process:
     return proc
 
 
-async def run_streamer(*args: str, within: float = 120) -> tuple[int, str, str]:
-    """``streamer run ARGS...``: (exit code, stdout, stderr)."""
-    proc = await start_streamer("run", *args)
+async def streamer(*args: str, within: float = 120) -> tuple[int, str, str]:
+    """``streamer ARGS...`` to its end: (exit code, stdout, stderr)."""
+    proc = await start_streamer(*args)
     async with asyncio.timeout(within):
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def run_streamer(*args: str, within: float = 120) -> tuple[int, str, str]:
+    """``streamer run ARGS...``: (exit code, stdout, stderr)."""
+    return await streamer("run", *args, within=within)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamer.demo_scene import DEMO_DURATION_S, DEMO_EVENTS
 from streamer.synthetic import SyntheticParams, render_audio, render_luma
 
-BURSTS = "av@4,a@9,v@14"
+BURSTS = DEMO_EVENTS
 # (kind, start) of each default burst and which modality shows it
 BURST_TIMES = {"av": 4.0, "a": 9.0, "v": 14.0}
 
@@ -26,7 +27,7 @@ def make_burst_clip(
     path: Path,
     *,
     events: str = BURSTS,
-    duration: float = 20.0,
+    duration: float = DEMO_DURATION_S,
     width: int = 320,
     height: int = 180,
     fps: int = 30,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ import pytest
 
 from pipelines.bench.latency import Impulse, Observations, analyze, format_report
 from pipelines.bench.options import LatencyOptions
+
+from .analyzer_run import STREAMER
 
 # `make test` runs these alone, after the others: an analyzer timed against the wall clock starves when another
 # heavy test file shares the 2 cores (two of five parallel runs missed impulses)
@@ -48,7 +49,7 @@ def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server
     0.5 s jitter, at least 1 s: more than the default min_gap, so each impulse is its own event)."""
     out, plot = tmp_path / "latency.json", tmp_path / "latency.png"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "bench", "latency", "--impulses", "4", "--interval", "1.5",
+        [*STREAMER, "bench", "latency", "--impulses", "4", "--interval", "1.5",
          "--device", "cpu", "--json", str(out), "--plot", str(plot), "--workdir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=200,
     )  # fmt: skip
@@ -75,7 +76,7 @@ def test_av_box_impulses_at_a_high_threshold_are_each_one_event(tmp_path: Path, 
     grid (the jitter spreads them over it)."""
     out = tmp_path / "latency.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli.main", "bench", "latency", "--impulses", "4", "--interval", "1.5",
+        [*STREAMER, "bench", "latency", "--impulses", "4", "--interval", "1.5",
          "--impulse", "box", "--threshold", "0.6", "--device", "cpu", "--json", str(out), "--workdir",
          str(tmp_path / "work")],
         capture_output=True, text=True, timeout=200,

@@ -29,7 +29,7 @@ from pipelines.cluster.driver import MOVES_KEPT, ClusterDriver, WorkerRef
 from pipelines.cluster.placement import WorkerSlot, place, stream_cost
 from pipelines.config import build_config
 
-from .analyzer_run import STREAMER, Subscriber, subscribe
+from .analyzer_run import STREAMER, Subscriber, streamer, subscribe
 from .helpers import until
 from .media import make_clip
 
@@ -266,17 +266,6 @@ async def ended(proc: asyncio.subprocess.Process, seconds: float) -> str:
     return err.decode()
 
 
-async def streamer(*args: str, seconds: float = 120) -> tuple[int, str, str]:
-    """Run ``streamer ARGS`` to its end: exit code, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        *STREAMER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(seconds):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 @pytest.mark.timeout(300)
 async def test_a_worker_that_cannot_build_its_analyzer_ends_the_run_with_its_cause(tmp_path: Path) -> None:
     pytest.importorskip("ray")
@@ -345,7 +334,7 @@ async def test_cluster_status_and_stop_find_the_site_by_its_config(mqtt_broker: 
         address = cluster.address
         async with subscribe(broker.host, broker.port, "t/#") as sub:
             code, _, err = await streamer("cluster", "run", "--address", address, "--config", str(config),
-                                          "--worker-cpus", "0.5", "--detach", seconds=180)  # fmt: skip
+                                          "--worker-cpus", "0.5", "--detach", within=180)  # fmt: skip
             assert code == 0, err
             await sub.wait_for("t/cam1/status", "online", within=60)
 

@@ -58,10 +58,7 @@ def went_on(thread: AnalyzerThread, held: Held) -> None:
 
 
 def stop(thread: AnalyzerThread) -> None:
-    analyzer = thread.analyzer
-    if analyzer is not None:
-        thread.loop.call_soon_threadsafe(analyzer.stop)
-    thread.thread.join(60)
+    thread.stop(60)
     assert not thread.thread.is_alive()
 
 

@@ -5,9 +5,7 @@ port where nothing listens."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,21 +16,14 @@ from pipelines.bench.mosquitto import free_port
 from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
 
 from .analyzer_run import run_streamer, start_streamer
+from .helpers import serving
 
 
 @pytest.fixture
 def http_404(tmp_path: Path) -> Iterator[str]:
     """An HTTP server on a loopback port serving an empty folder: every path answers 404."""
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="http-404", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/missing.mp4"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(tmp_path) as port:
+        yield f"http://127.0.0.1:{port}/missing.mp4"
 
 
 async def test_a_stream_that_never_opened_is_named_and_the_exit_code_says_so(http_404: str) -> None:

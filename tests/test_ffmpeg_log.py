@@ -3,8 +3,6 @@ process opens each of its sources on a thread of its own), and again at a reconn
 
 from __future__ import annotations
 
-import http.server
-import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,24 +16,14 @@ from streamer.ffmpeg_log import errors_said
 from streamer.options import SourceOptions
 from streamer.spec import parse_source
 
-from .helpers import self_signed_certificate
+from .helpers import self_signed_certificate, serving
 
 
 @pytest.fixture
 def untrusted_https(tmp_path: Path) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 whose self-signed certificate nobody trusts: opening it is an FFmpeg error."""
-    cert, key = self_signed_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}/clip.mkv"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(tmp_path, self_signed_certificate(tmp_path)) as port:
+        yield f"https://127.0.0.1:{port}/clip.mkv"
 
 
 def test_sources_opening_at_once_each_hear_why_they_failed(untrusted_https: str) -> None:

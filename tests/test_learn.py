@@ -10,6 +10,7 @@ threshold that find every sound and nothing else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import tomllib
 from pathlib import Path
@@ -29,7 +30,8 @@ from pipelines.learn.metrics import EventCounts
 from pipelines.learn.options import TrainOptions
 from pipelines.learn.train import train
 
-from .analyzer_run import STREAMER, intervals, read_events, run_streamer, subscribe
+from . import analyzer_run
+from .analyzer_run import intervals, read_events, run_streamer, subscribe
 from .labeled_data import bursts, make_clips, write_labels
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
@@ -62,14 +64,7 @@ def relabeled(recs: list[RecordingScores], kinds: str) -> list[RecordingScores]:
     return out
 
 
-async def streamer(*args: str, within: float = 180) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *STREAMER, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(within):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+streamer = functools.partial(analyzer_run.streamer, within=180)  # calibrate and train take a while on a CPU
 
 
 async def test_calibrate_reaches_event_f1_095_and_its_snippet_runs(data: Path, tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .analyzer_run import STREAMER
 from .media import make_clip
-
-STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 
 
 def probe(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -4,15 +4,10 @@ HTTP, and sources that open and die at once (each of these once crashed, hung or
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import http.server
 import itertools
 import json
-import ssl
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -31,10 +26,10 @@ from streamer.spec import parse_source
 from streamer.stream import Stream
 from streamer.worker import WorkerContext
 
-from .helpers import brightest, collect, loudest, self_signed_certificate
+from .analyzer_run import STREAMER
+from .helpers import brightest, collect, loudest, self_signed_certificate, serving
 from .media import make_clip
 
-STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 MJPEG_FPS = 10.0
 
 
@@ -225,25 +220,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return
 
 
-@contextlib.contextmanager
-def _serving(directory: Path, tls: ssl.SSLContext | None = None) -> Iterator[int]:
-    """A threaded HTTP(S) server on 127.0.0.1 for ``directory`` (and the live paths of :class:`_Handler`); its
-    port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    with _serving(tmp_path) as port:
+    with serving(tmp_path, handler=_Handler) as port:
         yield f"http://127.0.0.1:{port}", tmp_path
 
 
@@ -362,9 +341,7 @@ def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate for 127.0.0.1 (``cert.pem``), serving tmp_path."""
     cert, key = self_signed_certificate(tmp_path)
     make_clip(tmp_path / "rec.mkv", duration=2.0)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    with _serving(tmp_path, context) as port:
+    with serving(tmp_path, (cert, key), _Handler) as port:
         yield f"https://127.0.0.1:{port}/rec.mkv", cert
 
 

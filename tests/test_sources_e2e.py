@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ import pytest
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
 from streamer.spec import redact
 
-from .analyzer_run import start_streamer
+from .analyzer_run import STREAMER, start_streamer
 from .burst_clip import make_burst_clip
 from .conftest import RtspServer, _gst_rtsp_problem
 from .helpers import until
@@ -52,7 +51,6 @@ from .media_servers import MediaServer, frames_of, free_udp_port, serve_files, u
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.live_heavy]
 
-STREAMER = [sys.executable, "-m", "pipelines.cli.main"]
 BURSTS = "av@2,av@7,av@12,av@17"  # seen and heard (S near 1)
 BURST_STARTS = (2.0, 7.0, 12.0, 17.0)
 SHORT = {"length": "0.15"}  # shorter than two timesteps: never the median of the 5 a joined stream learns from

@@ -120,9 +120,9 @@ async def run_latency(
         stack.push_async_callback(_end_processes, procs)
         tasks: list[asyncio.Task[None]] = []
 
-        async def spawn(log: str, *args: str) -> asyncio.subprocess.Process:
+        async def spawn(log: str, *args: str, stdout: int = asyncio.subprocess.PIPE) -> asyncio.subprocess.Process:
             with (workdir / log).open("w") as stderr:
-                proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+                proc = await asyncio.create_subprocess_exec(*args, stdout=stdout, stderr=stderr)
             procs.append(proc)
             return proc
 
@@ -175,12 +175,8 @@ async def run_latency(
                      "--stats-interval", "2", "-q"]  # fmt: skip
         if options.hwaccel is not None:
             run_args += ["--hwaccel", options.hwaccel]
-        with (workdir / "analyzer.log").open("w") as stderr:
-            analyzer = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pipelines.cli.main", "run", *run_args, stdout=asyncio.subprocess.DEVNULL,
-                stderr=stderr,
-            )  # fmt: skip
-        procs.append(analyzer)
+        analyzer = await spawn("analyzer.log", sys.executable, "-m", "pipelines.cli.main", "run", *run_args,
+                               stdout=asyncio.subprocess.DEVNULL)  # fmt: skip
         say(f"server {url}, broker {broker.url}, {options.streams} analyzer stream(s); waiting for them to go online")
 
         expected = {f"s{i}" for i in range(options.streams)}

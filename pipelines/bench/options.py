@@ -19,7 +19,18 @@ from typing import Any
 
 from pipelines.config import EventOptions, ModelConfig
 from streamer.options import SourceOptions
-from streamer.settings import Check, Setting, choice, fail, integer, number, setting, setting_of, settings_of, size
+from streamer.settings import (
+    Check,
+    Setting,
+    choice,
+    command_setting,
+    fail,
+    integer,
+    number,
+    setting_of,
+    settings_of,
+    size,
+)
 from streamer.sync import SyncOptions
 
 LATENCY = frozenset({"bench latency"})
@@ -31,8 +42,16 @@ def shared(owner: type, name: str, commands: frozenset[str]) -> Any:
     """A field of a benchmark's options for ``owner``'s setting ``name``: its default (in the unit its flag takes:
     ms for the hop), check, unit, help and flag, all as declared on ``owner``."""
     s = setting_of(owner, name)
-    return setting(s.config_default, section="top", check=s.check, help=s.help, unit=s.unit, flag=s.option,
-                   commands=commands, metavar=s.metavar, shown=s.shown, file=False)  # fmt: skip
+    return command_setting(
+        s.config_default,
+        check=s.check,
+        help=s.help,
+        unit=s.unit,
+        flag=s.option,
+        commands=commands,
+        metavar=s.metavar,
+        shown=s.shown,
+    )
 
 
 @dataclass(frozen=True)
@@ -80,32 +99,39 @@ stream_counts: Check = _StreamCounts()
 class LatencyOptions:
     """``streamer bench latency`` (:mod:`pipelines.bench.latency`), and each probe of ``bench capacity``."""
 
-    streams: int = setting(1, section="top", check=integer(1, 4096), file=False, commands=LATENCY,
-                           help="analyzer streams at once")  # fmt: skip
-    impulses: int = setting(50, section="top", check=integer(1, 100_000), file=False, commands=LATENCY,
-                            help="impulses to measure")  # fmt: skip
+    streams: int = command_setting(1, check=integer(1, 4096), commands=LATENCY, help="analyzer streams at once")
+    impulses: int = command_setting(50, check=integer(1, 100_000), commands=LATENCY, help="impulses to measure")
     hop_ms: float = shared(SyncOptions, "hop", LATENCY)
     max_wait_ms: float = shared(ModelConfig, "max_wait_ms", LATENCY)
     device: str = shared(ModelConfig, "device", LATENCY)
     # decode video on this hardware device (streamer.hwaccel): the analyzer and the decode-only clients
     hwaccel: str | None = shared(SourceOptions, "hwaccel", LATENCY)
-    interval: float = setting(2.0, section="top", check=number(0, lo_open=True), unit="s", file=False,
-                              commands=LATENCY, help="time between impulses, plus a jitter spread evenly")  # fmt: skip
+    interval: float = command_setting(
+        2.0,
+        check=number(0, lo_open=True),
+        unit="s",
+        commands=LATENCY,
+        help="time between impulses, plus a jitter spread evenly",
+    )
     jitter: float = 0.5  # the impulse server's: each impulse comes up to this much later, spread evenly
     # "flash": a white frame (lighting to the motion detector: impulses are heard only); "box": a white box over
     # the middle quarter with the tone, an A+V impulse seen and heard
-    impulse: str = setting(
-        "flash", section="top", check=choice("flash", "box"), file=False, commands=LATENCY,
+    impulse: str = command_setting(
+        "flash",
+        check=choice("flash", "box"),
+        commands=LATENCY,
         help="flash: a white frame and a tone (heard only: a whole-picture flash is lighting); box: a white box "
         "over a quarter of the picture with the tone (seen and heard)",
-    )  # fmt: skip
+    )
     threshold: float = shared(EventOptions, "threshold", LATENCY)
-    size: tuple[int, int] = setting((640, 360), section="top", check=size, file=False, commands=LATENCY,
-                                    metavar="WxH", help="picture size")  # fmt: skip
-    fps: int = setting(30, section="top", check=integer(1, 240), file=False, commands=LATENCY, help="frame rate")
+    size: tuple[int, int] = command_setting(
+        (640, 360), check=size, commands=LATENCY, metavar="WxH", help="picture size"
+    )
+    fps: int = command_setting(30, check=integer(1, 240), commands=LATENCY, help="frame rate")
     # the Opus frame (packet) length: 10 ms is the most per-packet work, 20 ms is common
-    audio_frame_ms: int = setting(10, section="top", check=_IntChoice((10, 20, 40, 60)), unit="ms", file=False,
-                                  commands=LATENCY, help="Opus frame (packet) length")  # fmt: skip
+    audio_frame_ms: int = command_setting(
+        10, check=_IntChoice((10, 20, 40, 60)), unit="ms", commands=LATENCY, help="Opus frame (packet) length"
+    )
     # decode-only clients (the floor; ``streams`` of them with ``decode_only``, when no analyzer runs)
     decode_only: bool = False
 
@@ -117,15 +143,15 @@ class CapacityOptions:
     size: tuple[int, int] = shared(LatencyOptions, "size", CAPACITY)
     fps: int = shared(LatencyOptions, "fps", CAPACITY)
     audio_frame_ms: int = shared(LatencyOptions, "audio_frame_ms", CAPACITY)
-    impulses: int = setting(8, section="top", check=integer(1, 100_000), file=False, commands=CAPACITY,
-                            help="impulses per probe")  # fmt: skip
+    impulses: int = command_setting(8, check=integer(1, 100_000), commands=CAPACITY, help="impulses per probe")
     interval: float = 1.5  # between a probe's impulses: shorter than a latency run's, for more probes an hour
-    start: int = setting(8, section="top", check=integer(1, 4096), file=False, commands=CAPACITY,
-                         help="first N tried; doubles, then bisects")  # fmt: skip
-    limit: int = setting(128, section="top", check=integer(1, 4096), file=False, commands=CAPACITY,
-                         help="largest N tried")  # fmt: skip
-    step: int = setting(4, section="top", check=integer(1, 4096), file=False, commands=CAPACITY,
-                        help="resolution of the search in streams")  # fmt: skip
+    start: int = command_setting(
+        8, check=integer(1, 4096), commands=CAPACITY, help="first N tried; doubles, then bisects"
+    )
+    limit: int = command_setting(128, check=integer(1, 4096), commands=CAPACITY, help="largest N tried")
+    step: int = command_setting(
+        4, check=integer(1, 4096), commands=CAPACITY, help="resolution of the search in streams"
+    )
     device: str = shared(ModelConfig, "device", CAPACITY)
     hwaccel: str | None = shared(SourceOptions, "hwaccel", CAPACITY)  # in both modes
 
@@ -137,14 +163,19 @@ STREAM_COUNTS = (1, 2, 4, 8)  # throughput's stream counts unless given
 class ThroughputOptions:
     """``streamer bench throughput`` (:mod:`pipelines.bench.throughput`), and its child measurements."""
 
-    streams: tuple[int, ...] = setting(
-        STREAM_COUNTS, section="top", check=stream_counts, file=False, commands=THROUGHPUT,
-        shown=",".join(map(str, STREAM_COUNTS)), help="the stream counts measured",
-    )  # fmt: skip
-    repeats: int = setting(3, section="top", check=integer(1, 1000), file=False, commands=THROUGHPUT,
-                           help="measurements per count, their median reported")  # fmt: skip
-    seconds: float = setting(20.0, section="top", check=number(0, lo_open=True), unit="s", file=False,
-                             commands=THROUGHPUT, help="length of the generated clip")  # fmt: skip
+    streams: tuple[int, ...] = command_setting(
+        STREAM_COUNTS,
+        check=stream_counts,
+        commands=THROUGHPUT,
+        shown=",".join(map(str, STREAM_COUNTS)),
+        help="the stream counts measured",
+    )
+    repeats: int = command_setting(
+        3, check=integer(1, 1000), commands=THROUGHPUT, help="measurements per count, their median reported"
+    )
+    seconds: float = command_setting(
+        20.0, check=number(0, lo_open=True), unit="s", commands=THROUGHPUT, help="length of the generated clip"
+    )
     device: str = shared(ModelConfig, "device", THROUGHPUT)
 
 

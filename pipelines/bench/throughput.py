@@ -297,7 +297,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_worker(mode: str, streams: int, files: Sequence[Path], device: str = DEVICE) -> dict[str, Any]:
+def run_worker(mode: str, streams: int, files: Sequence[Path], device: str) -> dict[str, Any]:
     """One measurement in a fresh child process; raises RuntimeError when it fails."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))

@@ -23,6 +23,7 @@ import aiomqtt
 from pipelines.cli.display import format_event
 from pipelines.cli.terminal import outcome
 from pipelines.config import AnalyzerConfig
+from pipelines.stages.mqtt import mqtt_client
 from streamer.errors import ConfigError
 from streamer.media import StateChange
 
@@ -34,21 +35,11 @@ SUBSCRIBER_TIMEOUT = 5.0
 DRAIN_TIMEOUT = 3.0  # seconds to wait for the last events to come back after the analysis ends
 
 
-def mqtt_client(host: str, port: int, config: AnalyzerConfig, timeout: float) -> aiomqtt.Client:
-    """A client of the broker at ``host:port`` with the configured credentials and TLS settings: the probe and
-    the subscriber connect alike."""
-    from pipelines.stages.mqtt import tls_context
-
-    c = config.mqtt
-    return aiomqtt.Client(host, port, username=c.username, password=c.password, tls_context=tls_context(c),
-                          timeout=timeout)  # fmt: skip
-
-
-async def broker_answers(host: str, port: int, config: AnalyzerConfig) -> bool:
-    """Whether an MQTT broker accepts a connection there (within PROBE_TIMEOUT)."""
+async def broker_answers(config: AnalyzerConfig) -> bool:
+    """Whether the configured MQTT broker accepts a connection (within PROBE_TIMEOUT)."""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            async with mqtt_client(host, port, config, PROBE_TIMEOUT):
+            async with mqtt_client(config.mqtt, PROBE_TIMEOUT):
                 return True
     except (aiomqtt.MqttError, TimeoutError, OSError):
         return False
@@ -102,7 +93,7 @@ async def demo(
     broker = None
     mqtt = config.mqtt
     width = max([12, *(len(s.stream_id) for s in config.streams)])
-    if mqtt.url is not None and not await broker_answers(mqtt.host, mqtt.port, config):
+    if mqtt.url is not None and not await broker_answers(config):
         if mqtt.host not in LOCAL_HOSTS or mqtt.tls:
             raise ConfigError(f"mqtt: no broker answers at {mqtt.display_url}")
         port = mqtt.port if _port_free(mqtt.port) else _free_port()
@@ -125,7 +116,7 @@ async def demo(
     try:
         async with contextlib.AsyncExitStack() as stack:
             if config.mqtt.url is not None:
-                subscriber = mqtt_client(config.mqtt.host, config.mqtt.port, config, SUBSCRIBER_TIMEOUT)
+                subscriber = mqtt_client(config.mqtt, SUBSCRIBER_TIMEOUT)
                 await stack.enter_async_context(subscriber)
                 await subscriber.subscribe(f"{topics.prefix}/+/events", qos=1)
                 listener = asyncio.create_task(_listen(subscriber, show), name="demo-subscriber")

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines.bench.options import CapacityOptions, LatencyOptions, ThroughputOptions
 from pipelines.cluster.options import EXCLUSIVE, ClusterOptions
-from pipelines.config import DEFAULT_MQTT_URL, configure
+from pipelines.config import configure
 from pipelines.flags import add_arguments, add_setting_flags, analyzer_config, flag_values, values_from
 from pipelines.learn.options import LearnOptions, TrainOptions
 from streamer.demo_scene import DEMO_SOURCE
@@ -128,8 +128,7 @@ def add_learn_parsers(commands: Any) -> list[argparse.ArgumentParser]:
         name: _leaf(commands.add_parser(name, help=short, description=long))
         for name, (short, long) in LEARN_COMMANDS.items()
     }
-    calibrate, train, evaluate = parsers["calibrate"], parsers["train"], parsers["evaluate"]
-    for name, sub in (("calibrate", calibrate), ("train", train), ("evaluate", evaluate)):
+    for name, sub in parsers.items():
         sub.add_argument("data", type=Path, metavar="DATA", help=LABELS_HELP)
         sub.add_argument("--config", type=Path, help="TOML file as for `streamer run` ([defaults], [model], [device])")
         sub.add_argument("--label", action="append", metavar="LABEL",
@@ -137,9 +136,9 @@ def add_learn_parsers(commands: Any) -> list[argparse.ArgumentParser]:
         add_arguments(sub, name)
         add_setting_flags(sub, LearnOptions, name)
         sub.add_argument("--json", type=Path, metavar="FILE", help="write the full report here")
-    add_setting_flags(train, TrainOptions, "train")
-    evaluate.add_argument("--plot", type=Path, metavar="FILE.png", help="precision-recall curves (PNG)")
-    return [calibrate, train, evaluate]
+    add_setting_flags(parsers["train"], TrainOptions, "train")
+    parsers["evaluate"].add_argument("--plot", type=Path, metavar="FILE.png", help="precision-recall curves (PNG)")
+    return list(parsers.values())
 
 
 def _verbose_here_too(parser: argparse.ArgumentParser) -> None:
@@ -267,10 +266,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from pipelines.cli.demo import demo
 
-    config = analyzer_config(args, [args.source])
-    if args.mqtt is None and config.mqtt.url is not None:
-        config = replace(config, mqtt=replace(config.mqtt, url=DEFAULT_MQTT_URL))
-    return await demo(config, on_signals=_on_signals, on_state=_print_state)
+    return await demo(analyzer_config(args, [args.source]), on_signals=_on_signals, on_state=_print_state)
 
 
 async def _bench_report(args: argparse.Namespace, run: Any, options: Any, table: Any, plot: Any) -> dict[str, Any]:

@@ -120,13 +120,12 @@ async def _mark_offline(mqtt: MqttConfig) -> None:
     (retained). A detached site has no driver left to say it."""
     import aiomqtt
 
-    from pipelines.stages.mqtt import tls_context
+    from pipelines.stages.mqtt import mqtt_client
 
     topics = Topics(mqtt.prefix)
     try:
         async with asyncio.timeout(OFFLINE_TIMEOUT):
-            async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password,
-                                      tls_context=tls_context(mqtt)) as client:  # fmt: skip
+            async with mqtt_client(mqtt, OFFLINE_TIMEOUT) as client:
                 await client.publish(topics.cluster, b"", qos=1, retain=True)
                 await client.publish(topics.status, b"offline", qos=1, retain=True)
     except (aiomqtt.MqttError, OSError, TimeoutError, ConfigError) as exc:

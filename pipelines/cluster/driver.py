@@ -34,15 +34,16 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pipelines.cluster.options import ClusterOptions
+from pipelines.cluster.options import UNUSED_BY_WORKERS, ClusterOptions
 from pipelines.cluster.placement import WorkerSlot, place, stream_cost
 from pipelines.config import AnalyzerConfig, StreamConfig
 from pipelines.stages.mqtt import Publisher
 from pipelines.stages.outbox import Message, Outbox
 from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from streamer.settings import settings_of
 
 log = logging.getLogger("streamer")
 
@@ -53,10 +54,6 @@ ATTACH_TICKS = 15  # ticks a re-attaching driver waits for restarting workers be
 # small (20 moves are about 2.5 kB); a lost node can move hundreds of streams at once, and each move is also
 # published on its own on ``{prefix}/cluster/moves`` (QoS 1), the complete record for whoever needs it.
 MOVES_KEPT = 20
-# Settings the workers never use (no endpoint, no events file, no duration on a cluster): not worth a restart.
-UNUSED_BY_WORKERS = frozenset({"metrics", "ui", "duration", "events_out"})
-# Where a setting lives in the config file, where that differs from the dataclass it feeds.
-FILE_NAMES = {"model.device": "device.type", "model.autocast": "device.autocast"}
 NAMESPACE_PREFIX = "streamer-"  # a site's Ray namespace: this and its MQTT prefix
 WORKER_PREFIX = "w-"  # a worker's actor name: this, its node, its index on the node
 
@@ -333,10 +330,13 @@ def changed_settings(before: AnalyzerConfig, after: AnalyzerConfig) -> list[str]
         if f.name == "streams" or f.name in UNUSED_BY_WORKERS or old == new:
             continue
         if is_dataclass(old) and type(old) is type(new):
-            names += [f"{f.name}.{g.name}" for g in fields(old) if getattr(old, g.name) != getattr(new, g.name)]
+            # each setting by where the config file holds it (model.device is device.type there)
+            declared = {s.name: f"{s.section}.{s.key}" for s in settings_of(cast(type, type(old)))}
+            names += [declared.get(g.name, f"{f.name}.{g.name}") for g in fields(old)
+                      if getattr(old, g.name) != getattr(new, g.name)]  # fmt: skip
         else:
             names.append(f.name)
-    return [FILE_NAMES.get(name, name) for name in names]
+    return names
 
 
 async def stop_workers(workers: list[WorkerRef]) -> None:

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from pipelines.analyzer import Analyzer
-from pipelines.cluster.options import ClusterOptions
+from pipelines.cluster.options import UNUSED_BY_WORKERS, ClusterOptions
 from pipelines.cluster.store import Store
 from pipelines.config import AnalyzerConfig, StreamConfig
 from streamer.errors import EXIT_FAILURE, StreamerError
@@ -110,6 +110,12 @@ class AnalyzerThread:
                 self.failure, self.failure_code = reason, getattr(exc, "exit_code", EXIT_FAILURE)
         log.error("%s", reason, exc_info=exc)
 
+    def stop(self, timeout: float) -> None:
+        """Stop its analyzer (its streams end, its outbox flushes) and wait up to ``timeout`` s for the thread."""
+        if self.analyzer is not None:
+            self.loop.call_soon_threadsafe(self.analyzer.stop)
+        self.thread.join(timeout)
+
 
 class StreamWorker:
     def __init__(self, worker_id: str, namespace: str, base: bytes, options: ClusterOptions) -> None:
@@ -125,7 +131,8 @@ class StreamWorker:
         if mqtt.client_id:
             mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-{worker_id}")
         # one endpoint per site, not per worker: the workers serve no /metrics and no web view
-        self.config = replace(config, streams=(), mqtt=mqtt, duration=None, events_out=None, metrics=None, ui=None)
+        unused: dict[str, Any] = dict.fromkeys(UNUSED_BY_WORKERS)  # each of them None
+        self.config = replace(config, streams=(), mqtt=mqtt, **unused)
 
         def build() -> Analyzer:
             return Analyzer(self.config, serve=True, presence=f"cluster/workers/{worker_id}")
@@ -211,10 +218,8 @@ class StreamWorker:
 
     def stop(self) -> None:
         """End every stream (open events end, statuses go offline), flush the outbox, leave."""
-        analyzer = self.serving.analyzer
-        if analyzer is not None and self.failure is None:
-            self.serving.loop.call_soon_threadsafe(analyzer.stop)
-            self.serving.thread.join(30)
+        if self.failure is None:
+            self.serving.stop(30)
 
 
 async def _summary(analyzer: Analyzer) -> dict[str, Any]:

@@ -35,11 +35,11 @@ from pipelines.config import EventOptions
 from pipelines.learn.evaluate import (
     THRESHOLDS,
     Choice,
+    Scores,
+    best_threshold,
     bound_warning,
-    choose_threshold,
     fused_scores,
     nearest_within,
-    sweep,
     tolerance,
 )
 from pipelines.learn.extract import RecordingScores
@@ -77,10 +77,11 @@ def calibrate(recs: Sequence[RecordingScores], options: EventOptions) -> Calibra
         raise ValueError("no recordings to calibrate on")
     weights = [float(a) for a in WEIGHTS]
     choices: list[Choice] = []
+    scores_by_alpha: list[list[Scores]] = []
     for alpha in weights:
         scores = [fused_scores(r, alpha, 1.0 - alpha) for r in recs]
-        counts = sweep(recs, scores, options, THRESHOLDS)
-        choices.append(choose_threshold(THRESHOLDS, counts, prefer=DEFAULT_THRESHOLD))
+        scores_by_alpha.append(scores)
+        choices.append(best_threshold(recs, scores, options, THRESHOLDS, prefer=DEFAULT_THRESHOLD))
     levels = [c.level for c in choices]
     alpha_tolerance = tolerance(max(levels), choices[0].counts.labeled)
     run = nearest_within(levels, alpha_tolerance, centre=weights.index(0.5), inside=True)
@@ -91,7 +92,7 @@ def calibrate(recs: Sequence[RecordingScores], options: EventOptions) -> Calibra
     for line in warnings:  # on stderr too: ``calibrate DATA > tuned.toml`` keeps only the commented copy
         log.warning("calibrate: %s", line)
     labels = np.concatenate([r.labels for r in recs])
-    s = np.concatenate([fused_scores(r, alpha, 1.0 - alpha) for r in recs])
+    s = np.concatenate(scores_by_alpha[run.index])
     return Calibration(
         alpha=alpha,
         beta=round(1.0 - alpha, 2),

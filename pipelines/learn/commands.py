@@ -13,7 +13,6 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import (
@@ -28,12 +27,11 @@ from pipelines.config import (
     stream_config,
 )
 from pipelines.flags import flag_values, values_from
-from pipelines.learn.extract import RecordingScores, extract
+from pipelines.learn.extract import RecordingScores, extract, file_spec
 from pipelines.learn.labels import Dataset, load_dataset
 from pipelines.learn.options import LearnOptions, TrainOptions
 from streamer.errors import EXIT_OK, EXIT_SOURCE, ConfigError
 from streamer.settings import output_file, setting_of, settings_of
-from streamer.spec import SourceKind, SourceSpec
 from streamer.sync import SyncOptions
 
 if TYPE_CHECKING:
@@ -56,9 +54,9 @@ class Prepared:
         self.values = merged_stream_values(model, learned, defaults, flags, where="settings")
         self.explicit = defaults | flags  # what the user set (not the model's)
         # every recording's settings, as `streamer run` builds a stream's (each recording's own, in extract())
-        data = str(args.data)
-        spec = SourceSpec("settings", data, SourceKind.FILE, MappingProxyType({"path": data}))
-        self.stream: StreamConfig = stream_config(spec, self.values, model, where="settings")
+        self.stream: StreamConfig = stream_config(
+            file_spec("settings", args.data), self.values, model, where="settings"
+        )
         self.events: EventOptions = self.stream.events
         self.sync: SyncOptions = self.stream.sync
         self.alpha, self.beta = self.stream.alpha, self.stream.beta

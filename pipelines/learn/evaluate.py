@@ -83,21 +83,26 @@ def tolerance(f1: float, events: int) -> float:
     return math.sqrt(max(f1 * (1.0 - f1), 0.0) / max(events, 1))
 
 
-def widest_run(good: npt.ArrayLike, values: npt.ArrayLike, *, centre: int = 0, anchors: npt.ArrayLike = True) -> Run:
+def true_runs(mask: npt.ArrayLike) -> list[tuple[int, int]]:
+    """The contiguous runs of True in a 1-D ``mask``, as ``(first, stop)`` index pairs, in order."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]])))
+    return [(first, stop) for first, stop in edges.reshape(-1, 2).tolist()]
+
+
+def widest_run(good: npt.ArrayLike, values: npt.ArrayLike, *, anchors: npt.ArrayLike = True) -> Run:
     """The widest contiguous run of ``good`` grid points that holds one of ``anchors``, and its middle (the lower
-    one of two). Ties go to the run holding the higher value, then to the one nearer ``centre``."""
+    one of two). Ties go to the run holding the higher value, then to the lower run."""
     v = np.asarray(values, dtype=np.float64)
     held = np.broadcast_to(np.asarray(anchors, dtype=bool), v.shape)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(good, dtype=np.int8), [0]])))
-    runs = [(first, stop) for first, stop in edges.reshape(-1, 2).tolist() if held[first:stop].any()]
+    runs = [(first, stop) for first, stop in true_runs(good) if held[first:stop].any()]
     if not runs:
         raise ValueError("no run of good values holds an anchor")
 
-    def key(run: tuple[int, int]) -> tuple[int, float, int]:
+    def key(run: tuple[int, int]) -> tuple[int, float]:
         first, stop = run
-        return stop - first, float(v[first:stop].max()), -abs((first + stop - 1) // 2 - centre)
+        return stop - first, float(v[first:stop].max())
 
-    first, stop = max(runs, key=key)
+    first, stop = max(runs, key=key)  # max keeps the first (lowest) of equal keys
     return Run((first + stop - 1) // 2, first, stop - 1)
 
 
@@ -113,9 +118,8 @@ def nearest_within(values: npt.ArrayLike, tolerance: float, *, centre: int, insi
     the middle drifts there (measured in docs/learn.md).
     """
     v = np.asarray(values, dtype=np.float64)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], (v >= v.max() - tolerance - 1e-9).astype(np.int8), [0]])))
     candidates: list[Run] = []
-    for first, stop in edges.reshape(-1, 2).tolist():
+    for first, stop in true_runs(v >= v.max() - tolerance - 1e-9):
         low, high = first, stop - 1
         if inside:
             low, high = low + (first > 0), high - (stop < len(v))
@@ -164,10 +168,10 @@ class Choice:
 
 def best_threshold(
     recs: Sequence[RecordingScores], scores: Sequence[Scores], options: EventOptions,
-    thresholds: Sequence[float] = THRESHOLDS,
+    thresholds: Sequence[float] = THRESHOLDS, *, prefer: float | None = None,
 ) -> Choice:  # fmt: skip
-    """The event threshold for these scores, by the rule of :func:`choose_threshold`."""
-    return choose_threshold(thresholds, sweep(recs, scores, options, thresholds))
+    """The event threshold for these scores, by the rule of :func:`choose_threshold` (``prefer`` goes to it)."""
+    return choose_threshold(thresholds, sweep(recs, scores, options, thresholds), prefer=prefer)
 
 
 def choose_threshold(

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -85,7 +86,9 @@ async def extract(
         for first in range(0, len(dataset.recordings), max(1, parallel)):
             group = dataset.recordings[first : first + max(1, parallel)]
             # no snapshots here: the decoded pictures need not outlive their luma image
-            configs = [_without_pictures(stream_config(_spec(r), stream_values, model)) for r in group]
+            configs = [
+                _without_pictures(stream_config(file_spec(r.stream_id, r.path), stream_values, model)) for r in group
+            ]
             scored, errors = await _extract_group(runner, model, list(zip(group, configs, strict=True)))
             failed += errors
             for result in scored:
@@ -101,9 +104,9 @@ def _without_pictures(config: StreamConfig) -> StreamConfig:
     return replace(config, source=replace(config.source, keep_full_frames=False))
 
 
-def _spec(recording: Recording) -> SourceSpec:
-    path = str(recording.path)
-    return SourceSpec(recording.stream_id, path, SourceKind.FILE, MappingProxyType({"path": path}))
+def file_spec(stream_id: str, path: Path | str) -> SourceSpec:
+    """A recording's source, as a file given on ``streamer run``'s command line becomes."""
+    return SourceSpec(stream_id, str(path), SourceKind.FILE, MappingProxyType({"path": str(path)}))
 
 
 @dataclass(eq=False)

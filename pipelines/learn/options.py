@@ -16,24 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from streamer.settings import LEARN, choice, integer, number, output_file, setting
+from streamer.settings import LEARN, choice, command_setting, integer, number, output_file
 
 TRAIN = frozenset({"train"})
 FUSIONS = ("weighted", "late", "mid", "attention")  # the heads of models.heads.HEADS (a test keeps them equal)
-
-
-def _flag(default: Any, commands: frozenset[str], **declared: Any) -> Any:
-    """A setting of the learning commands: a flag only, outside any config table."""
-    return setting(default, section="top", file=False, commands=commands, **declared)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LearnOptions:
     """What every learning command takes besides the analysis settings."""
 
-    parallel: int = _flag(4, LEARN, check=integer(1, 256), metavar="N", help="recordings decoded at once")
+    parallel: int = command_setting(4, LEARN, check=integer(1, 256), metavar="N", help="recordings decoded at once")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,19 +35,35 @@ class TrainOptions:
     """How ``streamer train`` trains (:func:`pipelines.learn.train.train`) and where it saves the model (``out``,
     written by the command). ``device`` is the model's (``[device]``, ``--device``): it has no default here."""
 
-    fusion: str = _flag(
-        "weighted", TRAIN, check=choice(*FUSIONS),
+    fusion: str = command_setting(
+        "weighted",
+        TRAIN,
+        check=choice(*FUSIONS),
         help="weighted (learnable alpha, beta), late (product of per-modality probabilities), mid (features "
         "concatenated into an MLP) or attention",
-    )  # fmt: skip
-    out: Path = _flag(Path("fusion.pt"), TRAIN, check=output_file, metavar="FILE",  # noqa: RUF009 - a field()
-                      help="checkpoint to write")  # fmt: skip
-    epochs: int = _flag(2000, TRAIN, check=integer(1, 1_000_000), metavar="N", help="at most this many epochs")
-    patience: int = _flag(100, TRAIN, check=integer(1, 1_000_000), metavar="N",
-                          help="stop after this many epochs without progress on the validation recordings")  # fmt: skip
-    lr: float = _flag(0.05, TRAIN, check=number(0, lo_open=True), metavar="LR", help="Adam's learning rate")
-    val_fraction: float = _flag(0.25, TRAIN, check=number(0, 1, lo_open=True), metavar="F",
-                                help="the share of the recordings kept for validation, at least one")  # fmt: skip
-    seed: int = _flag(0, TRAIN, check=integer(0, 2**32 - 1), metavar="N",
-                      help="the split's and the initialization's seed")  # fmt: skip
+    )
+    out: Path = command_setting(  # noqa: RUF009 - a field()
+        Path("fusion.pt"), TRAIN, check=output_file, metavar="FILE", help="checkpoint to write"
+    )
+    epochs: int = command_setting(
+        2000, TRAIN, check=integer(1, 1_000_000), metavar="N", help="at most this many epochs"
+    )
+    patience: int = command_setting(
+        100,
+        TRAIN,
+        check=integer(1, 1_000_000),
+        metavar="N",
+        help="stop after this many epochs without progress on the validation recordings",
+    )
+    lr: float = command_setting(0.05, TRAIN, check=number(0, lo_open=True), metavar="LR", help="Adam's learning rate")
+    val_fraction: float = command_setting(
+        0.25,
+        TRAIN,
+        check=number(0, 1, lo_open=True),
+        metavar="F",
+        help="the share of the recordings kept for validation, at least one",
+    )
+    seed: int = command_setting(
+        0, TRAIN, check=integer(0, 2**32 - 1), metavar="N", help="the split's and the initialization's seed"
+    )
     device: str

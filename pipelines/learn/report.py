@@ -56,10 +56,8 @@ def plateau_lines(cal: Calibration) -> list[str]:
     c = cal.choice
     low, high = c.plateau
     a_low, a_high = cal.alpha_range
-    if c.prefer is None:
-        how, f1 = f"the middle of {low:g}-{high:g}", "F1"
-    else:
-        how, f1 = f"the nearest to the default {c.prefer:g} of {low:g}-{high:g}", f"F1 over +-{SHIFT:g}"
+    # calibrate always chooses with ``prefer`` (the default threshold)
+    how, f1 = f"the nearest to the default {c.prefer:g} of {low:g}-{high:g}", f"F1 over +-{SHIFT:g}"
     where = f"threshold {c.threshold:g} is {how}, where {f1} stays within {c.tolerance:.3f} (one standard error) of "
     return [
         f"{where}{c.level:.3f},",

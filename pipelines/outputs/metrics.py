@@ -52,7 +52,7 @@ class Metrics(Observer, Collector):
         self.started: dict[str, int] = {}  # events started per stream
         self.reconnects: dict[str, int] = {}
         self._states: dict[str, SourceState] = {}
-        self._rates = Rates(analyzer.stream_counts, RATE_WINDOW)
+        self._rates = Rates(RATE_WINDOW)
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
 
@@ -81,7 +81,7 @@ class Metrics(Observer, Collector):
 
     async def run(self) -> None:
         while True:  # keeps the rate window filled between scrapes
-            self._rates.sample()
+            self._rates.sample(self.analyzer.stream_counts())
             await asyncio.sleep(1.0)
 
     # -- read when scraped --------------------------------------------------------------------------------------
@@ -110,8 +110,9 @@ class Metrics(Observer, Collector):
             "media": GaugeMetricFamily("streamer_stream_media_seconds", "Media time reached", labels=label),
         }  # fmt: skip
         status = StateSetMetricFamily("streamer_stream_status", "The stream's state", labels=label)
-        rates = self._rates.sample()
-        for sid, c in a.stream_counts().items():
+        counts = a.stream_counts()  # one copy: the rates and the counters of the same moment
+        rates = self._rates.sample(counts)
+        for sid, c in counts.items():
             fps_in, fps_out = rates.get(sid, (0.0, 0.0))
             values = {
                 "frames": c.frames, "timesteps": c.timesteps, "dropped_frames": c.dropped_frames,

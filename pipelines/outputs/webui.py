@@ -71,7 +71,7 @@ class LiveView(Observer):
         self._changed: set[str] = set()  # streams whose status or snapshot changed
         self._removed: list[str] = []
         self._clients: set[asyncio.Queue[bytes | None]] = set()
-        self._rates = Rates(analyzer.stream_counts, 5.0)
+        self._rates = Rates(5.0)
         self._fps: dict[str, tuple[float, float]] = {}
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class LiveView(Observer):
                 await asyncio.sleep(PUSH_PERIOD)
                 ticks += 1
                 if ticks % int(1 / PUSH_PERIOD) == 0:
-                    self._fps = self._rates.sample()
+                    self._fps = self._rates.sample(self.analyzer.stream_counts())
                 update = self._update()
                 if not self._clients:
                     continue

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -72,7 +71,7 @@ class ModelRunner:
     ``await runner.add_stream(sc)`` (a model for a new hop is built and warmed up there, not on the loop),
     ``await runner.score_async(batch)``, :meth:`export_async`, :meth:`import_async`; ``release`` and
     ``set_weights`` need no await (what is queued after them runs after them). Where no event loop runs (building
-    an analyzer, a tool, a test): ``runner.add_stream(sc).result()``, and :meth:`score`, :meth:`export_state` and
+    an analyzer, a tool, a test): ``runner.add_stream(sc).result()``, and :meth:`export_state` and
     :meth:`import_state`, which block until the model thread has done them.
     """
 
@@ -86,9 +85,8 @@ class ModelRunner:
         self._models: dict[float, FusionModel] = {}
         self._slots: dict[str, StreamSlot] = {}
         self.head, self._extraction = self._learned_head(config)
-        self._thread: int | None = None  # the model thread's ident, once it started
         self._closed = False
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model", initializer=self._started)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
         if self.device.type == "cpu":
             # The model's tensors are small and the capture threads keep the cores busy decoding: more intra-op
             # threads only contend with them (measured: one thread halves the model's time inside the analyzer).
@@ -115,19 +113,8 @@ class ModelRunner:
 
     # -- the model thread ---------------------------------------------------------------------------------
 
-    def _started(self) -> None:
-        self._thread = threading.get_ident()
-
     def _queue(self, work: Callable[..., T], *args: Any) -> Queued[T]:
-        """Run ``work(*args)`` on the model thread after everything queued before it (at once when called there:
-        waiting for itself would never end)."""
-        if threading.get_ident() == self._thread:
-            done: concurrent.futures.Future[T] = concurrent.futures.Future()
-            try:
-                done.set_result(work(*args))
-            except Exception as exc:
-                done.set_exception(exc)
-            return Queued(done)
+        """Run ``work(*args)`` on the model thread after everything queued before it."""
         if self._closed:
             raise RuntimeError("the model runner is closed")
         return Queued(self._executor.submit(work, *args))
@@ -249,13 +236,9 @@ class ModelRunner:
         """:meth:`import_state`, queued now: await it."""
         return self._queue(self._import, stream_id, state)
 
-    def score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
-        """Score a batch (any mix of streams and hops); arrays of ``len(timesteps)`` per name, in order (blocks: on
-        the event loop use :meth:`score_async`)."""
-        return self._queue(self._score, timesteps).result()
-
     def score_async(self, timesteps: Sequence[Timestep]) -> Queued[dict[str, np.ndarray]]:
-        """:meth:`score`, queued now (after whatever was queued before it, before whatever comes after): await it."""
+        """Score a batch (any mix of streams and hops): arrays of ``len(timesteps)`` per name, in order; queued now
+        (after whatever was queued before it, before whatever comes after): await it."""
         return self._queue(self._score, timesteps)
 
     def close(self) -> None:

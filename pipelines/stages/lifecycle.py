@@ -114,6 +114,11 @@ class StreamRuntime:
         self.state = to
 
     @property
+    def drops(self) -> tuple[int, int]:
+        """``(video frames dropped by its capture, timesteps dropped waiting for the model)``."""
+        return (self.stream.dropped_video if self.stream is not None else 0), self.lane.dropped
+
+    @property
     def done(self) -> bool:
         """Its source task ended (or it never got one)."""
         return self.state in (S.ENDED, S.FLUSHED, S.RELEASING, S.RELEASED)

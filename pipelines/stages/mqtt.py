@@ -26,11 +26,11 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
-from pipelines.config import MqttConfig
+from pipelines.config import MqttConfig, reason_of
 from pipelines.stages.outbox import Message, Outbox
 from pipelines.stages.topics import Topics
 from streamer.errors import ConfigError
@@ -60,6 +60,13 @@ class TlsFileError(ConfigError):
     """An mqtts file (CA bundle, client certificate or key) cannot be read or is not what it should be."""
 
 
+def mqtt_client(config: MqttConfig, timeout: float, **options: Any) -> aiomqtt.Client:
+    """A client of the configured broker with its credentials and TLS settings (the publisher's, and a
+    subscriber's, a probe's or a one-off publish's, which connect alike); ``options``: aiomqtt's others."""
+    return aiomqtt.Client(config.host, config.port, username=config.username, password=config.password,
+                          tls_context=tls_context(config), timeout=timeout, **options)  # fmt: skip
+
+
 def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
     """The TLS settings of an mqtts connection (None for mqtt); :class:`TlsFileError` naming the file that cannot
     be loaded."""
@@ -70,8 +77,7 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
         if config.cert_file:
             context.load_cert_chain(config.cert_file, config.key_file)
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        raise TlsFileError(f"cannot load {_tls_files(config)}: {' '.join(str(why).split())}") from exc
+        raise TlsFileError(f"cannot load {_tls_files(config)}: {reason_of(exc)}") from exc
     if config.tls_insecure:
         context.check_hostname = False
     return context
@@ -101,17 +107,12 @@ class Publisher:
         self.listeners: list[Listener] = []
 
     def _make_client(self) -> aiomqtt.Client:
-        c = self.config
-        return aiomqtt.Client(
-            c.host,
-            c.port,
-            username=c.username,
-            password=c.password,
+        return mqtt_client(
+            self.config,
+            PUBLISH_TIMEOUT,
             identifier=self._identifier,
-            keepalive=c.keepalive,
-            timeout=PUBLISH_TIMEOUT,
+            keepalive=self.config.keepalive,
             will=aiomqtt.Will(self.topics.presence, b"offline", qos=1, retain=True),
-            tls_context=tls_context(c),
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             max_inflight_messages=WINDOW + 2,  # the window, "online" and "offline": paho would queue the rest
         )

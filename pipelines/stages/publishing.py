@@ -153,10 +153,7 @@ class Publishing:
     def report(self, streams: Mapping[str, StreamRuntime]) -> None:
         """The stats message (it resets the per-interval rates); the events the outbox dropped so far, logged."""
         drops = {
-            sid: {
-                "dropped_frames": rt.stream.dropped_video if rt.stream is not None else 0,
-                "dropped_timesteps": rt.lane.dropped,
-            }
+            sid: dict(zip(("dropped_frames", "dropped_timesteps"), rt.drops, strict=True))
             for sid, rt in streams.items()
         }
         if self.broker:

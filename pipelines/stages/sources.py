@@ -40,7 +40,13 @@ def open_lane(batcher: Batcher[Job], sc: StreamConfig) -> Lane[Job]:
     """A stream's lane: a file read with --realtime waits like a file, but its timesteps come one a hop."""
     live = sc.spec.is_live
     return batcher.add_lane(sc.stream_id, LIVE_LANE if live else FILE_LANE, drop_oldest=live,
-                            paced=live or sc.source.realtime)  # fmt: skip
+                            paced=paced(sc, live))  # fmt: skip
+
+
+def paced(sc: StreamConfig, live: bool) -> bool:
+    """Whether a stream's timesteps come one a hop (live, or a file read with --realtime, as streamer.av_input
+    paces it), so its lane is ready with one: ``live`` as the config says, then as its capture found."""
+    return live or (sc.source.realtime and not sc.spec.is_live)
 
 
 class End(enum.Enum):
@@ -109,7 +115,7 @@ class Sources:
         def on_info(info: StreamInfo) -> None:
             rt.info, rt.opened = info, True  # (its ``online`` may go unheard: a late listener gets the latest state)
             rt.lane.drop_oldest = info.live  # recorded media over HTTP waits like a file instead of dropping
-            rt.lane.paced = info.live or (sc.source.realtime and not sc.spec.is_live)  # (as streamer.av_input paces)
+            rt.lane.paced = paced(sc, info.live)
 
         def on_gap(gap: Discontinuity) -> None:
             rt.lost = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,17 +131,16 @@ class PipelineStats:
 
 class Rates:
     """Per stream (decoded frames in, timesteps scored) per second over the last ``window`` seconds, from the
-    counters ``counts`` gives at each call (an output passes its view's ``stream_counts``; call it about once a
-    second to keep the window filled)."""
+    counters given at each call (an output passes its view's ``stream_counts()``; call it about once a second to
+    keep the window filled)."""
 
-    def __init__(self, counts: Callable[[], Mapping[str, StreamCounts]], window: float = 10.0) -> None:
-        self.counts = counts
+    def __init__(self, window: float = 10.0) -> None:
         self.window = window
         self._samples: deque[tuple[float, dict[str, tuple[int, int]]]] = deque()
 
-    def sample(self) -> dict[str, tuple[float, float]]:
+    def sample(self, streams: Mapping[str, StreamCounts]) -> dict[str, tuple[float, float]]:
         now = time.monotonic()
-        counts = {sid: (c.frames, c.timesteps) for sid, c in self.counts().items()}
+        counts = {sid: (c.frames, c.timesteps) for sid, c in streams.items()}
         self._samples.append((now, counts))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()
