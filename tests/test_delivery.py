@@ -124,6 +124,24 @@ async def test_a_lost_connection_resends_one_at_a_time_and_gives_up_on_a_message
     assert not outbox.retrying and not len(outbox) and outbox.sent == 3
 
 
+async def test_messages_that_were_not_sent_after_all_wait_again_in_their_send_order() -> None:
+    # CI found 34, 33, 32 on the wire: three publishes refused one after another ("not currently connected") were
+    # each put back first, reversing them, and the lost connection then put the earlier ones before them
+    outbox = Outbox(100)
+    for i in range(6):
+        outbox.put(event(i))
+    taken = [await outbox.take(32) for _ in range(5)]
+    for m in taken[2:]:  # their publishes failed before reaching the wire, in send order
+        outbox.release(m)
+    outbox.lost()  # then the connection is declared lost: 0 and 1 were in flight
+    order = []
+    while len(outbox):
+        m = await outbox.take(32)
+        order.append(json.loads(m.payload)["id"])
+        outbox.done(m)
+    assert order == [0, 1, 2, 3, 4, 5]
+
+
 async def test_a_cancelled_publisher_blames_nothing_and_newer_state_replaces_a_resend() -> None:
     outbox = Outbox(100, max_attempts=1)
     outbox.put(message("state", "t/s/snapshot", b"old"))

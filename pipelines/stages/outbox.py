@@ -68,6 +68,8 @@ class Outbox:
         self._in_flight: dict[int, Message] = {}
         self._suspects: dict[int, Message] = {}  # in flight when a connection was lost: sent alone next time
         self._failures: dict[int, int] = {}  # connections lost while it was in flight alone
+        self._taken: dict[int, int] = {}  # the order messages were first handed out: a requeue keeps it
+        self._takes = 0
         self._changed = asyncio.Event()
         self._emptied = asyncio.Event()
         self.connected = False
@@ -137,6 +139,9 @@ class Outbox:
             if len(self._in_flight) < limit and (message := self.peek()) is not None:
                 self._unqueue(message)
                 self._in_flight[id(message)] = message
+                if id(message) not in self._taken:
+                    self._taken[id(message)] = self._takes
+                    self._takes += 1
                 return message
             self._changed.clear()
             await self._changed.wait()
@@ -240,7 +245,7 @@ class Outbox:
         """Put ``message`` back first in its class; False when it is not needed any more (newer state for its
         topic waits, or a score while the broker is away)."""
         if message.kind == "event":
-            self._events.appendleft(message)
+            self._insert(self._events, message)
         elif message.kind in ("status", "state"):
             table = self._statuses if message.kind == "status" else self._state
             if message.topic in table:
@@ -249,16 +254,29 @@ class Outbox:
             table[message.topic] = message
             table.move_to_end(message.topic, last=False)
         elif self.connected:
-            self._scores.appendleft(message)
+            self._insert(self._scores, message)
         else:
             self.scores_dropped += 1
             self._forget(message)
             return False
         return True
 
+    def _insert(self, queue: deque[Message], message: Message) -> None:
+        """Put ``message`` back before what was never sent, after what was handed out before it (messages come
+        back one by one, from :meth:`release` or :meth:`lost`, in any order: the wire order is kept)."""
+        order = self._taken[id(message)]
+        index = 0
+        for waiting in queue:
+            taken = self._taken.get(id(waiting))
+            if taken is None or taken > order:
+                break
+            index += 1
+        queue.insert(index, message)
+
     def _forget(self, message: Message) -> None:
         self._suspects.pop(id(message), None)
         self._failures.pop(id(message), None)
+        self._taken.pop(id(message), None)
 
     def _after_removal(self) -> None:
         self._changed.set()
