@@ -27,7 +27,14 @@ their energy above it; on real recordings the thumps of a bike's hum alone made 
 
   (for steady noise ``floor`` is its mean and ``sigma`` its deviation; the lower half's spread, as sounds widen
   the upper half). A busy background (a street, traffic) spreads its levels and so raises its own bar.
-* ``excess = max over bands of (level - floor - k * sigma)`` (dB), ``flux_excess`` likewise for the flux, and
+* **A bed that changes** (music, a voice talking on, a machine changing phase, a kitchen) has loud moments of its
+  own that a steady floor does not describe: per band, the bar is raised to the bed's ``texture_q`` (0.98)
+  quantile over the window's timesteps older than ``lag`` (2 s, so that a sound never raises its own bar), but
+  at most ``cap`` (6 dB) over ``floor + k * sigma``: a voice going on and on, or a piano, are a bed, while a
+  sound 12 dB or more over the bed still stands out, and a few loud sounds close together (each its own
+  event) do not hide the next one by more than the cap. The flux likewise. For a steady bed the quantile lies
+  under ``floor + k * sigma`` and nothing changes.
+* ``excess = max over bands of (level - bar)`` (dB), ``flux_excess`` likewise for the flux, and
 
       S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)
 
@@ -88,6 +95,9 @@ class AudioActivity(SlotStateMixin):
         min_flux_dev: float = 2.0,
         quiet_dbfs: float = -90.0,
         warmup: float = 0.5,
+        texture_q: float = 0.98,
+        lag: float = 2.0,
+        cap: float = 6.0,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -121,6 +131,9 @@ class AudioActivity(SlotStateMixin):
         self.register_buffer("fluxes", torch.full((capacity, steps), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
         self.register_buffer("quartiles", torch.tensor([0.25, 0.5]), persistent=False)  # q25, q50
+        self.texture_q = texture_q
+        self.lag_steps = round(lag / hop)
+        self.cap = cap
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return self.forward_rounds(audio, present, Rounds.distinct(slots))
@@ -164,14 +177,27 @@ class AudioActivity(SlotStateMixin):
         flux_sigma = torch.clamp((fq[1] - fq[0]) / 0.674, min=self.min_flux_dev)
         return lq[1], sigma, fq[1], flux_sigma
 
+    def texture(self, levels: Tensor, fluxes: Tensor, ages: Tensor) -> tuple[Tensor, Tensor]:
+        """The bed's loud moments: the ``texture_q`` quantile of each band's level ``(B, bands)`` and of the flux
+        ``(B,)`` over the window's timesteps at least ``lag`` old (``ages (B, W)``); -inf where there are none."""
+        old = ages >= self.lag_steps
+        high = torch.nanquantile(torch.where(old.unsqueeze(2), levels, float("nan")), self.texture_q, dim=1)
+        flux_high = torch.nanquantile(torch.where(old, fluxes, float("nan")), self.texture_q, dim=1)
+        return torch.nan_to_num(high, nan=-torch.inf), torch.nan_to_num(flux_high, nan=-torch.inf)
+
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against each stream's background and add the heard timesteps to it, in order."""
         # Every heard timestep goes into the window: one ring slot each.
         count, (levels, fluxes) = rounds.push(self.count, present, (self.levels, level), (self.fluxes, flux))
         warm = count >= self.warmup_steps
         floor, sigma, flux_floor, flux_sigma = self.background(levels, fluxes)
-        excess = torch.nan_to_num((level - floor - self.k * sigma).amax(dim=1), nan=0.0)
-        flux_excess = torch.nan_to_num(flux - flux_floor - self.k * flux_sigma, nan=0.0)
+        high, flux_high = self.texture(levels, fluxes, rounds.ages(count, levels.shape[1]))
+        base = floor + self.k * sigma
+        bar = torch.maximum(base, torch.minimum(high, base + self.cap))  # a textured bed's loud moments, capped
+        excess = torch.nan_to_num((level - bar).amax(dim=1), nan=0.0)
+        flux_base = flux_floor + self.k * flux_sigma
+        flux_bar = torch.maximum(flux_base, torch.minimum(flux_high, flux_base + self.cap))
+        flux_excess = torch.nan_to_num(flux - flux_bar, nan=0.0)
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
         score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}

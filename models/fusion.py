@@ -59,11 +59,19 @@ class ModelOutput:
     features: dict[str, Tensor]
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """Everything on the host, in one device-to-host copy."""
+        """Everything on the host, in one device-to-host copy: ``(B,)`` arrays, and ``(B, K)`` for a feature of
+        several columns (the video's ``unusual`` cells)."""
         names = ["s", "s_v", "s_a", "has_v", "has_a", *self.features]
         values = [self.s, self.s_v, self.s_a, self.has_v, self.has_a, *self.features.values()]
-        stacked: np.ndarray = torch.stack([v.float() for v in values]).cpu().numpy()
-        return dict(zip(names, stacked, strict=True))
+        columns = [v.float().reshape(v.shape[0], -1) for v in values]
+        flat: np.ndarray = torch.cat(columns, dim=1).cpu().numpy()
+        out: dict[str, np.ndarray] = {}
+        at = 0
+        for name, value, column in zip(names, values, columns, strict=True):
+            width = column.shape[1]
+            out[name] = flat[:, at] if value.dim() == 1 else flat[:, at : at + width]
+            at += width
+        return out
 
 
 class FusionModel(nn.Module):
@@ -184,6 +192,21 @@ class FusionModel(nn.Module):
         for prefix, module in self._stateful_named():
             part = {key.split(".", 1)[1]: value for key, value in state.items() if key.split(".", 1)[0] == prefix}
             module.import_slot(slot, part)
+
+    def set_mask(self, slot: int, ignore: Tensor | None) -> None:
+        """The picture the stream's video activity ignores: ``ignore (H, W)`` bool at ``luma_size``, True where
+        masked (never counts as change, never learned); None: none. A custom video encoder without ``set_mask``
+        refuses a mask (``ValueError``)."""
+        self._owned()
+        set_mask = getattr(self.video, "set_mask", None)
+        if set_mask is None:
+            if ignore is None:
+                return
+            raise ValueError(f"the video encoder {type(self.video).__name__} takes no mask")
+        width, height = self.luma_size
+        if ignore is not None and tuple(ignore.shape) != (height, width):
+            raise ValueError(f"a mask must be {height}x{width} (the analysis picture), got {tuple(ignore.shape)}")
+        set_mask(slot, ignore)
 
     def set_weights(self, slot: int, alpha: float, beta: float) -> None:
         self._owned()

@@ -114,6 +114,15 @@ class Rounds:
         recent[self.unique] = combined[everyone, self.rows.unsqueeze(1) + j]
         return windows
 
+    def ages(self, before: Tensor, width: int) -> Tensor:
+        """How many kept measurements ago each entry of the windows :meth:`push` returned was kept ``(B, W)``
+        (0: the newest; entries never written are older than any): the windows are in ring order for distinct
+        slots, oldest first otherwise. ``before``: :meth:`push`'s counts."""
+        j = torch.arange(width, device=before.device)
+        if self.n == 1:
+            return (before.long().unsqueeze(1) - 1 - j) % width
+        return (width - 1 - j).expand(before.shape[0], width)
+
     def push(self, count: Tensor, keep: Tensor, *rings: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Rings of each slot's last ``W`` kept measurements (``ring (capacity, W, ...)``, written at ``count %
         W``: the newest replaces the oldest), given each row's ``values (B, ...)`` and ``keep (B,)``.

@@ -1,36 +1,45 @@
-"""S_v: video activity from frame differencing on the small luma image, against a per-stream baseline.
+"""S_v: video activity that knows where: frame differencing per cell of a grid, each cell against its own usual.
 
 The frames are first averaged over ``pool`` x ``pool`` blocks (default 2: 160x90 -> 80x45), which halves the
 noise and quarters the work of everything after it. For each timestep of a stream, the frames are compared with
-their predecessor (the previous frame of the
-timestep, or the last frame of the stream's previous timestep):
+their predecessor (the previous frame of the timestep, or the last frame of the stream's previous timestep):
 
 * a pixel *changed* when ``|diff| > max(min_threshold, k * sigma)``, ``sigma = 1.4826 * median|diff|`` (over a
   sample of the pixels) being the frame pair's own noise level, robust to the moving part, so sensor noise,
-  compression noise and global flicker (every pixel changing alike) do not count;
-* ``changed`` (raw feature) is the largest changed fraction over the timestep's frame pairs, ``span`` the changed
-  fraction between the timestep's last frame and the previous timestep's last frame (motion over one hop),
-  ``energy`` the largest mean ``|diff|`` (0-255);
+  compression noise and global flicker (every pixel changing alike) do not count; pixels under the stream's
+  *mask* (:meth:`VideoActivity.set_mask`) never change;
 * a change over more than ``lighting`` (30%) of the picture at once is the light (switched, auto-exposure, an IR
   switch, a cloud), not motion: it counts as no change;
-* the activity ``a = max(changed, span)`` is compared with the stream's recent activity: the last ``window``
-  seconds (20) of measurements, their median ``m`` and robust spread ``d`` (1.4826 x their median absolute
-  deviation, at least ``min_dev``, 0.2% of the picture):
+* the picture is a ``grid`` of cells (16 x 9: 5 x 5 pooled pixels each); a cell's activity ``f`` is the largest
+  share of its pixels that changed over the timestep's frame pairs and over the hop (the timestep's last frame
+  against the previous timestep's);
+* each cell has its own *usual*: the ``quantile`` (0.9) of its activity over the last ``window`` seconds (20), the
+  largest over its neighbours ``dilate`` cells around (2). A road lane, a tree in the wind or a screen that is
+  busy more than a tenth of the time is its own usual and settles, cars drifting a lane over included, while a
+  person walking into a quiet part of the picture (a few seconds of the 20 in any cell) does not move it;
+* a cell's *unusual* change is ``relu(f - usual - cell_margin) / C`` (a share of the whole picture; the feature
+  ``unusual (B, C)``, from which events get their box and zones their S_v: :func:`region_score`,
+  :func:`box_of`), and
 
-      S_v = 1 - exp(-relu(a - m - margin * d) / scale)
+      S_v = 1 - exp(-sum(unusual) / scale)
 
-  ``scale`` 0.01: 1% of the picture changing beyond the usual gives 0.63, 2.3% gives 0.9. A steady busy scene
-  (traffic, a crowd, trees in the wind) is its own usual within half the window (less at a stream's start, when
-  the window fills), while a person walking through (a few seconds of the 20) does not move the median.
+  ``scale`` 0.01: 1% of the picture changing beyond its usual gives 0.63, 2.3% gives 0.9.
 
-Warm-up: the first ``warmup`` seconds of measurements (5 timesteps at 100 ms) only fill the window (S_v = 0). Being
-a median, a moment of motion as a stream starts (a live stream joined mid-action) does not become the usual.
+Learning: for its first ``warmup`` seconds (3) a stream only fills its cells' windows (S_v = 0), as after a
+reconnect (the state starts afresh): a busy scene's lanes are known before anything in them can fire. A real
+event in a quiet part of the picture is caught from then on; the usual of a cell is only reliable once its
+window holds a few seconds, which is what the warm-up waits for.
+
+Not modelled: a background (an object that arrives and stays is seen while it moves, then becomes still: it is
+not seen as *there*).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -47,20 +56,22 @@ _LUMA: tuple[int, int] = default_of(SourceOptions, "luma_size")
 class VideoActivity(SlotStateMixin):
     """Input ``frames (B, F, H, W)`` float 0-255, ``valid (B, F)`` bool, ``slots (B,)`` long (distinct).
 
-    Returns ``score (B,)`` in [0, 1] and raw features ``changed``, ``span``, ``energy`` (each ``(B,)``). Rows
-    without any valid frame get score 0 and leave the state untouched.
+    Returns ``score (B,)`` in [0, 1] and raw features ``changed``, ``span``, ``energy`` (each ``(B,)``) and
+    ``unusual`` ``(B, C)``: each cell's unusual change as a share of the whole picture (see the module's
+    docstring). Rows without any valid frame get score 0 and leave the state untouched.
     """
 
-    _slot_buffers = ("prev", "has_prev", "recent", "count")
-    _slot_defaults: ClassVar[dict[str, float]] = {"recent": float("nan")}
+    _slot_buffers = ("prev", "has_prev", "recent", "count", "keep")
+    _slot_defaults: ClassVar[dict[str, float]] = {"recent": float("nan"), "keep": 1.0}
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
     # took 16 ms on 2 cores, the model's largest cost).
     NOISE_STRIDE: ClassVar[int] = 11
-    prev: Tensor  # (capacity, H, W) the stream's last frame
+    prev: Tensor  # (capacity, h, w) the stream's last (pooled) frame
     has_prev: Tensor  # (capacity,) bool
-    recent: Tensor  # (capacity, window steps): the last measurements of activity, a ring (NaN: none yet)
+    recent: Tensor  # (capacity, window steps, C): the last measurements of each cell's activity, a ring
     count: Tensor  # (capacity,) float: measurements so far
+    keep: Tensor  # (capacity, h, w) 1 where the picture counts, 0 under the stream's mask
 
     def __init__(
         self,
@@ -71,30 +82,63 @@ class VideoActivity(SlotStateMixin):
         window: float = 20.0,
         k: float = 4.0,
         min_threshold: float = 6.0,
-        margin: float = 3.0,
+        cell_margin: float = 0.05,
+        quantile: float = 0.9,
+        dilate: int = 2,
         scale: float = 0.01,
         pool: int = 2,
-        warmup: float = 0.5,
+        grid: tuple[int, int] = (16, 9),
+        warmup: float = 3.0,
         capacity: int = 8,
-        min_dev: float = 0.002,
         lighting: float = 0.3,
     ) -> None:
         super().__init__()
-        if not (hop > 0 and window > 0 and scale > 0 and k > 0 and min_threshold >= 0 and margin >= 0):
-            raise ValueError("hop, window, scale and k must be > 0; min_threshold and margin >= 0")
+        if not (hop > 0 and window > 0 and scale > 0 and k > 0 and min_threshold >= 0 and cell_margin >= 0):
+            raise ValueError("hop, window, scale and k must be > 0; min_threshold and cell_margin >= 0")
+        if not (0 < quantile <= 1 and dilate >= 0):
+            raise ValueError(f"quantile must be in (0, 1] and dilate >= 0, got {quantile} and {dilate}")
         if pool < 1 or height // pool < 4 or width // pool < 4:
             raise ValueError(f"pool must be >= 1 and leave at least 4x4 pixels of {width}x{height}")
         self.pool = pool
         height, width = height // pool, width // pool
-        self.k, self.min_threshold, self.margin, self.scale = k, min_threshold, margin, scale
-        self.min_dev = min_dev
+        gw, gh = grid
+        if not (1 <= gw <= width and 1 <= gh <= height):
+            raise ValueError(f"grid {gw}x{gh} must have at least one pixel a cell of {width}x{height}")
+        self.grid = (gw, gh)
+        self.k, self.min_threshold, self.scale = k, min_threshold, scale
+        self.cell_margin = cell_margin
+        self.quantile = quantile
+        self.dilate = dilate
         self.lighting = lighting
         self.warmup_steps = max(1, round(warmup / hop))
         steps = max(self.warmup_steps, round(window / hop))
+        # each pixel's cell, for a sum per cell by index_add (cells of unequal size where the grid does not divide)
+        rows = torch.arange(height) * gh // height
+        cols = torch.arange(width) * gw // width
+        cell_of = (rows.unsqueeze(1) * gw + cols.unsqueeze(0)).flatten()
+        self.register_buffer("cell_of", cell_of, persistent=False)
+        self.register_buffer("cell_pixels", torch.bincount(cell_of, minlength=gw * gh).float(), persistent=False)
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
-        self.register_buffer("recent", torch.full((capacity, steps), float("nan")))
+        self.register_buffer("recent", torch.full((capacity, steps, gw * gh), float("nan")))
         self.register_buffer("count", torch.zeros(capacity))
+        self.register_buffer("keep", torch.ones(capacity, height, width))
+        self.cell_of: Tensor
+        self.cell_pixels: Tensor
+
+    @property
+    def cells(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def set_mask(self, slot: int, ignore: Tensor | None) -> None:
+        """``ignore`` ``(H, W)`` bool at the input size: True where the picture never counts; None: all counts."""
+        if ignore is None:
+            self.keep[slot] = 1.0
+            return
+        keep = (~ignore.to(self.keep.device).bool()).float()
+        if self.pool > 1:
+            keep = _block_mean(keep, self.pool)
+        self.keep[slot] = (keep[: self.keep.shape[1], : self.keep.shape[2]] > 0.5).float()
 
     def forward(self, frames: Tensor, valid: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return self.forward_rounds(frames, valid, Rounds.distinct(slots))
@@ -105,7 +149,7 @@ class VideoActivity(SlotStateMixin):
         stream's earlier timesteps left, all in one pass."""
         filled, last, present = self._prepare(frames, valid)
         prev, has_prev = self._previous(last, present, rounds)
-        measured = self._measure(filled, valid, last, prev, has_prev)
+        measured = self._measure(filled, valid, last, prev, has_prev, self.keep[rounds.slots])
         return self._decide(measured, present, has_prev, rounds)
 
     def _previous(self, last: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, Tensor]:
@@ -144,43 +188,58 @@ class VideoActivity(SlotStateMixin):
         return filled, last, valid.any(dim=1)
 
     def _measure(
-        self, filled: Tensor, valid: Tensor, last: Tensor, prev: Tensor, has_prev: Tensor
+        self, filled: Tensor, valid: Tensor, last: Tensor, prev: Tensor, has_prev: Tensor, keep: Tensor
     ) -> dict[str, Tensor]:
-        """The activity of each row against its own previous frame: stateless."""
+        """The activity of each row against its own previous frame, per cell: stateless."""
         # The frame before each frame: the previous one in the timestep, or the stream's last frame.
         before = torch.cat([prev.unsqueeze(1), filled[:, :-1]], dim=1)
         pair_ok = valid & torch.cat([has_prev.unsqueeze(1), valid[:, :-1]], dim=1)  # valid frames are a prefix
-        diff = (filled - before).abs().flatten(2)  # (B, F, H*W)
+        pixels = keep.flatten(1).unsqueeze(1)  # (B, 1, h*w)
+        diff = (filled - before).abs().flatten(2) * pixels  # (B, F, h*w): nothing changes under the mask
+        moved = self._changed(diff)  # (B, F, h*w)
+        per_cell = self._per_cell(moved)  # (B, F, C) share of each cell's pixels
+        fraction = self._not_lighting(moved.mean(dim=2))  # (B, F)
+        lit = (fraction > 0) | (moved.mean(dim=2) == 0)  # not a change of the light
+        zero = torch.zeros_like(fraction)
+        ok = pair_ok & lit
+        changed = torch.where(pair_ok, fraction, zero).amax(dim=1)
+        cells = torch.where(ok.unsqueeze(2), per_cell, 0.0).amax(dim=1)  # (B, C)
+        energy = torch.where(pair_ok, diff.mean(dim=2), zero).amax(dim=1)
+        span_moved = self._changed(((last - prev).abs().flatten(1) * pixels.squeeze(1)).unsqueeze(1))  # (B, 1, h*w)
+        span_fraction = span_moved.mean(dim=2).squeeze(1)
+        span_lit = span_fraction <= self.lighting
+        span = torch.where(has_prev & span_lit, span_fraction, 0.0)
+        span_cells = torch.where((has_prev & span_lit).unsqueeze(1), self._per_cell(span_moved).squeeze(1), 0.0)
+        return {"cells": torch.maximum(cells, span_cells), "changed": changed, "span": span, "energy": energy}
+
+    def _changed(self, diff: Tensor) -> Tensor:
+        """Which pixels of ``diff (B, F, P)`` changed beyond the frame pair's own noise: float 0/1."""
         sigma = 1.4826 * diff[:, :, :: self.NOISE_STRIDE].median(dim=2).values
         threshold = torch.clamp(self.k * sigma, min=self.min_threshold).unsqueeze(2)
-        fraction = self._not_lighting((diff > threshold).sum(dim=2, dtype=torch.float32) / diff.shape[2])
-        zero = torch.zeros_like(fraction)
-        changed = torch.where(pair_ok, fraction, zero).amax(dim=1)
-        energy = torch.where(pair_ok, diff.mean(dim=2), zero).amax(dim=1)
-        span_diff = (last - prev).abs().flatten(1)
-        span_sigma = 1.4826 * span_diff[:, :: self.NOISE_STRIDE].median(dim=1).values
-        span_threshold = torch.clamp(self.k * span_sigma, min=self.min_threshold)
-        span_changed = self._not_lighting(
-            (span_diff > span_threshold.unsqueeze(1)).sum(dim=1, dtype=torch.float32) / span_diff.shape[1]
-        )
-        span = torch.where(has_prev, span_changed, 0.0)
-        return {"activity": torch.maximum(changed, span), "changed": changed, "span": span, "energy": energy}
+        return (diff > threshold).float()
+
+    def _per_cell(self, moved: Tensor) -> Tensor:
+        """``moved (B, F, P)`` 0/1 -> each cell's changed share ``(B, F, C)``."""
+        sums = moved.new_zeros(*moved.shape[:2], self.cells).index_add_(2, self.cell_of, moved)
+        return sums / self.cell_pixels
 
     def _decide(
         self, measured: dict[str, Tensor], present: Tensor, has_prev: Tensor, rounds: Rounds
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against each stream's recent activity and add the measurements to it, in order."""
-        activity = measured["activity"]
+        """Score each cell against its own recent activity and add the measurements to it, in order."""
+        cells = measured["cells"]  # (B, C)
         learn = present & has_prev
-        count, (window,) = rounds.push(self.count, learn, (self.recent, activity))
+        gw, gh = self.grid
+        count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
         warm = count >= self.warmup_steps
-        median = torch.nanmedian(window, dim=1).values
-        spread = 1.4826 * torch.nanmedian((window - median.unsqueeze(1)).abs(), dim=1).values
-        spread = torch.nan_to_num(spread, nan=self.min_dev).clamp(min=self.min_dev)
-        median = torch.nan_to_num(median, nan=0.0)
-        excess = torch.relu(activity - median - self.margin * spread)
-        score = torch.where(present & warm, 1.0 - torch.exp(-excess / self.scale), 0.0)
-        return score, {name: measured[name] for name in ("changed", "span", "energy")}
+        bar = torch.nan_to_num(torch.nanquantile(window, self.quantile, dim=1), nan=0.0)  # (B, C)
+        if self.dilate:
+            bar = torch.nn.functional.max_pool2d(bar.view(-1, 1, gh, gw), 2 * self.dilate + 1, stride=1,
+                                                 padding=self.dilate).view_as(bar)  # fmt: skip
+        unusual = torch.relu(cells - bar - self.cell_margin) / self.cells  # (B, C) share of the picture
+        unusual = torch.where((present & warm).unsqueeze(1), unusual, 0.0)
+        score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)
+        return score, {name: measured[name] for name in ("changed", "span", "energy")} | {"unusual": unusual}
 
     def _not_lighting(self, fraction: Tensor) -> Tensor:
         """A change over more than ``lighting`` of the picture at once is the light (switched, auto-exposure, an
@@ -207,3 +266,25 @@ def _block_mean(x: Tensor, p: int) -> Tensor:
     h, w = (x.shape[-2] // p) * p, (x.shape[-1] // p) * p
     rows = sum((x[..., i:h:p, :w] for i in range(1, p)), x[..., 0:h:p, :w])
     return sum((rows[..., j::p] for j in range(1, p)), rows[..., 0::p]) / (p * p)
+
+
+def region_score(unusual: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.floating[Any]],
+                 scale: float) -> npt.NDArray[np.float64]:  # fmt: skip
+    """A region's S_v from its cells' unusual change: ``unusual (..., C)`` (:class:`VideoActivity`'s feature),
+    ``weights (Z, C)`` each cell's share inside each region (0..1), ``scale`` the model's; returns ``(..., Z)``."""
+    return 1.0 - np.exp(-(np.asarray(unusual, np.float64) @ np.asarray(weights, np.float64).T) / scale)
+
+
+def box_of(
+    unusual: npt.NDArray[np.floating[Any]], grid: tuple[int, int], weights: npt.NDArray[np.floating[Any]] | None = None
+) -> tuple[float, float, float, float] | None:
+    """The normalized box ``(x0, y0, x1, y1)`` of the cells that changed unusually (among those with ``weights``
+    > 0 when given); None when none did."""
+    gw, gh = grid
+    hot = np.asarray(unusual) > 0
+    if weights is not None:
+        hot &= np.asarray(weights) > 0
+    if not hot.any():
+        return None
+    ys, xs = np.divmod(np.flatnonzero(hot), gw)
+    return (xs.min() / gw, ys.min() / gh, (xs.max() + 1) / gw, (ys.max() + 1) / gh)

@@ -328,7 +328,7 @@ class Analyzer:
             self.scoring.end_if_lost(rt)
             if rt.state is StreamState.ENDED and self.scoring.settled(rt):
                 rt.advance(StreamState.FLUSHED)
-                self.publishing.events(rt, rt.detector.flush())
+                self.publishing.events(rt, rt.flush())
             if rt.removed and rt.state is StreamState.FLUSHED:
                 rt.advance(StreamState.RELEASING)
                 self._spawn(self._release(rt), "release")

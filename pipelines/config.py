@@ -10,6 +10,11 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
     source = "rtsp://user:pass@cam.local/stream"
     alpha = 0.7                # per-stream keys: see STREAM_KEYS
     beta = 0.3
+    mask = [[[0, 0], [0.3, 0], [0.3, 1], [0, 1]]]   # polygons the video ignores (normalized, y down)
+
+    [[streams.zones]]          # a part of the picture with events of its own (docs/zones.md)
+    name = "door"
+    polygon = [[0.6, 0.2], [0.9, 0.2], [0.9, 0.9], [0.6, 0.9]]
 
     [mqtt]
     url = "mqtt://localhost:1883"
@@ -38,7 +43,9 @@ side); the key tables below and the validation are derived from them here, every
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import ssl
 import threading
 import tomllib
@@ -85,6 +92,37 @@ METRICS_HOST = "127.0.0.1"  # /metrics: this machine only unless a host is given
 UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
 # Home Assistant binary_sensor device classes an activity may take (per-stream key ``device_class``)
 DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
+MAX_ZONES = 8  # per stream: each is a detector and a Home Assistant entity
+ZONE_KEYS = ("name", "polygon", "threshold")
+ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # one MQTT topic level
+
+Point = tuple[float, float]
+Polygon = tuple[Point, ...]  # at least 3 points (x, y), normalized picture coordinates: 0..1, y down
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A named part of the picture with events of its own (:mod:`pipelines.stages.zones`, ``docs/zones.md``);
+    ``threshold`` None: the stream's ``zone_threshold``."""
+
+    name: str
+    polygon: Polygon
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class _Regions(Check):
+    """``mask`` and ``zones``: taken as the file holds them here; :func:`check_regions` checks them per stream,
+    so that an error names the stream (and the zone)."""
+
+    text: str
+
+    @property
+    def allowed(self) -> str:  # type: ignore[override]
+        return self.text
+
+    def __call__(self, path: str, value: Any) -> Any:
+        return value
 
 
 class _DeviceType(Check):
@@ -130,8 +168,18 @@ class EventOptions:
     # two separate sounds' apart longer
     min_gap: float = setting(0.5, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
                              help="time S must stay below the threshold for an event to end")  # fmt: skip
-    min_duration: float = setting(0.0, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
-                                  help="shortest event reported; its start waits until then")  # fmt: skip
+    # most false events on busy real scenes are one 0.1 s timestep; real ones last 0.3 s or more
+    min_duration: float = setting(
+        0.2,
+        section="stream",
+        check=number(0),
+        unit="s",
+        commands=ANALYZE | LEARN,
+        help="shortest event reported (unless clear); its start waits for it",
+    )
+    # one sense at 0.9 is far over its usual: such an event starts at once (no latency added to clear events)
+    clear: float = setting(0.9, section="stream", check=number(0, 1), commands=ANALYZE | LEARN,
+                           help="S_v or S_a at which an event starts at once, before min_duration")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +193,18 @@ class StreamConfig:
         None, section="stream", check=choice(*DEVICE_CLASSES), shown="sound when beta > alpha, else motion",
         help="Home Assistant's device class for the stream's activity sensor",
     )  # fmt: skip
+    mask: tuple[Polygon, ...] = setting(
+        (), section="stream", check=_Regions("polygons [[[x, y], [x, y], [x, y], ...], ...], x and y from 0 to 1"),
+        shown="none", help="parts of the picture the video activity ignores (docs/zones.md)",
+    )  # fmt: skip
+    zones: tuple[Zone, ...] = setting(
+        (), section="stream", check=_Regions(f"[[streams.zones]] tables: name, polygon, threshold (at most "
+                                             f"{MAX_ZONES})"),
+        shown="none", help="named parts of the picture, each with events of its own (docs/zones.md)",
+    )  # fmt: skip
+    zone_threshold: float = setting(0.6, section="stream", check=number(0, 1, lo_open=True), commands=ANALYZE,
+                                    help="S_v in a zone at which the zone has an event (a zone's own threshold "
+                                    "overrides it)")  # fmt: skip
     events: EventOptions = field(default_factory=EventOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
     sync: SyncOptions = field(default_factory=SyncOptions)
@@ -582,6 +642,7 @@ def stream_config(
     """One stream's settings from checked per-stream values (STREAM_KEYS; absent: the defaults) and the model's;
     ``where`` names them in errors (default: the stream)."""
     where = where or f"stream '{spec.stream_id}'"
+    values = {**values, **check_regions(values, where)}
     sections = {"stream": values, "model": model_values(model)}
     try:
         sync = SyncOptions(**field_values(SyncOptions, sections))
@@ -594,6 +655,80 @@ def stream_config(
     if config.alpha + config.beta <= 0:
         raise ConfigError(f"{where}: alpha and beta: at least one must be > 0 (with both 0, S is always 0)")
     return config
+
+
+def check_regions(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A stream's ``mask`` and ``zones`` as the file holds them (lists of points, zone tables) -> polygons and
+    :class:`Zone`; anything else is one ConfigError naming the stream (``where``) and the zone."""
+    out: dict[str, Any] = {}
+    if "mask" in values:
+        mask = values["mask"]
+        if not _is_list(mask):
+            raise ConfigError(f"{where}: mask: expected a list of polygons [[[x, y], [x, y], [x, y], ...], ...], "
+                              f"got {mask!r}")  # fmt: skip
+        out["mask"] = tuple(_polygon(f"{where}: mask[{i}]", p) for i, p in enumerate(mask))
+    if "zones" in values:
+        zones = values["zones"]
+        if not _is_list(zones) or not all(isinstance(z, Mapping | Zone) for z in zones):
+            raise ConfigError(f"{where}: zones: expected [[streams.zones]] tables (name, polygon, threshold), "
+                              f"got {zones!r}")  # fmt: skip
+        if len(zones) > MAX_ZONES:
+            raise ConfigError(f"{where}: zones: at most {MAX_ZONES} zones a stream, got {len(zones)}")
+        taken: list[Zone] = []
+        for i, table in enumerate(zones):
+            zone = table if isinstance(table, Zone) else _zone(where, i, table)
+            if any(z.name == zone.name for z in taken):
+                raise ConfigError(f"{where}: zone '{zone.name}': the name is given twice (zone names are unique in "
+                                  "a stream)")  # fmt: skip
+            taken.append(zone)
+        out["zones"] = tuple(taken)
+    return out
+
+
+def _zone(stream: str, i: int, table: Mapping[str, Any]) -> Zone:
+    """Zone ``i`` of a stream (``stream`` names it) from its table."""
+    name = table.get("name")
+    if name is None:
+        raise ConfigError(f"{stream}: zones[{i}]: missing key 'name'")
+    if not isinstance(name, str) or not ZONE_NAME_RE.match(name):
+        raise ConfigError(f"{stream}: zones[{i}]: name {name!r}: use 1-64 letters, digits, '_' or '-' (one MQTT "
+                          "topic level)")  # fmt: skip
+    where = f"{stream}: zone '{name}'"
+    unknown = [k for k in table if k not in ZONE_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(ZONE_KEYS)})")
+    if "polygon" not in table:
+        raise ConfigError(f"{where}: missing key 'polygon'")
+    polygon = _polygon(f"{where}: polygon", table["polygon"])
+    threshold = table.get("threshold")
+    if threshold is not None:
+        threshold = number(0, 1, lo_open=True)(f"{where}: threshold", threshold)
+    return Zone(name, polygon, threshold)
+
+
+def _polygon(where: str, value: Any) -> Polygon:
+    """At least 3 points [x, y], each coordinate a number from 0 to 1."""
+    if not _is_list(value) or len(value) < 3:
+        raise ConfigError(f"{where}: expected a polygon of at least 3 points [[x, y], [x, y], [x, y], ...], "
+                          f"got {value!r}")  # fmt: skip
+    points: list[Point] = []
+    for point in value:
+        if not _is_list(point) or len(point) != 2 or not all(_is_number(c) for c in point):
+            raise ConfigError(f"{where}: expected points [x, y] of two numbers, got {point!r}")
+        x, y = float(point[0]), float(point[1])
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ConfigError(f"{where}: point {list(point)!r} is outside the picture: x and y go from 0 to 1 "
+                              "(a share of its width and height, y down)")  # fmt: skip
+        points.append((x, y))
+    return tuple(points)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> MqttConfig:

@@ -17,10 +17,10 @@ detects and publishes.
   so a waiting file never holds up another). Luma frames and audio travel; the full-resolution picture of a
   timestep's middle frame (the one a snapshot would show) stays in the child as :class:`KeptFrame` until the
   analyzer says that timestep is scored (``scored``), or *pins* it as an open event's peak (``pin``): then it
-  is kept until the next pin and encoded as JPEG on request (``snapshot``). Memory per stream is flat: the frames
-  of timesteps in flight plus one. An MP4/MOV or Matroska file's frames hold no picture
-  (:class:`~streamer.av_input.FileFrame`: it is decoded again from the file when asked for), so such a file runs
-  up to :data:`FILE_INBOX` timesteps ahead; other files up to :data:`RESIDENT_LIMIT`.
+  is kept until the next pin and encoded as JPEG on request (``snapshot``, with the event's box drawn there).
+  Memory per stream is flat: the frames of timesteps in flight plus one. An MP4/MOV or Matroska file's frames hold
+  no picture (:class:`~streamer.av_input.FileFrame`: it is decoded again from the file when asked for), so such a
+  file runs up to :data:`FILE_INBOX` timesteps ahead; other files up to :data:`RESIDENT_LIMIT`.
 * Flow: a file's timesteps wait when the analyzer's lane is full (the connection stops being read, the child's
   ``drain`` waits, its decode thread waits: nothing is lost); a live stream's lane drops its oldest instead, so its
   connection is always read. Children run at a lower priority (``nice``): when the cores are short, capture falls
@@ -50,7 +50,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -59,7 +59,7 @@ from . import errors
 from .errors import SourceError
 from .media import Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
-from .snapshot import encode_jpeg
+from .snapshot import Box, encode_jpeg
 from .spec import SourceSpec
 from .sync import SyncOptions
 
@@ -316,18 +316,23 @@ class RemoteStream:
         if isinstance(frame.full, KeptFrame):
             self._send(("pin", self._child_k(frame.full.k)))
 
-    async def snapshot(self, frame: VideoFrame) -> bytes | None:
-        """``frame``'s full picture as JPEG, if its child still has it."""
+    def snapshot(self, frame: VideoFrame, box: Box | None = None) -> Awaitable[bytes | None]:
+        """``frame``'s full picture as JPEG with ``box`` drawn on it (its child encodes it), if its child still has
+        it. The request goes to the child now, the answer is awaited: a pin that follows (the next event's peak,
+        scored in the same batch) must not replace the picture before the child is asked for it."""
         if not isinstance(frame.full, KeptFrame):
-            return await asyncio.to_thread(encode_jpeg, frame)
+            return asyncio.to_thread(encode_jpeg, frame, box=box)
         k = frame.full.k
         if self._writer is None or self._writer.is_closing():
-            return None
+            return _nothing()
         self._next_request += 1
         request = self._next_request  # several snapshots may be asked for at once
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._replies[request] = future
-        self._send(("snapshot", request, self._child_k(k)))
+        self._send(("snapshot", request, self._child_k(k), None if box is None else tuple(map(float, box))))
+        return self._answer(request, future)
+
+    async def _answer(self, request: int, future: asyncio.Future[bytes | None]) -> bytes | None:
         try:
             async with asyncio.timeout(SNAPSHOT_TIMEOUT):
                 return await future
@@ -472,6 +477,10 @@ class IngestHub:
             shutil.rmtree(self._dir, ignore_errors=True)
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _remote(stream: IngestStream) -> RemoteStream:
     spec = stream.spec
     return RemoteStream(spec.stream_id, restartable=spec.is_live, inbox=INBOX if spec.is_live else FILE_INBOX)
@@ -589,11 +598,11 @@ async def _serve(address: str, item: IngestStream) -> None:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
 
-    async def snapshot(request: int, full: FullFrame | None) -> None:
+    async def snapshot(request: int, full: FullFrame | None, box: Box | None) -> None:
         jpeg = None
         if full is not None:
             try:
-                jpeg = await asyncio.to_thread(encode_full, full)
+                jpeg = await asyncio.to_thread(encode_full, full, box=box)
             except Exception as exc:  # a snapshot is a nicety: never let it take the stream down
                 log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
         send(("jpeg", request, jpeg))
@@ -614,11 +623,11 @@ async def _serve(address: str, item: IngestStream) -> None:
                 if frame is not None:
                     pinned = (message[1], frame)
             elif kind == "snapshot":
-                _, request, k = message
+                _, request, k, box = message
                 full = pinned[1] if pinned is not None and pinned[0] == k else kept.frames.get(k)
                 # in a task of its own: a file's frame is decoded again (up to a GOP), and meanwhile this loop
                 # must go on reading "scored" and "stop"
-                answer = asyncio.get_running_loop().create_task(snapshot(request, full), name=f"snapshot-{k}")
+                answer = asyncio.get_running_loop().create_task(snapshot(request, full, box), name=f"snapshot-{k}")
                 answers.add(answer)
                 answer.add_done_callback(answers.discard)
             elif kind == "stop":

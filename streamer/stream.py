@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .media import AudioChunk, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
-from .snapshot import encode_jpeg
+from .snapshot import Box, encode_jpeg
 from .source import Source
 from .spec import SourceSpec
 from .sync import SyncOptions, TimestepAssembler
@@ -56,9 +56,10 @@ class Stream:
     def pin(self, frame: VideoFrame) -> None:
         """``frame`` is an open event's new peak (its picture is kept by the frame itself)."""
 
-    async def snapshot(self, frame: VideoFrame) -> bytes | None:
-        """``frame``'s full picture as JPEG (None when the source kept none)."""
-        return await asyncio.to_thread(encode_jpeg, frame)
+    def snapshot(self, frame: VideoFrame, box: Box | None = None) -> Awaitable[bytes | None]:
+        """``frame``'s full picture as JPEG with ``box`` drawn on it, on a thread when awaited (None when the
+        source kept none)."""
+        return asyncio.to_thread(encode_jpeg, frame, box=box)
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None

@@ -91,7 +91,7 @@ async def test_the_mqtt_contract(clip: Path, mqtt_broker: Any) -> None:
     assert [e["type"] for e in events] == ["start", "end", "start", "end"]
     assert len({(e["id"], e["type"]) for e in events}) == 4  # each event id once per message type
     start, end = events[:2]
-    assert set(start) == {"type", "id", "stream", "t", "wall_time", "score", "s_v", "s_a", "alpha", "beta"}
+    assert set(start) == {"type", "id", "stream", "t", "wall_time", "score", "s_v", "s_a", "alpha", "beta", "box"}
     assert set(end) >= set(start) | {"start_t", "duration", "peak"} and end["id"] == start["id"]
     assert start["stream"] == "door" and (start["alpha"], start["beta"]) == (0, 1) and start["score"] >= 0.5
     assert end["start_t"] == start["t"] and end["duration"] == pytest.approx(end["t"] - end["start_t"], abs=1e-3)

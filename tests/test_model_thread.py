@@ -72,7 +72,9 @@ class Scored:
 
     def add(self, batch: list[Timestep], result: dict[str, np.ndarray]) -> None:
         for j, ts in enumerate(batch):
-            self.rows[ts.stream_id, ts.k] = {name: float(values[j]) for name, values in result.items()}
+            self.rows[ts.stream_id, ts.k] = {
+                name: float(values[j]) for name, values in result.items() if values.ndim == 1
+            }
 
 
 async def score_while_streams_come_and_go(runner: ModelRunner, streams: dict[str, StreamConfig]) -> Scored:

@@ -6,6 +6,7 @@ says of its own drawing: the span shown, the axis labels and where they landed).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 from pipelines.bench.mosquitto import end_process, free_port
 
 from .analyzer_run import STREAMER
+from .boxes import check_drawn
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 T = TypeVar("T")
@@ -87,13 +89,38 @@ def test_the_live_view_plots_scores_and_lists_events(browser: Any, tmp_path: Pat
         )  # fmt: skip
         wait(lambda: js(f"return {cam}.querySelector('img').naturalWidth") > 0, 20, "the event's snapshot shown")
         assert js(f"return {cam}.querySelector('.badge').textContent") == "online"
+        shown = wait(lambda: js(f"return {cam}.dataset.boxShown"), 30, "an open event's box over the last snapshot")
+        check_the_overlay(js, cam, json.loads(shown))
         wait(lambda: js(f"return {rows}.length") >= 6, 30, "all three events of cam")
         check_the_plot(js, cam)
+        check_where(js, rows, base)
         if shot := os.environ.get("STREAMER_UI_SCREENSHOT"):
             browser.save_screenshot(shot)
     finally:
         end_process(proc, signal.SIGTERM)
     assert proc.returncode == 0, (tmp_path / "streamer.log").read_text()[-2000:]
+
+
+def check_the_overlay(js: Callable[..., Any], card: str, shown: list[int]) -> None:
+    """The video event's box was drawn over the last snapshot: a box of some size inside the picture."""
+    img = js(f"const i = {card}.querySelector('img'); return [i.clientWidth, i.clientHeight]")
+    assert 2 < shown[0] <= img[0] + 4 and 2 < shown[1] <= img[1] + 4, (shown, img)
+
+
+def check_where(js: Callable[..., Any], rows: str, base: str) -> None:
+    """The events list says where (the box, in percent of the picture) for cam's video events, nothing for its
+    sound-only one; the latest snapshot (the last event's, a video one) has its peak box drawn."""
+    listed = js(f"return [...{rows}].map(r => [r.dataset.type, r.querySelector('td.where').dataset.box, "
+                "r.querySelector('td.where').textContent])")  # fmt: skip
+    boxed = [row for row in listed if row[1]]
+    assert len(boxed) >= 4 and all(text.startswith("x ") and "% y " in text for _, _, text in boxed), listed
+    assert any(not box for _, box, _ in listed), listed  # the sound-only event (a@7)
+    state = wait(lambda: _snapshots_of(base, "cam", 3), 20, "the third event's snapshot taken")
+    assert state is not None
+    last_end = [e for e in state["events"] if e["stream"] == "cam" and e["type"] == "end"][-1]
+    assert last_end["peak"]["box"] is not None, last_end
+    with urllib.request.urlopen(base + "/api/snapshot/cam", timeout=5) as response:
+        check_drawn(response.read(), tuple(last_end["peak"]["box"]))
 
 
 def check_the_plot(js: Callable[..., Any], card: str) -> None:
@@ -117,6 +144,13 @@ def check_the_plot(js: Callable[..., Any], card: str) -> None:
     assert all(label["left"] >= 0 and label["right"] <= plot["width"] for label in plot["x"]), plot
     assert plot["caption"] == f"media time {plot['tEnd']:.1f} s" and not plot["overlap"], plot
     assert "event" in plot["legend"], plot["legend"]
+
+
+def _snapshots_of(base: str, stream: str, count: int) -> dict[str, Any] | None:
+    """The state once ``stream`` has had ``count`` snapshots."""
+    with urllib.request.urlopen(base + "/api/state", timeout=5) as response:
+        state: dict[str, Any] = json.load(response)
+    return state if state["streams"][stream]["snapshot"] >= count else None
 
 
 def _answers(base: str) -> bool:

@@ -23,7 +23,7 @@ from models.heads import INPUTS, FusionHead
 from pipelines.config import EventOptions
 from pipelines.learn.extract import RecordingScores
 from pipelines.learn.metrics import EventCounts, Interval, accuracy, match_events, precision_recall_curve, roc_auc
-from pipelines.stages.events import event_intervals, rounded
+from pipelines.stages.events import clear_steps, event_intervals, rounded
 
 Scores = npt.NDArray[np.float64]
 THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.02, 0.995, 0.01), 2).tolist())  # sweeps: 0.02 ... 0.99
@@ -51,7 +51,8 @@ def head_scores(head: FusionHead, recs: Sequence[RecordingScores], device: str) 
 
 
 def detect(rec: RecordingScores, s: Scores, options: EventOptions) -> list[Interval]:
-    return event_intervals(rec.t, s, rec.hop, options)
+    v = rec.values
+    return event_intervals(rec.t, s, rec.hop, options, clear_steps(v["s_v"], v["s_a"], v["has_v"], v["has_a"], options))
 
 
 def eventcounts_dict(recs: Sequence[RecordingScores], scores: Sequence[Scores], options: EventOptions) -> EventCounts:

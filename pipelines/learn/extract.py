@@ -148,7 +148,7 @@ async def _extract_group(
             for i, ts in enumerate(timesteps):
                 c = streams[ts.stream_id]
                 c.t.append(ts.t)
-                c.rows.append({name: float(values[i]) for name, values in result.items()})
+                c.rows.append({name: float(values[i]) for name, values in result.items() if values.ndim == 1})
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -14,15 +14,19 @@ object              component      state
 ``s_v``, ``s_a``                   highest S, S_v, S_a since the last message; ``state_class: measurement``
 ``status``          sensor         ``{prefix}/{stream}/status`` (enum: connecting, online, ...)
 ``snapshot``        image          ``{prefix}/{stream}/snapshot`` (the last event's peak, JPEG)
+``zone_{zone}``     binary_sensor  per zone of the stream (``docs/zones.md``), named "{zone} motion":
+                                   ``{prefix}/{stream}/zones/{zone}/activity``: ``ON`` while the zone has an
+                                   event open, else ``OFF`` (retained); device class ``motion``
 ==================  =============  ========================================================================
 
-Availability: the analyzer's ``{prefix}/status`` (its will says ``offline``) and, for the activity and the
+Availability: the analyzer's ``{prefix}/status`` (its will says ``offline``) and, for the activities and the
 scores, the stream's status being ``online`` (``availability_mode: all``). The configs are sent on every
 connection to the broker and again when Home Assistant announces itself (``{ha}/status`` = ``online``). A
 stream that leaves gets empty retained configs (Home Assistant removes its entities): at once when it is
 removed while running (a cluster's config reload), and at start-up for streams an earlier run announced and
-the config no longer has (they are listed, retained, on ``{prefix}/homeassistant/streams``). Payloads hold no
-source URL and no credential: names come from stream ids, which never carry one.
+the config no longer has (they are listed, retained, on ``{prefix}/homeassistant/streams``, a zone as
+``{stream}/{zone}``: a zone an earlier run announced and the config no longer has goes too). Payloads hold no
+source URL and no credential: names come from stream ids and zone names, which never carry one.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ def config_topic(ha_prefix: str, component: str, node: str, obj: str) -> str:
     return f"{ha_prefix}/{component}/{node}/{obj}/config"
 
 
+def zone_object(zone: str) -> str:
+    """A zone's entity's object id (its component: ``binary_sensor``)."""
+    return f"zone_{zone}"
+
+
 def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> dict[str, dict[str, Any]]:
     """``{config topic: payload}`` for one stream's entities (the documented payloads)."""
     sid = stream.stream_id
@@ -79,7 +88,7 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
     origin = {"name": "streamer", "sw_version": streamer_version()}
 
     def entity(obj: str, name: str, live: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
-        component, unique = COMPONENTS[obj], f"{node}_{obj}"
+        component, unique = COMPONENTS.get(obj, "binary_sensor"), f"{node}_{obj}"  # not listed: a zone's
         payload: dict[str, Any] = {
             "name": name,
             "unique_id": unique,
@@ -106,6 +115,8 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
         entity("status", "Status", False, state_topic=topics.stream_status(sid), device_class="enum",
                options=STATUS_OPTIONS, entity_category="diagnostic", icon="mdi:video-check"),
         entity("snapshot", "Last event", False, image_topic=topics.snapshot(sid), content_type="image/jpeg"),
+        *[entity(zone_object(z.name), f"{z.name} motion", True, state_topic=topics.zone(sid, z.name, "activity"),
+                 payload_on="ON", payload_off="OFF", device_class="motion") for z in stream.zones],
     ])  # fmt: skip
 
 
@@ -121,6 +132,12 @@ class _Levels:
             self.s_v = s.s_v if self.s_v is None else max(self.s_v, s.s_v)
         if s.has_a:
             self.s_a = s.s_a if self.s_a is None else max(self.s_a, s.s_a)
+
+
+def _listed(entry: str) -> bool:
+    """A registry entry: a stream id, or ``{stream}/{zone}``."""
+    sid, slash, zone = entry.partition("/")
+    return bool(STREAM_ID_RE.match(sid)) and (not slash or bool(STREAM_ID_RE.match(zone)))
 
 
 class HomeAssistant(Observer):
@@ -169,11 +186,16 @@ class HomeAssistant(Observer):
             listed = json.loads(payload or b"[]")
         except ValueError:
             listed = []
-        listed = [s for s in listed if isinstance(s, str) and STREAM_ID_RE.match(s)] if isinstance(listed, list) else []
-        for sid in listed:
-            if sid not in self.streams:
+        listed = [s for s in listed if isinstance(s, str) and _listed(s)] if isinstance(listed, list) else []
+        for entry in listed:
+            sid, _, zone = entry.partition("/")
+            if not zone and sid not in self.streams:
                 log.info("homeassistant: stream '%s' is no longer configured; removing its entities", sid)
                 self._remove_configs(sid)
+            elif zone and zone not in self._zones(sid):
+                log.info("homeassistant: zone '%s' of stream '%s' is no longer configured; removing its entity",
+                         zone, sid)  # fmt: skip
+                self._remove_zone(sid, zone)
         self._announced = listed
         self._send_registry()
 
@@ -183,6 +205,8 @@ class HomeAssistant(Observer):
         self.streams[stream.stream_id] = stream
         self._levels[stream.stream_id] = _Levels()
         self._queue(self.topics.stream(stream.stream_id, "activity"), b"OFF", "status")
+        for zone in stream.zones:
+            self._queue(self.topics.zone(stream.stream_id, zone.name, "activity"), b"OFF", "status")
         self._send_configs(stream)
         self._send_registry()
 
@@ -203,8 +227,12 @@ class HomeAssistant(Observer):
             levels.add(scores)
 
     def event(self, event: Event) -> None:
+        """The stream's activity follows its events, a zone's activity its zone's."""
         state = b"ON" if event.type == "start" else b"OFF"
-        self._queue(self.topics.stream(event.stream, "activity"), state, "status")
+        if event.zone is None:
+            self._queue(self.topics.stream(event.stream, "activity"), state, "status")
+        else:
+            self._queue(self.topics.zone(event.stream, event.zone, "activity"), state, "status")
 
     async def run(self) -> None:
         while True:
@@ -239,10 +267,22 @@ class HomeAssistant(Observer):
         for obj, component in COMPONENTS.items():
             self._queue(config_topic(self.config.prefix, component, node, obj), b"", "state")
         self._queue(self.topics.stream(stream_id, "activity"), b"", "status")  # its retained state goes too
+        for zone in self._zones(stream_id):
+            self._remove_zone(stream_id, zone)
+
+    def _remove_zone(self, stream_id: str, zone: str) -> None:
+        node = node_id(self.topics.prefix, stream_id)
+        self._queue(config_topic(self.config.prefix, "binary_sensor", node, zone_object(zone)), b"", "state")
+        self._queue(self.topics.zone(stream_id, zone, "activity"), b"", "status")
+
+    def _zones(self, stream_id: str) -> list[str]:
+        """The names of a configured stream's zones (none for a stream not configured)."""
+        stream = self.streams.get(stream_id)
+        return [] if stream is None else [z.name for z in stream.zones]
 
     def _send_registry(self) -> None:
         if self.registry_topic is not None and self._announced is not None:
-            current = sorted(self.streams)
+            current = sorted([*self.streams, *(f"{sid}/{zone}" for sid in self.streams for zone in self._zones(sid))])
             if current != self._announced:
                 self._announced = current
                 self._queue(self.registry_topic, json.dumps(current).encode(), "state")

@@ -64,7 +64,7 @@ class Metrics(Observer, Collector):
         self._batch.observe(size)
 
     def event(self, event: Event) -> None:
-        if event.type == "start":
+        if event.type == "start" and event.zone is None:
             self.started[event.stream] = self.started.get(event.stream, 0) + 1
 
     def state(self, stream_id: str, state: SourceState) -> None:

@@ -1,5 +1,6 @@
 """The live web view (``--ui :8080``): per stream, S, S_v and S_a over the last minute with the threshold and the
-event spans, its status and frame rates, its latest snapshot, and the recent events.
+event spans, its status and frame rates, its latest snapshot (the event's peak box drawn on it, and the box of an
+event going on over it), and the recent events with where they happened (the box, a zone's name).
 
 Served by the analyzer itself (:mod:`pipelines.outputs.web`), read-only, from one page with no build step and nothing
 fetched from elsewhere (``static/index.html``):

@@ -1,8 +1,9 @@
 """Events on S(t): a per-stream detector with a threshold, hysteresis and a minimum duration.
 
-* An event *starts* at the first timestep with ``S >= threshold``. With ``min_duration > 0`` the start is only
-  reported once the event has lasted that long (shorter blips are never reported); its ``t`` is still the
-  first timestep's.
+* An event *starts* at the first timestep with ``S >= threshold``. Its start is reported once the event has
+  lasted ``min_duration`` (0.2 s: two timesteps; shorter blips are never reported), or at once when a
+  timestep of it is *clear*: one sense alone at ``clear`` (S_v or S_a >= 0.9), so a clear event waits for
+  nothing. Its ``t`` is the first timestep's either way.
 * It *ends* when S has stayed below the threshold for ``min_gap`` seconds; the end's ``t`` is the start of
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
 * At the end of a stream an open event ends with the last timestep (``reason`` ``"stream ended"``); when its
@@ -29,6 +30,7 @@ from pipelines.config import EventOptions
 from streamer.media import VideoFrame
 
 Intervals = list[tuple[float, float]]
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1: normalized picture coordinates (0..1, y down)
 EndReason = Literal["quiet", "source lost", "stream ended"]
 
 
@@ -43,6 +45,7 @@ class Scores:
     s_a: float
     has_v: bool = True
     has_a: bool = True
+    box: Box | None = None  # where the picture changed unusually at t (None: nowhere, or no video)
 
     @property
     def shown_v(self) -> float | None:
@@ -90,6 +93,9 @@ class Event:
     peak: Peak | None = None
     contributions: tuple[float, float] | None = None  # end only: (video, audio)
     reason: EndReason | None = None  # end only: why it ended
+    box: Box | None = None  # start: where at the start; end: every unusual place over the event (their union)
+    peak_box: Box | None = None  # end only: where at the peak (drawn on the snapshot)
+    zone: str | None = None  # a zone's event (pipelines.stages.zones); None: the whole picture's
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -103,7 +109,10 @@ class Event:
             "s_a": rounded(self.s_a),
             "alpha": self.alpha,
             "beta": self.beta,
+            "box": _box(self.box),
         }
+        if self.zone is not None:
+            out["zone"] = self.zone
         if self.type == "end":
             assert self.start_t is not None and self.duration is not None and self.peak is not None
             out["start_t"] = round(self.start_t, 4)
@@ -114,6 +123,7 @@ class Event:
                 "score": rounded(peak.score),
                 "s_v": rounded(peak.s_v),
                 "s_a": rounded(peak.s_a),
+                "box": _box(self.peak_box),
             }
             if self.contributions is not None:
                 out["contributions"] = {
@@ -133,6 +143,17 @@ def rounded(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
+def _box(box: Box | None) -> list[float] | None:
+    return None if box is None else [round(float(v), 4) for v in box]
+
+
+def union(a: Box | None, b: Box | None) -> Box | None:
+    """The smallest box holding both (None: neither)."""
+    if a is None or b is None:
+        return a or b
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
 @dataclass
 class _Open:
     id: str
@@ -140,10 +161,12 @@ class _Open:
     peak: Scores
     peak_frame: VideoFrame | None
     started: bool = False  # the start message went out
+    clear: bool = False  # a timestep of it had one sense at the clear level
     below_since: float | None = None  # start of the first timestep of the current run below the threshold
     sum_v: float = 0.0
     sum_a: float = 0.0
     n: int = 0
+    box: Box | None = None  # the union of the boxes over the event
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +176,20 @@ class Ended:
     event: Event
     peak_frame: VideoFrame | None
 
+    @property
+    def peak_box(self) -> Box | None:
+        """Where the picture changed at the peak: the box to draw on the snapshot."""
+        return self.event.peak_box
+
 
 class EventDetector:
-    def __init__(self, stream_id: str, options: EventOptions, alpha: float | None, beta: float | None) -> None:
+    """``zone``: the detector of one of the stream's zones (its events carry the zone's name)."""
+
+    def __init__(
+        self, stream_id: str, options: EventOptions, alpha: float | None, beta: float | None, zone: str | None = None
+    ) -> None:
         self.stream_id = stream_id
+        self.zone = zone
         self.options = options
         self.alpha = alpha
         self.beta = beta
@@ -195,9 +228,12 @@ class EventDetector:
             o.sum_v += s.s_v
             o.sum_a += s.s_a
             o.n += 1
+            o.box = union(o.box, s.box)
             if s.score > o.peak.score:
                 o.peak, o.peak_frame = s, frame if frame is not None else o.peak_frame
-        if not o.started and above and s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9:
+        if above and ((s.has_v and s.s_v >= self.options.clear) or (s.has_a and s.s_a >= self.options.clear)):
+            o.clear = True
+        if not o.started and above and (o.clear or s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9):
             o.started = True
             out.append(self._start(o))
         return out
@@ -234,7 +270,8 @@ class EventDetector:
             s_v=o.peak.shown_v, s_a=o.peak.shown_a, alpha=self.alpha, beta=self.beta, start_t=o.start.t,
             duration=end_t - o.start.t, peak=Peak(o.peak.t, o.peak.score, o.peak.shown_v, o.peak.shown_a),
             contributions=None if self.alpha is None or self.beta is None else (
-                self.alpha * o.sum_v / n, self.beta * o.sum_a / n), reason=reason,
+                self.alpha * o.sum_v / n, self.beta * o.sum_a / n), reason=reason, box=o.box, peak_box=o.peak.box,
+            zone=self.zone,
         )  # fmt: skip
         return [Ended(event, o.peak_frame)]
 
@@ -242,16 +279,20 @@ class EventDetector:
         s = o.start
         return Event(
             type="start", id=o.id, stream=self.stream_id, t=s.t, wall_time=time.time(), score=s.score, s_v=s.shown_v,
-            s_a=s.shown_a, alpha=self.alpha, beta=self.beta,
+            s_a=s.shown_a, alpha=self.alpha, beta=self.beta, box=s.box, zone=self.zone,
         )  # fmt: skip
 
 
-def event_intervals(t: npt.ArrayLike, scores: npt.ArrayLike, hop: float, options: EventOptions) -> Intervals:
+def event_intervals(
+    t: npt.ArrayLike, scores: npt.ArrayLike, hop: float, options: EventOptions, clear: npt.ArrayLike | None = None
+) -> Intervals:
     """The ``(start_t, end_t)`` of the events :class:`EventDetector` reports for these timesteps (``t`` rising,
-    one stream, then flushed), computed over whole arrays: for calibration, which tries thousands of settings."""
+    one stream, then flushed), computed over whole arrays: for calibration, which tries thousands of settings.
+    ``clear``: the timesteps where one sense is at the clear level (:func:`clear_steps`); None: none."""
     s = np.asarray(scores, dtype=np.float64)
     times = np.asarray(t, dtype=np.float64)
     above = s >= options.threshold
+    at_once = above & (np.zeros(len(s), bool) if clear is None else np.asarray(clear, bool))
     if not above.any():
         return []
     edges = np.flatnonzero(np.diff(np.concatenate([[False], above, [False]]).astype(np.int8)))
@@ -261,13 +302,23 @@ def event_intervals(t: npt.ArrayLike, scores: npt.ArrayLike, hop: float, options
     i = 0
     while i < len(runs):
         first, stop = int(runs[i][0]), int(runs[i][1])
-        reported = times[stop - 1] + hop - times[first] >= options.min_duration - 1e-9
+        reported = times[stop - 1] + hop - times[first] >= options.min_duration - 1e-9 or at_once[first:stop].any()
         # a dip ends the event once a timestep below has reached min_gap after the drop; else it is bridged
         while i + 1 < len(runs) and times[runs[i + 1][0] - 1] + hop - times[stop] < options.min_gap - 1e-9:
             i += 1
             stop = int(runs[i][1])
             reported = reported or times[stop - 1] + hop - times[first] >= options.min_duration - 1e-9
+            reported = reported or bool(at_once[runs[i][0] : stop].any())
         if reported:
             out.append((float(times[first]), float(times[stop]) if stop < n else float(times[-1] + hop)))
         i += 1
     return out
+
+
+def clear_steps(
+    s_v: npt.ArrayLike, s_a: npt.ArrayLike, has_v: npt.ArrayLike, has_a: npt.ArrayLike, options: EventOptions
+) -> npt.NDArray[np.bool_]:
+    """Which timesteps have one sense at the clear level (present and ``>= options.clear``), for
+    :func:`event_intervals`."""
+    v = np.asarray(has_v, bool) & (np.asarray(s_v, np.float64) >= options.clear)
+    return v | (np.asarray(has_a, bool) & (np.asarray(s_a, np.float64) >= options.clear))

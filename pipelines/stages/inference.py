@@ -3,8 +3,13 @@
 Streams with the same hop share one model, so a batch of timesteps from many streams is one call (one
 host-to-device copy, one device-to-host copy). The calls run on one worker thread, in batch order, so each
 stream's adaptive state advances in media-time order while the event loop keeps serving sources and MQTT.
-Everything else that touches the models (a stream joining or leaving, its weights, its state carried over) runs
-on that thread too, queued between the batches: see :class:`ModelRunner`.
+Everything else that touches the models (a stream joining or leaving, its weights, its mask, its state carried
+over) runs on that thread too, queued between the batches: see :class:`ModelRunner`.
+
+A stream's ``mask`` (:mod:`pipelines.stages.zones`) is given to its slot when the stream joins, and again whenever
+the slot's state is replaced or reset (a carried-over state imported, the first timestep after a reconnect): the
+mask is the stream's setting, not something the slot learned. Its ``zones`` need the model's cells
+(``video_unusual``); a video encoder that gives none is refused, with them, when the stream joins.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -24,6 +29,7 @@ from models.fusion import FusionModel
 from models.heads import FusionHead
 from models.plugins import load_module
 from pipelines.config import ModelConfig, StreamConfig, load_model
+from pipelines.stages.zones import Cells, ignore_mask
 from streamer.errors import ConfigError
 from streamer.media import Timestep, VideoFrame
 
@@ -84,6 +90,11 @@ class ModelRunner:
         # the models and the slots: read and changed on the model thread only
         self._models: dict[float, FusionModel] = {}
         self._slots: dict[str, StreamSlot] = {}
+        self._masks: dict[str, torch.Tensor] = {}  # the masked streams' ignore pictures (H, W), by stream
+        self._outputs: dict[float, frozenset[str]] = {}  # what each hop's model gives (its warm-up's result)
+        # Each stream's cells (its model's grid, its zones' weights): written on the model thread when the stream
+        # joins, before its add is awaited; read by the scoring task for the stream's results, which come after.
+        self._cells: dict[str, Cells] = {}
         self.head, self._extraction = self._learned_head(config)
         self._closed = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model")
@@ -137,7 +148,7 @@ class ModelRunner:
                 raise ConfigError(f"hop_ms ({hop * 1000:g}) + context_ms ({c.context_ms:g}): {exc}") from None
             model.confine()
             self._check_extraction(hop)
-            _warm_up(model, hop)
+            self._outputs[hop] = _warm_up(model, hop)
             self._models[hop] = model
         return model
 
@@ -152,16 +163,47 @@ class ModelRunner:
             log.warning("model %s: features extracted with other settings: %s", c.checkpoint, ", ".join(differ))
 
     def _add(self, stream: StreamConfig) -> None:
-        if stream.stream_id in self._slots:
-            raise ValueError(f"stream '{stream.stream_id}' already has a slot in the model")
+        sid = stream.stream_id
+        if sid in self._slots:
+            raise ValueError(f"stream '{sid}' already has a slot in the model")
         hop = stream.sync.hop
-        slot = self._model(hop).add_stream(stream.alpha, stream.beta)
-        self._slots[stream.stream_id] = StreamSlot(hop, slot)
+        model = self._model(hop)
+        cells = self._cells_of(stream, model)
+        mask = torch.from_numpy(ignore_mask(stream.mask, model.luma_size)) if stream.mask else None
+        if mask is not None and getattr(model.video, "set_mask", None) is None:
+            raise ConfigError(f"stream '{sid}': mask: the video encoder {type(model.video).__name__} takes no mask")
+        slot = model.add_stream(stream.alpha, stream.beta)
+        self._slots[sid] = StreamSlot(hop, slot)
+        if mask is not None:
+            self._masks[sid] = mask
+            model.set_mask(slot, mask)
+        if cells is not None:
+            self._cells[sid] = cells
+
+    def _cells_of(self, stream: StreamConfig, model: FusionModel) -> Cells | None:
+        """The stream's cells on the model's grid; None where the video encoder has none (no boxes then), and a
+        stream with zones is refused there."""
+        grid = getattr(model.video, "grid", None)
+        if grid is not None and "video_unusual" in self._outputs[stream.sync.hop]:
+            return Cells.of(stream, model.luma_size, grid, float(getattr(model.video, "scale", 0.01)))
+        if stream.zones:
+            raise ConfigError(
+                f"stream '{stream.stream_id}': zones need the video model's cells (video_unusual): the video encoder "
+                f"{type(model.video).__name__} gives none"
+            )
+        return None
+
+    def _mask_again(self, stream_id: str) -> None:
+        """Give the stream's mask (or none) back to its slot, after its state was replaced or reset."""
+        where = self._slots[stream_id]
+        self._models[where.hop].set_mask(where.slot, self._masks.get(stream_id))
 
     def _release(self, stream_id: str) -> None:
         where = self._slots.pop(stream_id, None)
+        self._masks.pop(stream_id, None)
+        self._cells.pop(stream_id, None)
         if where is not None:
-            self._models[where.hop].release(where.slot)
+            self._models[where.hop].release(where.slot)  # its next stream's add_stream resets the mask too
 
     def _set_weights(self, stream_id: str, alpha: float, beta: float) -> None:
         if alpha < 0 or beta < 0:
@@ -180,6 +222,7 @@ class ModelRunner:
     def _import(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
         where = self._slots[stream_id]
         self._models[where.hop].import_state(where.slot, {k: torch.from_numpy(v) for k, v in state.items()})
+        self._mask_again(stream_id)  # the state carries the mask it had there: this stream's settings win
 
     def _score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
         groups: dict[float, list[int]] = {}
@@ -187,24 +230,49 @@ class ModelRunner:
             groups.setdefault(self._slots[ts.stream_id].hop, []).append(i)
         if len(groups) == 1:
             ((hop, _),) = groups.items()
-            return self._models[hop].score(timesteps, [self._slots[ts.stream_id].slot for ts in timesteps])
+            return self._score_on(hop, timesteps)
         out: dict[str, np.ndarray] = {}
         for hop, index in groups.items():
-            part = self._models[hop].score(
-                [timesteps[i] for i in index], [self._slots[timesteps[i].stream_id].slot for i in index]
-            )
+            part = self._score_on(hop, [timesteps[i] for i in index])
             for name, values in part.items():
                 if name not in out:
-                    out[name] = np.zeros(len(timesteps), values.dtype)
+                    out[name] = np.zeros((len(timesteps), *values.shape[1:]), values.dtype)
                 out[name][index] = values
         return out
+
+    def _score_on(self, hop: float, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
+        """Score timesteps of one hop's model. A masked stream's first timestep after a reconnect is reset here,
+        its mask given back, and scored as the continuation it then is (a reset forgets all of a slot's state, the
+        mask too); the batch is scored in parts at such timesteps (rare: a reconnect)."""
+        model = self._models[hop]
+        starts = [i for i, ts in enumerate(timesteps) if ts.reset and ts.stream_id in self._masks]
+        if not starts:
+            return model.score(timesteps, [self._slots[ts.stream_id].slot for ts in timesteps])
+        results = []
+        for a, b in zip([0, *starts], [*starts, len(timesteps)], strict=True):
+            part = list(timesteps[a:b])
+            if not part:
+                continue
+            if a in starts:
+                sid = part[0].stream_id
+                model.reset_slots([self._slots[sid].slot])
+                self._mask_again(sid)
+                part[0] = replace(part[0], reset=False)
+            results.append(model.score(part, [self._slots[ts.stream_id].slot for ts in part]))
+        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
 
     # -- what callers use -----------------------------------------------------------------------------------
 
     def add_stream(self, stream: StreamConfig) -> Queued[None]:
-        """Give the stream a slot (fresh state, its alpha and beta) in its hop's model, built and warmed up first
-        if it is the hop's first stream; ``ConfigError`` when that model cannot be built."""
+        """Give the stream a slot (fresh state, its alpha and beta, its mask) in its hop's model, built and warmed
+        up first if it is the hop's first stream; ``ConfigError`` when that model cannot be built, or cannot take
+        the stream's mask or zones."""
         return self._queue(self._add, stream)
+
+    def cells(self, stream_id: str) -> Cells | None:
+        """The stream's cells (its model's grid, its zones' weights) for its results, once its add is done; None
+        where the video encoder gives no cells (no boxes, no zones)."""
+        return self._cells.get(stream_id)
 
     def release(self, stream_id: str) -> Queued[None]:
         """Free the stream's slot for another (nothing once the runner is closed)."""
@@ -247,13 +315,14 @@ class ModelRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _warm_up(model: FusionModel, hop: float) -> None:
+def _warm_up(model: FusionModel, hop: float) -> frozenset[str]:
     """Score one blank timestep on a throwaway slot: the first call's one-off costs (allocations, kernel
-    selection) are paid before any stream's first timestep, not in its latency."""
+    selection) are paid before any stream's first timestep, not in its latency. Returns what the model gives."""
     width, height = model.luma_size
     blank = VideoFrame(t=0.0, luma=np.zeros((height, width), np.uint8))
     window = np.zeros(model.window, np.float32)
     context = model.window - model.hop_samples
     slot = model.add_stream(alpha=1.0, beta=1.0)  # any weights: its scores are thrown away
-    model.score([Timestep("warm-up", 0, 0.0, hop, (blank,), window, context)], [slot])
+    result = model.score([Timestep("warm-up", 0, 0.0, hop, (blank,), window, context)], [slot])
     model.release(slot)
+    return frozenset(result)

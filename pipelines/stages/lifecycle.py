@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 
 from pipelines.config import StreamConfig
 from pipelines.stages.batcher import Lane
-from pipelines.stages.events import EventDetector
+from pipelines.stages.events import Ended, EndReason, Event, EventDetector
 from pipelines.stages.stats import Stamps
+from pipelines.stages.zones import ZoneEvents
 from streamer.errors import SourceError
 from streamer.ingest import RemoteStream
 from streamer.media import SourceState, StateChange, StreamInfo, Timestep
@@ -86,7 +87,8 @@ class Job:
 
 @dataclass(eq=False)
 class StreamRuntime:
-    """One analyzed stream: its settings, its lane, its event detector, its state and the facts about it."""
+    """One analyzed stream: its settings, its lane, its event detector (and its zones' detectors), its state and
+    the facts about it."""
 
     config: StreamConfig
     lane: Lane[Job]
@@ -102,10 +104,19 @@ class StreamRuntime:
     last_error: str = ""  # the last cause its source gave (a failed attempt to open, a lost connection)
     snapshots: set[asyncio.Task[None]] = field(default_factory=set)  # its snapshots being taken
     task: asyncio.Task[None] | None = None
+    zones: ZoneEvents = field(init=False)  # its zones' detectors (none: a stream without zones)
+
+    def __post_init__(self) -> None:
+        self.zones = ZoneEvents(self.config)
 
     @property
     def stream_id(self) -> str:
         return self.config.stream_id
+
+    def flush(self, reason: EndReason = "stream ended") -> list[Event | Ended]:
+        """Its source ended or was lost and every timestep from before is scored: its open events end, the
+        stream's and its zones'."""
+        return self.detector.flush(reason) + self.zones.flush(reason)
 
     def advance(self, to: StreamState) -> None:
         """Move to ``to``; raises :class:`LifecycleError` for a transition the table does not allow."""

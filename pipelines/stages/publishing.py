@@ -3,8 +3,8 @@ its outputs (observers) and the run's hooks (the terminal).
 
 * Into the outbox (:mod:`pipelines.stages.outbox`), only when a broker is configured: each event (start, update,
   end; QoS 1), each timestep's scores with ``--scores`` (QoS 0, not retained), a stream's status and its latest
-  event snapshot (a JPEG of the event's peak frame; both retained), and the stats every ``stats_interval``
-  seconds. Topics: :mod:`pipelines.stages.topics`.
+  event snapshot (a JPEG of the event's peak frame, where the picture changed at the peak drawn as a box; both
+  retained), and the stats every ``stats_interval`` seconds. Topics: :mod:`pipelines.stages.topics`.
 * Each event message as a line of JSON in the ``--events-out`` file, flushed at once.
 * The same facts to the observers (:mod:`pipelines.outputs.observers`) and the :class:`Hooks`.
 """
@@ -15,12 +15,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from pipelines.config import AnalyzerConfig
-from pipelines.stages.events import Ended, Event, Scores
+from pipelines.stages.events import Box, Ended, Event, Scores
 from pipelines.stages.lifecycle import StreamRuntime
 from pipelines.stages.outbox import Kind, Message, Outbox
 from pipelines.stages.stats import PipelineStats, Stamps
@@ -61,6 +61,10 @@ class Publishing:
     snapshots: bool
     spawn: Spawn
     _events_out: IO[str] | None = field(default=None, init=False)
+    # per stream: the snapshots asked for so far, and the latest of them published (an older one finishing later,
+    # when several are encoded at once, is dropped: the retained snapshot is the last event's)
+    _snapshots_asked: dict[str, int] = field(default_factory=dict, init=False)
+    _snapshot_shown: dict[str, int] = field(default_factory=dict, init=False)
 
     def open(self) -> None:
         """Open the events-out file (appending), for the run."""
@@ -94,17 +98,17 @@ class Publishing:
 
     def events(self, rt: StreamRuntime, messages: list[Event | Ended]) -> None:
         """What a stream's event detector said: an event that ended counts, and its peak frame becomes a
-        snapshot."""
+        snapshot (with its peak box drawn)."""
         for message in messages:
             event = message.event if isinstance(message, Ended) else message
             if isinstance(message, Ended):
-                self.stats.stream(event.stream).events += 1
-                if message.peak_frame is not None and self.snapshots:
-                    task = self.spawn(self._snapshot(rt, message.peak_frame), "snapshot")
-                    rt.snapshots.add(task)
-                    task.add_done_callback(rt.snapshots.discard)
+                if event.zone is None:
+                    self.stats.stream(event.stream).events += 1
+                # a zone's event (event.zone) takes none: the stream's one retained snapshot is its own events'
+                if message.peak_frame is not None and self.snapshots and event.zone is None:
+                    self._take_snapshot(rt, message.peak_frame, message.peak_box)
             payload = event.as_dict()
-            self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
+            self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
             if self._events_out is not None:
                 self._events_out.write(json.dumps(payload) + "\n")
                 self._events_out.flush()
@@ -112,17 +116,32 @@ class Publishing:
             if self.hooks.on_event is not None:
                 self.hooks.on_event(event)
 
-    async def _snapshot(self, rt: StreamRuntime, frame: VideoFrame) -> None:
-        """The event's peak frame as a JPEG, published retained."""
-        stream_id, stream = rt.stream_id, rt.stream
-        if stream is None:
+    def _take_snapshot(self, rt: StreamRuntime, frame: VideoFrame, box: Box | None) -> None:
+        """Ask for the peak frame's snapshot now (an ingest process is told before a later pin, of the next
+        event's peak in the same batch, replaces the picture it keeps); it is awaited and published in a task."""
+        if rt.stream is None:
             return
         try:
-            jpeg = await stream.snapshot(frame)
+            snapshot = rt.stream.snapshot(frame, box)
+        except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
+            log.warning("stream '%s': snapshot failed: %s", rt.stream_id, exc)
+            return
+        n = self._snapshots_asked[rt.stream_id] = self._snapshots_asked.get(rt.stream_id, 0) + 1
+        task = self.spawn(self._snapshot(rt.stream_id, n, snapshot), "snapshot")
+        rt.snapshots.add(task)
+        task.add_done_callback(rt.snapshots.discard)
+
+    async def _snapshot(self, stream_id: str, n: int, snapshot: Awaitable[bytes | None]) -> None:
+        """The stream's ``n``-th event snapshot: its peak frame as a JPEG with where it changed at the peak drawn
+        on it, published retained unless a later one was. Encoded off the event loop (a thread, or the stream's
+        ingest process)."""
+        try:
+            jpeg = await snapshot
         except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
             log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
             return
-        if jpeg is not None:
+        if jpeg is not None and n > self._snapshot_shown.get(stream_id, 0):
+            self._snapshot_shown[stream_id] = n
             self.observers.snapshot(stream_id, jpeg)
             if self.config.mqtt.snapshots:
                 self._queue(self.topics.snapshot(stream_id), jpeg, "state")

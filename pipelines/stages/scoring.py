@@ -1,6 +1,8 @@
 """The model task: it takes batches across streams from the batcher (:mod:`pipelines.stages.batcher`), scores
 each on the model's thread (:mod:`pipelines.stages.inference`), runs each timestep's scores through its stream's
-event detector (:mod:`pipelines.stages.events`) and hands on what comes out (:mod:`pipelines.stages.publishing`).
+event detector (:mod:`pipelines.stages.events`), and its zones' (:mod:`pipelines.stages.zones`), and hands on what
+comes out (:mod:`pipelines.stages.publishing`). Each timestep's scores carry the box of the picture's unusual
+cells (the model's ``video_unusual`` on its grid).
 
 It also ends an event that a lost source left open, once that source's timesteps from before the loss are all
 scored (:meth:`Scoring.end_if_lost`): the detector must not join the two sides of an outage into one event.
@@ -48,7 +50,7 @@ class Scoring:
     def _end_lost(self, rt: StreamRuntime) -> None:
         """The source was lost and every timestep from before is scored: an open event ends there."""
         rt.lost = False
-        self.publishing.events(rt, rt.detector.flush("source lost"))
+        self.publishing.events(rt, rt.flush("source lost"))
 
     async def run(self) -> None:
         """Until the batcher has no more: every lane closed (and, serving, released by the analyzer's stop)."""
@@ -81,9 +83,13 @@ class Scoring:
     def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
         ts = job.ts
         rt = self.streams[ts.stream_id]
+        unusual = result.get("video_unusual")
+        cells = self.runner.cells(ts.stream_id) if unusual is not None else None
+        changed = unusual[i] if unusual is not None and cells is not None else None  # each cell's unusual change
         scores = Scores(
             t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
             s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
+            box=cells.box(changed) if cells is not None and changed is not None else None,
         )  # fmt: skip
         if ts.reset:  # the first timestep after a reconnect: nothing open can continue across the outage
             self._end_lost(rt)
@@ -93,6 +99,8 @@ class Scoring:
         frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
         peak = rt.detector.peak_frame
         self.publishing.events(rt, rt.detector.update(scores, frame))
+        if rt.zones and cells is not None and changed is not None:
+            self.publishing.events(rt, rt.zones.update(scores, changed, cells))
         new_peak = rt.detector.peak_frame
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture

@@ -1,9 +1,10 @@
 """The MQTT topics streamer publishes on, and the checks that keep names from injecting wildcards or levels.
 
-``{prefix}/status``, ``{prefix}/stats``, ``{prefix}/cluster`` (a cluster's layout), and per stream
-``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``. A prefix is one or more levels of
-``[A-Za-z0-9_-]`` separated by ``/`` (``home/streamer``); stream ids are already one such level
-(:func:`streamer.spec.sanitize_stream_id`).
+``{prefix}/status``, ``{prefix}/stats``, ``{prefix}/cluster`` (a cluster's layout), per stream
+``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, and per zone of a stream
+``{prefix}/{stream}/zones/{zone}/events``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/``
+(``home/streamer``); stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`), and so
+are zone names (:data:`pipelines.config.ZONE_NAME_RE`).
 """
 
 from __future__ import annotations
@@ -44,8 +45,15 @@ class Topics:
             raise ConfigError(f"stream id {stream_id!r} cannot be an MQTT topic level")
         return f"{self.prefix}/{stream_id}/{leaf}"
 
-    def events(self, stream_id: str) -> str:
-        return self.stream(stream_id, "events")
+    def zone(self, stream_id: str, zone: str, leaf: str) -> str:
+        """``{prefix}/{stream}/zones/{zone}/{leaf}``."""
+        if not _LEVEL_RE.match(zone):
+            raise ConfigError(f"zone name {zone!r} cannot be an MQTT topic level")
+        return self.stream(stream_id, f"zones/{zone}/{leaf}")
+
+    def events(self, stream_id: str, zone: str | None = None) -> str:
+        """The stream's events, or those of one of its zones."""
+        return self.stream(stream_id, "events") if zone is None else self.zone(stream_id, zone, "events")
 
     def scores(self, stream_id: str) -> str:
         return self.stream(stream_id, "scores")
