@@ -44,9 +44,9 @@ def test_hysteresis_bridges_short_dips() -> None:
 
 
 def test_min_duration_drops_blips_and_delays_the_start() -> None:
-    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.2, min_duration=0.3), 1, 0)
+    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.2, min_duration=0.3, clear=0.95), 1, 0)
     assert feed(detector, [0.9, 0.9, 0, 0, 0]) == []  # 0.2 s: too short
-    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.2, min_duration=0.3), 1, 0)
+    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.2, min_duration=0.3, clear=0.95), 1, 0)
     messages = [detector.update(Scores(t=k * HOP, hop=HOP, score=0.9, s_v=0.9, s_a=0)) for k in range(4)]
     assert [len(m) for m in messages] == [0, 0, 1, 0]  # reported once it lasted 0.3 s
     assert isinstance(messages[2][0], Event) and messages[2][0].t == 0

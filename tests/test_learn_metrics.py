@@ -20,7 +20,7 @@ from pipelines.learn.metrics import (
     roc_auc,
     timestep_labels,
 )
-from pipelines.stages.events import EventDetector, Scores, event_intervals
+from pipelines.stages.events import EventDetector, Scores, clear_steps, event_intervals
 from streamer.errors import ConfigError
 
 HOP = 0.1
@@ -102,7 +102,8 @@ def test_offline_events_are_the_live_detectors(
     k = np.concatenate([[0], np.cumsum(jumps)])[: len(values)]  # timesteps, sometimes with holes (reconnects)
     t = [float(x) * HOP for x in k]
     options = EventOptions(threshold=threshold, min_gap=min_gap, min_duration=min_duration)
-    offline, live = event_intervals(t, values, HOP, options), live_intervals(t, values, options)
+    clear = clear_steps(values, values, np.ones(len(values)), np.ones(len(values)), options)  # live: s_v = s_a = S
+    offline, live = event_intervals(t, values, HOP, options, clear), live_intervals(t, values, options)
     assert len(offline) == len(live)
     assert np.allclose(np.array(offline).reshape(-1), np.array(live).reshape(-1)), (offline, live)
 
