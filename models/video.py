@@ -88,7 +88,7 @@ class VideoActivity(SlotStateMixin):
         scale: float = 0.01,
         pool: int = 2,
         grid: tuple[int, int] = (16, 9),
-        warmup: float = 1.0,
+        warmup: float = 3.0,
         capacity: int = 8,
         lighting: float = 0.3,
     ) -> None:

@@ -163,16 +163,16 @@ def test_a_slow_mover_is_seen() -> None:
     rng = np.random.default_rng(4)
     base = scene(0)
     frames = []
-    for i in range(180):
+    for i in range(240):
         image = base.copy()
-        if i >= 60:
-            x = 10 + (i - 60)  # 1 px per frame at 160 px width
+        if i >= 120:
+            x = 10 + (i - 120)  # 1 px per frame at 160 px width
             image[25:65, x : x + 36] = 200.0
         frames.append(noisy(image, rng))
-    video = [frames[3 * k : 3 * k + 3] for k in range(60)]
-    out = run(model, [timestep(k, video[k], pink_noise(6, -50)) for k in range(60)], slot)
-    assert out["video_changed"][25:].max() < 0.02  # what frame differencing alone sees: under the noise bar
-    assert [round(a, 1) for a, _ in events(out)][:1] == [2.0], (events(out), out["s_v"][18:40])
+    video = [frames[3 * k : 3 * k + 3] for k in range(80)]
+    out = run(model, [timestep(k, video[k], pink_noise(8, -50)) for k in range(80)], slot)
+    assert out["video_changed"][45:].max() < 0.02  # what frame differencing alone sees: under the noise bar
+    assert [round(a, 1) for a, _ in events(out)][:1] == [4.0], (events(out), out["s_v"][38:60])
 
 
 def test_codec_noise_far_below_hearing_in_the_empty_bands_of_a_tone_is_no_sound() -> None:

@@ -46,7 +46,7 @@ interval = 0.5
 ALL_STREAMS = f"""
 [[streams]]
 name = "cam"
-source = "synthetic:?events=av@2,v@5&duration=9"
+source = "synthetic:?events=av@3.5,v@6&duration=9"
 
 [[streams]]
 name = "door"
@@ -123,7 +123,7 @@ async def test_discovery_configs_states_and_removal(tmp_path: Path, mqtt_broker:
     assert len([t for t, p in kept.items() if p]) == 18
 
     # the next run no longer has door and the camera: their entities are removed, cam's stay
-    write_config(config, broker.url, '[[streams]]\nname = "cam"\nsource = "synthetic:?events=av@1&duration=4"\n')
+    write_config(config, broker.url, '[[streams]]\nname = "cam"\nsource = "synthetic:?events=av@3.5&duration=5"\n')
     code, _, err = await run_streamer("--config", str(config))
     assert code == 0, err
     kept = await retained(broker.host, broker.port, "#")

@@ -79,11 +79,11 @@ def test_static_scene_and_flicker_score_low_a_moving_square_high(device: str) ->
     lit = static_video(40, seed=1, flicker=12.0)  # mains flicker aliased at 30 fps: the whole picture pulses
     out = run(model, [timestep(k, lit[k], None) for k in range(40)], flicker)
     assert out["s_v"].max() < 0.05
-    steps = [timestep(k, quiet[k], None) for k in range(20)]
-    steps += [timestep(k, moving_square_frames(3, start=3 * k), None) for k in range(20, 35)]
+    steps = [timestep(k, quiet[k], None) for k in range(40)]
+    steps += [timestep(k, moving_square_frames(3, start=3 * k), None) for k in range(40, 55)]
     out = run(model, steps, moving)
     # its first crossing is unusual all along (later ones, over the same cells, become the usual: busy scenes)
-    assert out["s_v"][:20].max() < 0.05 and out["s_v"][20:32].min() > 0.9
+    assert out["s_v"][:40].max() < 0.05 and out["s_v"][40:52].min() > 0.9
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -279,14 +279,14 @@ async def test_the_synthetic_sources_bursts_end_to_end() -> None:
     model = FusionModel(tau=TAU)
     slot = model.add_stream(*WEIGHTS)
     scores = []
-    async for ts in Stream(parse_source("synthetic:?events=av@3,a@5,v@7&duration=9&realtime=0")):
+    async for ts in Stream(parse_source("synthetic:?events=av@4,a@6,v@8&duration=10&realtime=0")):
         scores.append(model.score([ts], [slot]))
     s_v = np.array([o["s_v"][0] for o in scores])
     s_a = np.array([o["s_a"][0] for o in scores])
-    quiet = [k for k in range(10, 90) if not (29 <= k <= 41 or 49 <= k <= 61 or 69 <= k <= 81)]
+    quiet = [k for k in range(10, 100) if not (39 <= k <= 51 or 59 <= k <= 71 or 79 <= k <= 91)]
     assert s_v[quiet].max() < 0.05 and s_a[quiet].max() < 0.05
-    assert s_v[30:40].min() > 0.9 and s_v[70:80].min() > 0.9 and s_v[50:60].max() < 0.05
-    assert s_a[30:40].min() > 0.9 and s_a[50:60].min() > 0.9 and s_a[71:80].max() < 0.05
+    assert s_v[40:50].min() > 0.9 and s_v[80:90].min() > 0.9 and s_v[60:70].max() < 0.05
+    assert s_a[40:50].min() > 0.9 and s_a[60:70].min() > 0.9 and s_a[81:90].max() < 0.05
 
 
 def test_deterministic_on_cpu() -> None:

@@ -177,15 +177,15 @@ def test_a_decoded_frame_kept_for_its_snapshot_has_the_box() -> None:
 async def test_the_last_events_snapshot_has_its_peak_box_drawn_end_to_end(
     tmp_path: Path, mqtt_broker: Any, source: str, ingest: str
 ) -> None:
-    """``streamer run`` with a broker and two streams, the moving square with a tone at 2 s, then the square alone
-    (``seen``) or the tone alone (``heard``) at 6 s: the retained snapshot of each, its last event's, has that
+    """``streamer run`` with a broker and two streams, the moving square with a tone at 4 s, then the square alone
+    (``seen``) or the tone alone (``heard``) at 7 s: the retained snapshot of each, its last event's, has that
     end's peak box drawn, or none for the tone. A file's snapshot is its frame decoded again (in the ingest
     process, or in the analyzer's with ``--ingest thread``); the synthetic camera's picture is kept and encoded
     in its ingest process."""
     from .burst_clip import make_burst_clip
 
     specs = []
-    for name, events in (("seen", "av@2,v@6"), ("heard", "av@2,a@6")):
+    for name, events in (("seen", "av@4,v@7"), ("heard", "av@4,a@7")):
         if source == "file":
             specs.append(f"{name}={make_burst_clip(tmp_path / f'{name}.mp4', events=events, duration=10.0)}")
         else:

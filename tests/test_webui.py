@@ -65,7 +65,7 @@ def test_the_live_view_plots_scores_and_lists_events(browser: Any, tmp_path: Pat
     base = f"http://127.0.0.1:{port}"
     with (tmp_path / "streamer.log").open("w") as log:
         proc = subprocess.Popen(
-            [*STREAMER, "run", "cam=synthetic:?events=av@3,a@7,v@11&duration=40", "door=synthetic:?events=a@5,av@9"
+            [*STREAMER, "run", "cam=synthetic:?events=av@4,a@7,v@11&duration=40", "door=synthetic:?events=a@5,av@9"
              "&duration=40", "--mqtt", "none", "--ui", f"127.0.0.1:{port}", "-q"], stdout=log, stderr=log,
         )  # fmt: skip
     try:

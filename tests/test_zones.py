@@ -243,13 +243,13 @@ def test_the_model_ignores_what_the_mask_covers_after_a_reconnect_and_a_move(dev
             assert max(r["s_v"] for r in got["masked"]) == 0
             assert sum(float(r["video_unusual"].sum()) for r in got["masked"]) == 0
 
-        check(run(0, 30, busy_from=20))
-        check(run(100, 30, busy_from=120, reset=True))  # a reconnect: the slot starts afresh, its mask stays
-        run(200, 20, busy_from=220, reset=True)  # still: both learn it afresh
+        check(run(0, 50, busy_from=40))  # (a stream learns its scene for its first 3 s)
+        check(run(100, 50, busy_from=140, reset=True))  # a reconnect: the slot starts afresh, its mask stays
+        run(200, 40, busy_from=240, reset=True)  # still: both learn it afresh
         states = {sid: runner.export_state(sid) for sid in ("plain", "masked")}
         runner.import_state("masked", states["plain"])  # the state of a stream without a mask, and the other way
         runner.import_state("plain", states["masked"])
-        check(run(220, 10, busy_from=220))
+        check(run(240, 10, busy_from=240))
         assert runner.cells("masked") is not None and runner.cells("masked").grid == (16, 9)  # type: ignore[union-attr]
     finally:
         runner.close()
@@ -336,7 +336,7 @@ def _drain(outbox: Outbox) -> list[Any]:
 
 # -- end to end: a real `streamer run`, a real broker -------------------------------------------------------------
 
-BUSY_FROM, ARRIVES, LEAVES, CLIP = 1.5, 3.0, 4.0, 5.5  # seconds
+BUSY_FROM, ARRIVES, LEAVES, CLIP = 3.5, 5.0, 6.0, 7.5  # seconds (a stream learns its scene for its first 3 s)
 
 
 def make_zone_clip(
