@@ -33,7 +33,9 @@ their energy above it; on real recordings the thumps of a bike's hum alone made 
   at most ``cap`` (6 dB) over ``floor + k * sigma``: a voice going on and on, or a piano, are a bed, while a
   sound 12 dB or more over the bed still stands out, and a few loud sounds close together (each its own
   event) do not hide the next one by more than the cap. The flux likewise. For a steady bed the quantile lies
-  under ``floor + k * sigma`` and nothing changes.
+  under ``floor + k * sigma`` and nothing changes. Until the bed's texture is known (its first ``lag`` seconds
+  of heard audio, then fading out over ``young``, 1 s), the bar is raised by the cap: the bed may be as
+  textured as that (a road's noise heard for a second), while a clear sound still fires.
 * ``excess = max over bands of (level - bar)`` (dB), ``flux_excess`` likewise for the flux, and
 
       S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)
@@ -98,6 +100,7 @@ class AudioActivity(SlotStateMixin):
         texture_q: float = 0.98,
         lag: float = 2.0,
         cap: float = 6.0,
+        young: float = 1.0,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -134,6 +137,8 @@ class AudioActivity(SlotStateMixin):
         self.texture_q = texture_q
         self.lag_steps = round(lag / hop)
         self.cap = cap
+        self.young = young
+        self.young_steps = max(1, round(young / hop))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         return self.forward_rounds(audio, present, Rounds.distinct(slots))
@@ -193,9 +198,15 @@ class AudioActivity(SlotStateMixin):
         floor, sigma, flux_floor, flux_sigma = self.background(levels, fluxes)
         high, flux_high = self.texture(levels, fluxes, rounds.ages(count, levels.shape[1]))
         base = floor + self.k * sigma
+        if self.young:
+            # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
+            known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0)
+            base = base + (self.cap * (1.0 - known)).unsqueeze(1)
         bar = torch.maximum(base, torch.minimum(high, base + self.cap))  # a textured bed's loud moments, capped
         excess = torch.nan_to_num((level - bar).amax(dim=1), nan=0.0)
         flux_base = flux_floor + self.k * flux_sigma
+        if self.young:
+            flux_base = flux_base + self.cap * (1.0 - known)
         flux_bar = torch.maximum(flux_base, torch.minimum(flux_high, flux_base + self.cap))
         flux_excess = torch.nan_to_num(flux - flux_bar, nan=0.0)
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)

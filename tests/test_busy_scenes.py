@@ -6,6 +6,8 @@ median, a level bar for sound, and events from a single timestep.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from models.fusion import FusionModel
@@ -73,13 +75,18 @@ def test_a_busy_lane_settles_while_a_person_in_a_quiet_part_fires_with_a_box_the
     assert box is not None and box[0] >= 0.6, box  # where the person is: the right part, not the lane
 
 
-def test_a_stream_learns_a_busy_scene_before_it_fires() -> None:
-    """Traffic from the first frame: its first seconds do not fire (on the old model they did, at once)."""
+def test_a_stream_learns_a_busy_scene_before_it_fires_and_again_after_a_reconnect() -> None:
+    """Traffic from the first frame: its first seconds do not fire (on the old model they did, at once); after
+    a reconnect (the stream's state starts afresh) neither, on another busy scene."""
     model = FusionModel(tau=TAU)
     slot = model.add_stream(*WEIGHTS)
-    video = traffic(80, seed=3, busy=0.6)
-    out = run(model, [timestep(k, video[k], pink_noise(8, -50)) for k in range(80)], slot)
+    video = traffic(80, seed=3, busy=0.6) + traffic(60, seed=4, lane=(50, 75), busy=0.6)
+    audio = pink_noise(14, -50)
+    steps = [timestep(k, video[k], audio) for k in range(140)]
+    steps[80] = replace(steps[80], reset=True)
+    out = run(model, steps, slot)
     assert out["s"].max() < DEFAULTS.threshold, np.round(out["s"], 2)
+    assert out["s_v"][80:110].max() == 0.0  # learning again
 
 
 def machine(seconds: float, seed: int = 0) -> np.ndarray:

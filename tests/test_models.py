@@ -318,9 +318,9 @@ def test_a_reset_timestep_scores_like_a_fresh_stream(device: str) -> None:
     one batch with the pre-outage timesteps of the same stream, gives the same scores as a new stream."""
     from dataclasses import replace
 
-    before_audio = pink_noise(3, -50, seed=1)
+    before_audio = pink_noise(5, -50, seed=1)
     after_audio = pink_noise(3, -30, seed=2)  # louder after the outage: the old floor would hear it all
-    before = [timestep(k, static_video(20, seed=1)[k], before_audio) for k in range(20)]
+    before = [timestep(k, static_video(40, seed=1)[k], before_audio) for k in range(40)]  # the bed is known
     after_video = static_video(10, seed=2)  # another picture: differencing across the outage would see it all
     after = [timestep(k, after_video[k], after_audio) for k in range(10)]
     fresh_model = FusionModel(tau=TAU).to(device)
@@ -332,10 +332,10 @@ def test_a_reset_timestep_scores_like_a_fresh_stream(device: str) -> None:
     one_by_one = run(model, resumed, slot)
     batched_model = FusionModel(tau=TAU).to(device)
     batched_slot = batched_model.add_stream(*WEIGHTS)
-    batched = batched_model.score([*before, *resumed], [batched_slot] * 30)
+    batched = batched_model.score([*before, *resumed], [batched_slot] * 50)
     for name in fresh:
         assert np.allclose(one_by_one[name], fresh[name], atol=1e-6, rtol=0), name
-        assert np.allclose(batched[name][20:], fresh[name], atol=1e-6, rtol=0), name
+        assert np.allclose(batched[name][40:], fresh[name], atol=1e-6, rtol=0), name
     # without the reset, the change of scene and level across the outage scores as activity
     plain = FusionModel(tau=TAU).to(device)
     plain_slot = plain.add_stream(*WEIGHTS)

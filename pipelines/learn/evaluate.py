@@ -235,6 +235,7 @@ class Evaluation:
             "threshold": self.options.threshold,
             "min_gap": self.options.min_gap,
             "min_duration": self.options.min_duration,
+            "clear": self.options.clear,
             "events": counts_dict(c),
             "timesteps": {
                 "count": self.timesteps,
