@@ -79,8 +79,8 @@ def evaluation_table(ev: Evaluation) -> str:
     lines = table(header, rows)
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     o = ev.options
-    lines.append(f"threshold {o.threshold:g}, min_gap {o.min_gap:g} s, min_duration {o.min_duration:g} s, clear {o.clear:g}; "
-                 f"{ev.timesteps} timesteps; events matched at IoU >= 0.3")  # fmt: skip
+    lines.append(f"threshold {o.threshold:g}, min_gap {o.min_gap:g} s, min_duration {o.min_duration:g} s, "
+                 f"clear {o.clear:g}; {ev.timesteps} timesteps; events matched at IoU >= 0.3")  # fmt: skip
     if any(label for label in ev.label_recall):
         found = ", ".join(f"{label or '(none)'} {f}/{n}" for label, (f, n) in ev.label_recall.items())
         lines.append(f"found per label: {found}")
