@@ -101,6 +101,7 @@ class AudioActivity(SlotStateMixin):
         lag: float = 2.0,
         cap: float = 6.0,
         young: float = 1.0,
+        tail: int = 5,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -138,6 +139,7 @@ class AudioActivity(SlotStateMixin):
         self.lag_steps = round(lag / hop)
         self.cap = cap
         self.young = young
+        self.tail = tail
         self.young_steps = max(1, round(young / hop))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -164,6 +166,14 @@ class AudioActivity(SlotStateMixin):
         here = sounding[:, -own:].float()
         n_here = here.sum(dim=1)
         level = (grouped[:, :, -own:] * here.unsqueeze(1)).sum(dim=2) / n_here.clamp(min=1).unsqueeze(1)
+        if self.tail and own > self.tail:
+            # a sound that starts late in the timestep, measured over its own frames: the loudest mean of the
+            # timestep's last j frames (j >= tail), not diluted by the quiet before it
+            weighted = (grouped[:, :, -own:] * here.unsqueeze(1)).flip(2).cumsum(dim=2)  # (B, bands, own)
+            counts = here.flip(1).cumsum(dim=1).unsqueeze(1)  # (B, 1, own)
+            tails = (weighted / counts.clamp(min=1))[:, :, self.tail - 1 :]
+            enough = counts[:, :, self.tail - 1 :] >= self.tail
+            level = torch.maximum(level, torch.where(enough, tails, -torch.inf).amax(dim=2))
         rise = torch.relu(grouped[:, :, -own:] - grouped[:, :, -own - 1 : -1]).sum(dim=1)  # (B, own)
         # no flux out of silence: the frame before and the two before it (which the 25 ms window overlaps) sound
         settled = sounding[:, 2:-1] & sounding[:, 1:-2] & sounding[:, :-3]  # (B, T - 3): for frames 3..T-1

@@ -51,6 +51,7 @@ from .slots import Rounds, SlotStateMixin
 
 # a custom S_v encoder (models.plugins) is built with no arguments: the analysis image's default size and hop
 _LUMA: tuple[int, int] = default_of(SourceOptions, "luma_size")
+LEARNING_S = 3.0  # seconds a stream (and a stream after a reconnect) learns its scene before its video can fire
 
 
 class VideoActivity(SlotStateMixin):
@@ -88,7 +89,7 @@ class VideoActivity(SlotStateMixin):
         scale: float = 0.01,
         pool: int = 2,
         grid: tuple[int, int] = (16, 9),
-        warmup: float = 3.0,
+        warmup: float = LEARNING_S,
         capacity: int = 8,
         lighting: float = 0.3,
     ) -> None:

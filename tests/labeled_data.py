@@ -15,7 +15,7 @@ from .burst_clip import make_burst_clip
 # name: (bursts, scene); bursts last `length` seconds (1 by default)
 CLIPS: dict[str, tuple[str, dict[str, str]]] = {
     "porch": ("av@3,a@8,v@13", {}),
-    "fan": ("v@2,av@7,a@12", {"noise_db": "-30", "seed": "1"}),
+    "fan": ("v@3.5,av@8,a@12.5", {"noise_db": "-30", "seed": "1"}),
     "grainy": ("a@4,v@9,av@14", {"video_noise": "4", "seed": "2"}),
     "long": ("av@4,v@10", {"length": "1.5", "noise_db": "-35", "seed": "3"}),
     "loud_room": ("", {"noise_db": "-25", "video_noise": "3", "seed": "4"}),

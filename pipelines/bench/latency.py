@@ -185,7 +185,7 @@ async def run_latency(
                 if analyzer.returncode is not None:
                     raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
                 await asyncio.sleep(0.1)
-        start = max(obs.online.values()) + CONNECT_GRACE
+        start = max(obs.online.values()) + CONNECT_GRACE + _learning()
         await _measure(options, obs, start, say)
         analyzer.terminate()
         async with asyncio.timeout(10):
@@ -430,3 +430,10 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _learning() -> float:
+    """How long a stream learns its scene before its video can fire: impulses count from then on."""
+    from models.video import LEARNING_S  # (torch: imported only when a bench runs)
+
+    return LEARNING_S
