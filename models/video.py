@@ -36,6 +36,7 @@ not seen as *there*).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -63,14 +64,14 @@ class VideoActivity(SlotStateMixin):
     """
 
     _slot_buffers = ("prev", "has_prev", "recent", "count", "keep")
-    _slot_defaults: ClassVar[dict[str, float]] = {"recent": float("nan"), "keep": 1.0}
+    _slot_defaults: ClassVar[dict[str, float]] = {"recent": -1.0, "keep": 1.0}
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
     # took 16 ms on 2 cores, the model's largest cost).
     NOISE_STRIDE: ClassVar[int] = 11
     prev: Tensor  # (capacity, h, w) the stream's last (pooled) frame
     has_prev: Tensor  # (capacity,) bool
-    recent: Tensor  # (capacity, window steps, C): the last measurements of each cell's activity, a ring
+    recent: Tensor  # (capacity, window steps, C): the last measurements of each cell's activity, a ring (-1: none)
     count: Tensor  # (capacity,) float: measurements so far
     keep: Tensor  # (capacity, h, w) 1 where the picture counts, 0 under the stream's mask
 
@@ -121,7 +122,7 @@ class VideoActivity(SlotStateMixin):
         self.register_buffer("cell_pixels", torch.bincount(cell_of, minlength=gw * gh).float(), persistent=False)
         self.register_buffer("prev", torch.zeros(capacity, height, width))
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
-        self.register_buffer("recent", torch.full((capacity, steps, gw * gh), float("nan")))
+        self.register_buffer("recent", torch.full((capacity, steps, gw * gh), -1.0))
         self.register_buffer("count", torch.zeros(capacity))
         self.register_buffer("keep", torch.ones(capacity, height, width))
         self.cell_of: Tensor
@@ -233,7 +234,7 @@ class VideoActivity(SlotStateMixin):
         gw, gh = self.grid
         count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
         warm = count >= self.warmup_steps
-        bar = torch.nan_to_num(torch.nanquantile(window, self.quantile, dim=1), nan=0.0)  # (B, C)
+        bar = upper_quantile(window, self.quantile)  # (B, C)
         if self.dilate:
             bar = torch.nn.functional.max_pool2d(bar.view(-1, 1, gh, gw), 2 * self.dilate + 1, stride=1,
                                                  padding=self.dilate).view_as(bar)  # fmt: skip
@@ -267,6 +268,25 @@ def _block_mean(x: Tensor, p: int) -> Tensor:
     h, w = (x.shape[-2] // p) * p, (x.shape[-1] // p) * p
     rows = sum((x[..., i:h:p, :w] for i in range(1, p)), x[..., 0:h:p, :w])
     return sum((rows[..., j::p] for j in range(1, p)), rows[..., 0::p]) / (p * p)
+
+
+def upper_quantile(window: Tensor, q: float) -> Tensor:
+    """The ``q`` quantile of each column of ``window (B, W, C)`` over its measured entries (values >= 0; -1: none
+    yet, all of a row's columns alike), linearly interpolated as ``torch.quantile``, 0 where there are none:
+    ``(B, C)``. From a partial sort (the top few), several times faster than ``torch.nanquantile``'s full one."""
+    n = (window[:, :, 0] >= 0).sum(dim=1)  # (B,)
+    at = q * (n - 1).clamp(min=0).to(window.dtype)  # the quantile's position in ascending order
+    lo, hi = torch.floor(at), torch.ceil(at)
+    k = min(window.shape[1], math.ceil((1 - q) * (window.shape[1] - 1)) + 2)
+    top = window.transpose(1, 2).topk(k, dim=2).values  # (B, C, k), largest first
+
+    def rank(ascending: Tensor) -> Tensor:  # (B,) -> the values at that ascending rank (B, C)
+        index = ((n - 1) - ascending.long()).clamp(0, k - 1).view(-1, 1, 1).expand(-1, top.shape[1], 1)
+        return top.gather(2, index).squeeze(2)
+
+    low = rank(lo)
+    value = low + (at - lo).unsqueeze(1) * (rank(hi) - low)
+    return torch.where((n > 0).unsqueeze(1), value, 0.0)
 
 
 def region_score(unusual: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.floating[Any]],
