@@ -143,8 +143,9 @@ def test_a_one_timestep_blip_is_no_event_and_a_clear_one_starts_at_once() -> Non
     quiet = [(0.0, 0.0)] * 10
     assert starts([*quiet, (0.8, 0.0), *quiet]) == []  # one timestep of S_v 0.8: a blip
     assert starts(quiet + [(0.8, 0.0)] * 3 + quiet) == [(1.0, 11)]  # lasting: reported one hop later, t its first
-    assert starts([*quiet, (0.95, 0.0), *quiet]) == [(1.0, 10)]  # clear: at once
-    assert starts(quiet + [(0.0, 0.92)] * 3 + quiet) == [(1.0, 10)]
+    assert starts([*quiet, (0.99, 0.0), *quiet]) == [(1.0, 10)]  # clear: at once
+    assert starts(quiet + [(0.0, 0.98)] * 3 + quiet) == [(1.0, 10)]
+    assert starts(quiet + [(0.0, 0.93)] * 3 + quiet) == [(1.0, 11)]  # not clear: when it lasted 0.2 s
 
 
 def test_the_cells_usual_is_torch_quantile_from_a_partial_sort() -> None:

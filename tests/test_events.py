@@ -38,7 +38,7 @@ def test_start_at_threshold_end_after_the_gap_with_end_time_at_the_drop() -> Non
 
 
 def test_hysteresis_bridges_short_dips() -> None:
-    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.3), 1, 0)
+    detector = EventDetector("s", EventOptions(threshold=0.5, min_gap=0.3, min_duration=0.0), 1, 0)
     events = feed(detector, [0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.9, 0, 0, 0])
     assert [(e.type, round(e.t, 3)) for e in events] == [("start", 0), ("end", 0.4), ("start", 0.7), ("end", 0.8)]
 

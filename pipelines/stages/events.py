@@ -2,7 +2,7 @@
 
 * An event *starts* at the first timestep with ``S >= threshold``. Its start is reported once the event has
   lasted ``min_duration`` (0.2 s: two timesteps; shorter blips are never reported), or at once when a
-  timestep of it is *clear*: one sense alone at ``clear`` (S_v or S_a >= 0.9), so a clear event waits for
+  timestep of it is *clear*: one sense alone at ``clear`` (S_v or S_a >= 0.97), so a clear event waits for
   nothing. Its ``t`` is the first timestep's either way.
 * It *ends* when S has stayed below the threshold for ``min_gap`` seconds; the end's ``t`` is the start of
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
