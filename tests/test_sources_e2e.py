@@ -40,6 +40,7 @@ import aiomqtt
 import av
 import pytest
 
+from models.video import LEARNING_S
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
 from streamer.spec import redact
 
@@ -437,9 +438,10 @@ def test_run_finds_the_bursts_on_the_right_clock(name: str, live_servers: dict[s
     assert len(ends) >= 2, f"{name}: {len(ends)} event(s) in {RUN_SECONDS} s: {ends}\n{duration_run.why()}"
     starts = [e["start_t"] for e in ends]
     _check_bursts(starts, name)
+    learned = record.scores(name)[0][1] + LEARNING_S  # before, the stream learns its scene: bursts are heard only
     for end in ends:
         assert 0.05 <= end["duration"] <= 0.6, end  # a 0.15 s burst
-        assert end["peak"]["s_v"] >= 0.5, end
+        assert end["peak"]["s_v"] >= 0.5 or end["start_t"] < learned, end
         if row.audio is not None:
             assert end["peak"]["s_a"] >= 0.5, end
     # --duration counts media seconds; live, they take as many wall seconds: media time keeps pace with the wall
@@ -487,10 +489,12 @@ def test_killed_server_reconnects_and_events_resume(name: str, live_servers: dic
     events_before = [e for w, e in record.events(name) if w < run.kill_at]
     resumed = record.ends(name, since=run.restart_at)
     assert events_before and resumed, f"{name}: events before {events_before}, after the restart {resumed}"
+    # the reconnected stream learns its scene afresh: its first seconds' bursts are heard only
+    learned = next(t for w, t in record.scores(name) if w >= run.restart_at) + LEARNING_S
     for event in resumed:  # every one a burst: seen and heard (an audio-only S of 1 sits at the threshold 0.5)
         peak = event["peak"]
         heard = LIVE_ROWS[name].audio is None or peak["s_a"] >= 0.5
-        assert peak["s_v"] >= 0.5 and heard, (
+        assert (peak["s_v"] >= 0.5 or event["start_t"] < learned) and heard, (
             f"{name}: the event at {event['start_t']} after the restart is no burst (peak {peak}); "
             f"events after the restart start at {[e['start_t'] for e in resumed]}"
         )
