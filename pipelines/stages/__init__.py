@@ -4,7 +4,8 @@
 2. :mod:`~pipelines.stages.batcher`: per-stream lanes -> batches across streams;
 3. :mod:`~pipelines.stages.scoring`: the model task, which has each batch scored by
    :mod:`~pipelines.stages.inference` (the model, on its own thread: S_v, S_a, S) and runs
-   :mod:`~pipelines.stages.events` (each stream's detector turns S(t) into events);
+   :mod:`~pipelines.stages.events` (each stream's detector turns S(t) into events) and
+   :mod:`~pipelines.stages.zones` (a stream's masks and zones on the model's cells, each zone's events);
 4. :mod:`~pipelines.stages.publishing`: what comes out is told: to the outbox, the events-out file, the outputs
    and the terminal;
 5. :mod:`~pipelines.stages.outbox`: events, scores, snapshots and statuses wait for the broker, bounded;
