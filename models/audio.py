@@ -195,10 +195,10 @@ class AudioActivity(SlotStateMixin):
     def texture(self, levels: Tensor, fluxes: Tensor, ages: Tensor) -> tuple[Tensor, Tensor]:
         """The bed's loud moments: the ``texture_q`` quantile of each band's level ``(B, bands)`` and of the flux
         ``(B,)`` over the window's timesteps at least ``lag`` old (``ages (B, W)``); -inf where there are none."""
-        old = ages >= self.lag_steps
-        high = torch.nanquantile(torch.where(old.unsqueeze(2), levels, float("nan")), self.texture_q, dim=1)
-        flux_high = torch.nanquantile(torch.where(old, fluxes, float("nan")), self.texture_q, dim=1)
-        return torch.nan_to_num(high, nan=-torch.inf), torch.nan_to_num(flux_high, nan=-torch.inf)
+        series = torch.cat([levels, fluxes.unsqueeze(2)], dim=2)  # (B, W, bands + 1): one partial sort for both
+        old = torch.where((ages >= self.lag_steps).unsqueeze(2), series, float("nan"))
+        high = torch.nan_to_num(torch.nanquantile(old, self.texture_q, dim=1), nan=-torch.inf)
+        return high[:, :-1], high[:, -1]
 
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against each stream's background and add the heard timesteps to it, in order."""
@@ -207,16 +207,13 @@ class AudioActivity(SlotStateMixin):
         warm = count >= self.warmup_steps
         floor, sigma, flux_floor, flux_sigma = self.background(levels, fluxes)
         high, flux_high = self.texture(levels, fluxes, rounds.ages(count, levels.shape[1]))
-        base = floor + self.k * sigma
-        if self.young:
-            # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
-            known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0)
-            base = base + (self.cap * (1.0 - known)).unsqueeze(1)
+        # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
+        known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0) if self.young else torch.ones_like(count)
+        youth = self.cap * (1.0 - known)  # (B,) dB
+        base = floor + self.k * sigma + youth.unsqueeze(1)
         bar = torch.maximum(base, torch.minimum(high, base + self.cap))  # a textured bed's loud moments, capped
         excess = torch.nan_to_num((level - bar).amax(dim=1), nan=0.0)
-        flux_base = flux_floor + self.k * flux_sigma
-        if self.young:
-            flux_base = flux_base + self.cap * (1.0 - known)
+        flux_base = flux_floor + self.k * flux_sigma + youth
         flux_bar = torch.maximum(flux_base, torch.minimum(flux_high, flux_base + self.cap))
         flux_excess = torch.nan_to_num(flux - flux_bar, nan=0.0)
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)

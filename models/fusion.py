@@ -156,7 +156,7 @@ class FusionModel(nn.Module):
             self._grow(2 * self._capacity)
         slot = self._free.pop()
         for module in self._stateful():
-            module.reset_slots(torch.tensor([slot]))
+            module.reset_slots(torch.tensor([slot]), settings=True)
         self.set_weights(slot, alpha, beta)
         return slot
 
@@ -169,7 +169,7 @@ class FusionModel(nn.Module):
 
     def reset_slots(self, slots: Sequence[int]) -> None:
         """Forget what these streams taught the model (previous frame, baselines, warm-up): they start afresh, as
-        after a reconnect. Their weights stay."""
+        after a reconnect. Their weights and masks stay."""
         self._owned()
         index = torch.tensor(list(slots), dtype=torch.long)
         for module in self._stateful():

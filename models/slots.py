@@ -15,10 +15,15 @@ from torch import Tensor, nn
 
 
 class SlotStateMixin(nn.Module):
-    """Buffers listed in ``_slot_buffers`` have shape ``(capacity, ...)``; ``_slot_defaults`` their reset value."""
+    """Buffers listed in ``_slot_buffers`` have shape ``(capacity, ...)``; ``_slot_defaults`` their reset value.
+
+    Those also in ``_slot_settings`` hold what the stream was given (a mask), not what it learned: they are reset
+    only when the slot is given to a stream, not when the stream starts afresh (a reconnect), and they are not
+    part of its exported state (the stream's own settings go with it)."""
 
     _slot_buffers: ClassVar[tuple[str, ...]] = ()
     _slot_defaults: ClassVar[dict[str, float]] = {}
+    _slot_settings: ClassVar[tuple[str, ...]] = ()
 
     @property
     def capacity(self) -> int:
@@ -38,25 +43,29 @@ class SlotStateMixin(nn.Module):
             grown[:old] = buffer
             setattr(self, name, grown)
 
-    def reset_slots(self, slots: Tensor) -> None:
-        """Forget what the streams in ``slots`` (long tensor, any device) taught the state."""
+    def reset_slots(self, slots: Tensor, *, settings: bool = False) -> None:
+        """Forget what the streams in ``slots`` (long tensor, any device) taught the state; with ``settings``
+        (the slots are given to new streams) their settings too."""
         index = slots.to(self._device_of_state())
-        for name in self._slot_buffers:
+        for name in self._slot_buffers if settings else self._learned():
             getattr(self, name)[index] = self._slot_defaults.get(name, 0.0)
 
     def export_slot(self, slot: int) -> dict[str, Tensor]:
-        """One stream's state: a copy of its row of every slot buffer, on the CPU."""
-        return {name: getattr(self, name)[slot].detach().cpu().clone() for name in self._slot_buffers}
+        """One stream's learned state: a copy of its row of every slot buffer but the settings, on the CPU."""
+        return {name: getattr(self, name)[slot].detach().cpu().clone() for name in self._learned()}
 
     def import_slot(self, slot: int, state: dict[str, Tensor]) -> None:
         """Restore a stream's state from :meth:`export_slot` (of a model with the same settings)."""
-        for name in self._slot_buffers:
+        for name in self._learned():
             buffer: Tensor = getattr(self, name)
             value = state.get(name)
             if value is None or tuple(value.shape) != tuple(buffer.shape[1:]):
                 shape = None if value is None else tuple(value.shape)
                 raise ValueError(f"{type(self).__name__}.{name}: expected shape {tuple(buffer.shape[1:])}, got {shape}")
             buffer[slot] = value.to(buffer.device, buffer.dtype)
+
+    def _learned(self) -> tuple[str, ...]:
+        return tuple(name for name in self._slot_buffers if name not in self._slot_settings)
 
     def _device_of_state(self) -> torch.device:
         return torch.device(getattr(self, self._slot_buffers[0]).device) if self._slot_buffers else torch.device("cpu")

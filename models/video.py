@@ -65,6 +65,7 @@ class VideoActivity(SlotStateMixin):
 
     _slot_buffers = ("prev", "has_prev", "recent", "count", "keep")
     _slot_defaults: ClassVar[dict[str, float]] = {"recent": -1.0, "keep": 1.0}
+    _slot_settings: ClassVar[tuple[str, ...]] = ("keep",)  # the mask: kept over a reconnect, not exported
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
     # over all columns): as robust, for a fraction of the sort (over all pixels of 64 timesteps of 3 frames it
     # took 16 ms on 2 cores, the model's largest cost).
@@ -192,27 +193,25 @@ class VideoActivity(SlotStateMixin):
     def _measure(
         self, filled: Tensor, valid: Tensor, last: Tensor, prev: Tensor, has_prev: Tensor, keep: Tensor
     ) -> dict[str, Tensor]:
-        """The activity of each row against its own previous frame, per cell: stateless."""
+        """The activity of each row against its own previous frame, per cell: stateless. The timestep's frame
+        pairs and its hop (its last frame against the previous timestep's) are measured together: ``F + 1``
+        pairs."""
         # The frame before each frame: the previous one in the timestep, or the stream's last frame.
         before = torch.cat([prev.unsqueeze(1), filled[:, :-1]], dim=1)
         pair_ok = valid & torch.cat([has_prev.unsqueeze(1), valid[:, :-1]], dim=1)  # valid frames are a prefix
-        pixels = keep.flatten(1).unsqueeze(1)  # (B, 1, h*w)
-        diff = (filled - before).abs().flatten(2) * pixels  # (B, F, h*w): nothing changes under the mask
-        moved = self._changed(diff)  # (B, F, h*w)
-        per_cell = self._per_cell(moved)  # (B, F, C) share of each cell's pixels
-        fraction = self._not_lighting(moved.mean(dim=2))  # (B, F)
-        lit = (fraction > 0) | (moved.mean(dim=2) == 0)  # not a change of the light
-        zero = torch.zeros_like(fraction)
-        ok = pair_ok & lit
-        changed = torch.where(pair_ok, fraction, zero).amax(dim=1)
-        cells = torch.where(ok.unsqueeze(2), per_cell, 0.0).amax(dim=1)  # (B, C)
-        energy = torch.where(pair_ok, diff.mean(dim=2), zero).amax(dim=1)
-        span_moved = self._changed(((last - prev).abs().flatten(1) * pixels.squeeze(1)).unsqueeze(1))  # (B, 1, h*w)
-        span_fraction = span_moved.mean(dim=2).squeeze(1)
-        span_lit = span_fraction <= self.lighting
-        span = torch.where(has_prev & span_lit, span_fraction, 0.0)
-        span_cells = torch.where((has_prev & span_lit).unsqueeze(1), self._per_cell(span_moved).squeeze(1), 0.0)
-        return {"cells": torch.maximum(cells, span_cells), "changed": changed, "span": span, "energy": energy}
+        pairs = torch.cat([filled - before, (last - prev).unsqueeze(1)], dim=1)  # (B, F + 1, h, w)
+        diff = pairs.abs().flatten(2) * keep.flatten(1).unsqueeze(1)  # nothing changes under the mask
+        moved = self._changed(diff)  # (B, F + 1, h*w)
+        share = moved.mean(dim=2)  # (B, F + 1)
+        # A change over more than ``lighting`` of the picture at once is the light (switched, auto-exposure, an IR
+        # switch, a cloud), not something moving in the scene: it counts as no change, as in mature motion
+        # detectors (Frigate's ``lightning_threshold``).
+        ok = torch.cat([pair_ok, has_prev.unsqueeze(1)], dim=1) & (share <= self.lighting)
+        cells = torch.where(ok.unsqueeze(2), self._per_cell(moved), 0.0).amax(dim=1)  # (B, C)
+        changed = torch.where(ok[:, :-1], share[:, :-1], 0.0).amax(dim=1)
+        span = torch.where(ok[:, -1], share[:, -1], 0.0)
+        energy = torch.where(pair_ok, diff[:, :-1].mean(dim=2), 0.0).amax(dim=1)
+        return {"cells": cells, "changed": changed, "span": span, "energy": energy}
 
     def _changed(self, diff: Tensor) -> Tensor:
         """Which pixels of ``diff (B, F, P)`` changed beyond the frame pair's own noise: float 0/1."""
@@ -242,12 +241,6 @@ class VideoActivity(SlotStateMixin):
         unusual = torch.where((present & warm).unsqueeze(1), unusual, 0.0)
         score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)
         return score, {name: measured[name] for name in ("changed", "span", "energy")} | {"unusual": unusual}
-
-    def _not_lighting(self, fraction: Tensor) -> Tensor:
-        """A change over more than ``lighting`` of the picture at once is the light (switched, auto-exposure, an
-        IR switch, a cloud), not something moving in the scene: it counts as no change, as in mature motion
-        detectors (Frigate's ``lightning_threshold``)."""
-        return torch.where(fraction > self.lighting, 0.0, fraction)
 
     @staticmethod
     def _fill_forward(frames: Tensor, valid: Tensor) -> Tensor:

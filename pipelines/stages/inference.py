@@ -6,10 +6,10 @@ stream's adaptive state advances in media-time order while the event loop keeps 
 Everything else that touches the models (a stream joining or leaving, its weights, its mask, its state carried
 over) runs on that thread too, queued between the batches: see :class:`ModelRunner`.
 
-A stream's ``mask`` (:mod:`pipelines.stages.zones`) is given to its slot when the stream joins, and again whenever
-the slot's state is replaced or reset (a carried-over state imported, the first timestep after a reconnect): the
-mask is the stream's setting, not something the slot learned. Its ``zones`` need the model's cells
-(``video_unusual``); a video encoder that gives none is refused, with them, when the stream joins.
+A stream's ``mask`` (:mod:`pipelines.stages.zones`) is given to its slot when the stream joins; being a setting of
+the slot, not something it learned, it stays over a reconnect and is not part of a carried-over state. Its
+``zones`` need the model's cells (``video_unusual``); a video encoder that gives none is refused, with them,
+when the stream joins.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -90,7 +90,6 @@ class ModelRunner:
         # the models and the slots: read and changed on the model thread only
         self._models: dict[float, FusionModel] = {}
         self._slots: dict[str, StreamSlot] = {}
-        self._masks: dict[str, torch.Tensor] = {}  # the masked streams' ignore pictures (H, W), by stream
         self._outputs: dict[float, frozenset[str]] = {}  # what each hop's model gives (its warm-up's result)
         # Each stream's cells (its model's grid, its zones' weights): written on the model thread when the stream
         # joins, before its add is awaited; read by the scoring task for the stream's results, which come after.
@@ -175,7 +174,6 @@ class ModelRunner:
         slot = model.add_stream(stream.alpha, stream.beta)
         self._slots[sid] = StreamSlot(hop, slot)
         if mask is not None:
-            self._masks[sid] = mask
             model.set_mask(slot, mask)
         if cells is not None:
             self._cells[sid] = cells
@@ -193,14 +191,8 @@ class ModelRunner:
             )
         return None
 
-    def _mask_again(self, stream_id: str) -> None:
-        """Give the stream's mask (or none) back to its slot, after its state was replaced or reset."""
-        where = self._slots[stream_id]
-        self._models[where.hop].set_mask(where.slot, self._masks.get(stream_id))
-
     def _release(self, stream_id: str) -> None:
         where = self._slots.pop(stream_id, None)
-        self._masks.pop(stream_id, None)
         self._cells.pop(stream_id, None)
         if where is not None:
             self._models[where.hop].release(where.slot)  # its next stream's add_stream resets the mask too
@@ -222,7 +214,6 @@ class ModelRunner:
     def _import(self, stream_id: str, state: dict[str, np.ndarray]) -> None:
         where = self._slots[stream_id]
         self._models[where.hop].import_state(where.slot, {k: torch.from_numpy(v) for k, v in state.items()})
-        self._mask_again(stream_id)  # the state carries the mask it had there: this stream's settings win
 
     def _score(self, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
         groups: dict[float, list[int]] = {}
@@ -241,25 +232,7 @@ class ModelRunner:
         return out
 
     def _score_on(self, hop: float, timesteps: Sequence[Timestep]) -> dict[str, np.ndarray]:
-        """Score timesteps of one hop's model. A masked stream's first timestep after a reconnect is reset here,
-        its mask given back, and scored as the continuation it then is (a reset forgets all of a slot's state, the
-        mask too); the batch is scored in parts at such timesteps (rare: a reconnect)."""
-        model = self._models[hop]
-        starts = [i for i, ts in enumerate(timesteps) if ts.reset and ts.stream_id in self._masks]
-        if not starts:
-            return model.score(timesteps, [self._slots[ts.stream_id].slot for ts in timesteps])
-        results = []
-        for a, b in zip([0, *starts], [*starts, len(timesteps)], strict=True):
-            part = list(timesteps[a:b])
-            if not part:
-                continue
-            if a in starts:
-                sid = part[0].stream_id
-                model.reset_slots([self._slots[sid].slot])
-                self._mask_again(sid)
-                part[0] = replace(part[0], reset=False)
-            results.append(model.score(part, [self._slots[ts.stream_id].slot for ts in part]))
-        return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+        return self._models[hop].score(timesteps, [self._slots[ts.stream_id].slot for ts in timesteps])
 
     # -- what callers use -----------------------------------------------------------------------------------
 
