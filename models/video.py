@@ -44,6 +44,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from streamer.media import Box
 from streamer.options import SourceOptions
 from streamer.settings import default_of
 from streamer.sync import SyncOptions
@@ -291,7 +292,7 @@ def region_score(unusual: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np
 
 def box_of(
     unusual: npt.NDArray[np.floating[Any]], grid: tuple[int, int], weights: npt.NDArray[np.floating[Any]] | None = None
-) -> tuple[float, float, float, float] | None:
+) -> Box | None:
     """The normalized box ``(x0, y0, x1, y1)`` of the cells that changed unusually (among those with ``weights``
     > 0 when given); None when none did."""
     gw, gh = grid

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import ssl
 import threading
 import tomllib
@@ -55,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from pipelines.stages.topics import check_prefix
+from pipelines.stages.topics import LEVEL_RE, check_prefix
 from streamer.errors import ConfigError, StreamerError
 from streamer.options import SourceOptions
 from streamer.settings import (
@@ -94,7 +93,6 @@ UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
 DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
 MAX_ZONES = 8  # per stream: each is a detector and a Home Assistant entity
 ZONE_KEYS = ("name", "polygon", "threshold")
-ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # one MQTT topic level
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]  # at least 3 points (x, y), normalized picture coordinates: 0..1, y down
@@ -691,7 +689,7 @@ def _zone(stream: str, i: int, table: Mapping[str, Any]) -> Zone:
     name = table.get("name")
     if name is None:
         raise ConfigError(f"{stream}: zones[{i}]: missing key 'name'")
-    if not isinstance(name, str) or not ZONE_NAME_RE.match(name):
+    if not isinstance(name, str) or not LEVEL_RE.match(name):
         raise ConfigError(f"{stream}: zones[{i}]: name {name!r}: use 1-64 letters, digits, '_' or '-' (one MQTT "
                           "topic level)")  # fmt: skip
     where = f"{stream}: zone '{name}'"

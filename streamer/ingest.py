@@ -57,9 +57,9 @@ from typing import Any, ClassVar
 
 from . import errors
 from .errors import SourceError
-from .media import Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
+from .media import Box, Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
-from .snapshot import Box, encode_jpeg
+from .snapshot import encode_jpeg
 from .spec import SourceSpec
 from .sync import SyncOptions
 

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 LumaImage = npt.NDArray[np.uint8]  # (height, width), 0-255
 Samples = npt.NDArray[np.float32]  # (n,), mono, -1..1
+Box = tuple[float, float, float, float]  # where in a picture: x0, y0, x1, y1, normalized (0..1, y down)
 
 
 class FullFrame(Protocol):

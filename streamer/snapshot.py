@@ -12,10 +12,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .media import FullFrame, VideoFrame
+from .media import Box, FullFrame, VideoFrame
 
 JPEG_QUALITY = 85
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1: normalized picture coordinates (0..1, y down)
 BOX_COLOUR = (0, 0, 255)  # BGR: red
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from .media import AudioChunk, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
+from .media import AudioChunk, Box, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
-from .snapshot import Box, encode_jpeg
+from .snapshot import encode_jpeg
 from .source import Source
 from .spec import SourceSpec
 from .sync import SyncOptions, TimestepAssembler

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamer.snapshot import Box, box_pixels, box_thickness
+from streamer.media import Box
+from streamer.snapshot import box_pixels, box_thickness
 
 RED = 80  # a pixel is the box's red when its red channel leads the others by this much (after JPEG)
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from pipelines.stages.outbox import Message, Outbox
 from streamer.media import Timestep
 from streamer.stream import Stream
 
@@ -42,6 +43,15 @@ async def collect(stream: Stream, limit: int | None = None, into: list[Timestep]
         if limit is not None and len(steps) >= limit:
             break
     return steps
+
+
+def drain(outbox: Outbox) -> list[Message]:
+    """Everything the outbox hands out, in order, each acknowledged as if the broker took it."""
+    out = []
+    while (m := outbox.peek()) is not None:
+        out.append(m)
+        outbox.done(m)
+    return out
 
 
 def loudest(steps: list[Timestep]) -> int:

@@ -20,7 +20,7 @@ from streamer.errors import EXIT_NOT_OPENED
 from streamer.spec import parse_source
 
 from .analyzer_run import retained, run_streamer, start_streamer, subscribe
-from .helpers import until
+from .helpers import drain, until
 
 SECRET = "hunter2-sEcReT"
 CONFIG_RE = re.compile(r"^homeassistant/(binary_sensor|sensor|image)/([a-zA-Z0-9_-]+)/([a-zA-Z0-9_-]+)/config$")
@@ -141,19 +141,11 @@ def test_a_stream_removed_while_running_is_removed_from_home_assistant() -> None
         outbox = Outbox(100)
         ha = HomeAssistant(HomeAssistantConfig(discovery=True), topics, outbox, registry=registry)
         ha.stream_added(stream)
-        assert set(configs) == {m.topic for m in _drain(outbox) if m.topic.endswith("/config")}
+        assert set(configs) == {m.topic for m in drain(outbox) if m.topic.endswith("/config")}
         ha.stream_removed("gate")
-        removed = {m.topic: m for m in _drain(outbox)}
+        removed = {m.topic: m for m in drain(outbox)}
         if registry:  # `streamer run`: its entities go
             assert set(configs) <= set(removed)
             assert all(removed[t].payload == b"" and removed[t].retain for t in [*configs, "site/a/gate/activity"])
         else:  # a cluster's worker: the stream may only be moving; the next worker's configs could come first
             assert not removed
-
-
-def _drain(outbox: Outbox) -> list[Any]:
-    out = []
-    while (m := outbox.peek()) is not None:
-        out.append(m)
-        outbox.done(m)
-    return out

@@ -5,6 +5,8 @@ across the process boundary); a sound-only event's snapshot has none."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,14 +17,14 @@ import pytest
 
 from pipelines.config import AnalyzerConfig
 from pipelines.outputs.observers import Observer
-from pipelines.stages.events import Box, Ended, Event, Peak
+from pipelines.stages.events import Ended, Event, Peak
 from pipelines.stages.outbox import Outbox
 from pipelines.stages.publishing import Hooks, Publishing
 from pipelines.stages.stats import PipelineStats
 from pipelines.stages.topics import Topics
 from streamer.av_input import FileFrame
-from streamer.ingest import IngestHub, IngestStream, KeptFrame
-from streamer.media import ArrayFullFrame, AvFullFrame, VideoFrame
+from streamer.ingest import IngestHub, IngestStream, KeptFrame, RemoteStream
+from streamer.media import ArrayFullFrame, AvFullFrame, Box, VideoFrame
 from streamer.options import SourceOptions
 from streamer.snapshot import box_pixels, box_thickness, encode_full
 from streamer.spec import parse_source
@@ -73,11 +75,9 @@ async def test_a_files_frame_decoded_again_has_the_box(tmp_path: Path) -> None:
     check_plain(await stream.snapshot(frame))
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
-async def test_the_box_crosses_to_the_ingest_process_that_encodes_the_snapshot(tmp_path: Path, suffix: str) -> None:
-    """The ingest process keeps the picture (an MPEG-TS frame's decoded picture, an MP4's decoded again there):
-    the box travels with the request and is drawn there; the pinned frame and one still kept alike."""
-    clip = make_clip(tmp_path / f"c{suffix}", duration=3.0, flashes=[1.0])
+@contextlib.asynccontextmanager
+async def kept_by_an_ingest_process(clip: Path) -> AsyncIterator[tuple[RemoteStream, dict[int, VideoFrame]]]:
+    """The clip's stream in an ingest process, and the frames of its first 20 timesteps whose picture it keeps."""
     hub = IngestHub([IngestStream(parse_source(f"c={clip}"), SourceOptions(), SyncOptions())])
     await hub.start()
     try:
@@ -87,6 +87,17 @@ async def test_the_box_crosses_to_the_ingest_process_that_encodes_the_snapshot(t
             kept[ts.k] = next(f for f in ts.frames if f.full is not None)
             if len(kept) == 20:
                 break
+        yield remote, kept
+    finally:
+        await hub.close()
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])
+async def test_the_box_crosses_to_the_ingest_process_that_encodes_the_snapshot(tmp_path: Path, suffix: str) -> None:
+    """The ingest process keeps the picture (an MPEG-TS frame's decoded picture, an MP4's decoded again there):
+    the box travels with the request and is drawn there; the pinned frame and one still kept alike."""
+    clip = make_clip(tmp_path / f"c{suffix}", duration=3.0, flashes=[1.0])
+    async with kept_by_an_ingest_process(clip) as (remote, kept):
         assert all(isinstance(f.full, KeptFrame) for f in kept.values())
         remote.pin(kept[10])
         remote.scored(15)
@@ -96,30 +107,18 @@ async def test_the_box_crosses_to_the_ingest_process_that_encodes_the_snapshot(t
         check_drawn(pinned, BOX)
         check_drawn(still, (0.5, 0.0, 1.0, 0.5))
         check_plain(plain)
-    finally:
-        await hub.close()
 
 
 async def test_a_snapshot_asked_before_the_next_pin_gets_its_picture(tmp_path: Path) -> None:
     """An event ends and the next one's peak is pinned in the same batch (a file, a source faster than real time):
     the ingest process keeps one pinned picture, so the snapshot is asked for at once, before that pin."""
     clip = make_clip(tmp_path / "c.mp4", duration=3.0, flashes=[1.0])
-    hub = IngestHub([IngestStream(parse_source(f"c={clip}"), SourceOptions(), SyncOptions())])
-    await hub.start()
-    try:
-        remote = hub.remotes["c"]
-        kept: dict[int, VideoFrame] = {}
-        async for ts in remote:
-            kept[ts.k] = next(f for f in ts.frames if f.full is not None)
-            if len(kept) == 20:
-                break
+    async with kept_by_an_ingest_process(clip) as (remote, kept):
         remote.pin(kept[5])
         remote.scored(19)
         snapshot = remote.snapshot(kept[5], BOX)  # the first event's end
         remote.pin(kept[12])  # the next event's peak
         check_drawn(await snapshot, BOX)
-    finally:
-        await hub.close()
 
 
 class _Snapshots(Observer):

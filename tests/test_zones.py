@@ -27,6 +27,7 @@ from pipelines.stages.topics import Topics
 from pipelines.stages.zones import Cells, ZoneEvents, cell_weights, ignore_mask
 from streamer.errors import ConfigError
 
+from .helpers import drain
 from .model_inputs import H, W, noisy, scene, timestep
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -304,34 +305,26 @@ def test_a_zone_is_a_binary_sensor_that_goes_with_its_stream() -> None:
     outbox = Outbox(100)
     ha = HomeAssistant(HomeAssistantConfig(discovery=True), topics, outbox)
     ha.stream_added(sc)
-    sent = {m.topic: m.payload for m in _drain(outbox)}
+    sent = {m.topic: m.payload for m in drain(outbox)}
     assert sent["site/gate/zones/door/activity"] == b"OFF" and topic in sent
     start = Event(type="start", id="x", stream="gate", t=1.0, wall_time=0.0, score=0.9, s_v=0.9, s_a=None,
                   alpha=None, beta=None, zone="door")  # fmt: skip
     ha.event(start)
-    assert [(m.topic, m.payload) for m in _drain(outbox)] == [("site/gate/zones/door/activity", b"ON")]
+    assert [(m.topic, m.payload) for m in drain(outbox)] == [("site/gate/zones/door/activity", b"ON")]
     ha.event(replace(start, zone=None))
-    assert [(m.topic, m.payload) for m in _drain(outbox)] == [("site/gate/activity", b"ON")]
+    assert [(m.topic, m.payload) for m in drain(outbox)] == [("site/gate/activity", b"ON")]
     ha.stream_removed("gate")
-    removed = {m.topic: m.payload for m in _drain(outbox)}
+    removed = {m.topic: m.payload for m in drain(outbox)}
     assert removed[topic] == b"" and removed["site/gate/zones/door/activity"] == b""
 
     # the next run: the zone is gone from the config (its stream stays): the registry of the last run removes it
     ha = HomeAssistant(HomeAssistantConfig(discovery=True), topics, outbox)
     ha.stream_added(replace(sc, zones=()))
-    _drain(outbox)
+    drain(outbox)
     ha.received("site/homeassistant/streams", json.dumps(["gate", "gate/door"]).encode())
-    pruned = {m.topic: m.payload for m in _drain(outbox)}
+    pruned = {m.topic: m.payload for m in drain(outbox)}
     assert pruned[topic] == b"" and json.loads(pruned["site/homeassistant/streams"]) == ["gate"]
     assert f"homeassistant/binary_sensor/{node}/activity/config" not in pruned
-
-
-def _drain(outbox: Outbox) -> list[Any]:
-    out = []
-    while (m := outbox.peek()) is not None:
-        out.append(m)
-        outbox.done(m)
-    return out
 
 
 # -- end to end: a real `streamer run`, a real broker -------------------------------------------------------------

@@ -27,10 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pipelines.config import EventOptions
-from streamer.media import VideoFrame
+from streamer.media import Box, VideoFrame
 
 Intervals = list[tuple[float, float]]
-Box = tuple[float, float, float, float]  # x0, y0, x1, y1: normalized picture coordinates (0..1, y down)
 EndReason = Literal["quiet", "source lost", "stream ended"]
 
 

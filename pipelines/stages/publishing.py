@@ -20,12 +20,12 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from pipelines.config import AnalyzerConfig
-from pipelines.stages.events import Box, Ended, Event, Scores
+from pipelines.stages.events import Ended, Event, Scores
 from pipelines.stages.lifecycle import StreamRuntime
 from pipelines.stages.outbox import Kind, Message, Outbox
 from pipelines.stages.stats import PipelineStats, Stamps
 from pipelines.stages.topics import Topics
-from streamer.media import SourceState, StateChange, VideoFrame
+from streamer.media import Box, SourceState, StateChange, VideoFrame
 
 if TYPE_CHECKING:
     from pipelines.outputs.observers import Observer

@@ -4,22 +4,20 @@
 ``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, and per zone of a stream
 ``{prefix}/{stream}/zones/{zone}/events``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/``
 (``home/streamer``); stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`), and so
-are zone names (:data:`pipelines.config.ZONE_NAME_RE`).
+are zone names (:data:`LEVEL_RE`).
 """
 
 from __future__ import annotations
 
-import re
-
 from streamer.errors import ConfigError
 from streamer.spec import STREAM_ID_RE
 
-_LEVEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LEVEL_RE = STREAM_ID_RE  # one topic level: a prefix's, a stream id, a zone's name
 
 
 def check_prefix(prefix: str) -> str:
     levels = prefix.split("/")
-    if len(prefix) > 200 or not all(_LEVEL_RE.match(level) for level in levels):
+    if len(prefix) > 200 or not all(LEVEL_RE.match(level) for level in levels):
         raise ConfigError(
             f"mqtt prefix {prefix!r}: use levels of letters, digits, '_' and '-' separated by '/' "
             "(no wildcards, no empty levels)"
@@ -47,7 +45,7 @@ class Topics:
 
     def zone(self, stream_id: str, zone: str, leaf: str) -> str:
         """``{prefix}/{stream}/zones/{zone}/{leaf}``."""
-        if not _LEVEL_RE.match(zone):
+        if not LEVEL_RE.match(zone):
             raise ConfigError(f"zone name {zone!r} cannot be an MQTT topic level")
         return self.stream(stream_id, f"zones/{zone}/{leaf}")
 

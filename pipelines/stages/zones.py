@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from models.video import box_of, region_score
 from pipelines.config import Polygon, StreamConfig, Zone
-from pipelines.stages.events import Box, Ended, EndReason, Event, EventDetector, Scores
+from pipelines.stages.events import Ended, EndReason, Event, EventDetector, Scores
+from streamer.media import Box
 
 Size = tuple[int, int]  # (width, height) in pixels
 Grid = tuple[int, int]  # (gw, gh) cells
