@@ -83,13 +83,11 @@ class Scoring:
     def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
         ts = job.ts
         rt = self.streams[ts.stream_id]
-        unusual = result.get("video_unusual")
-        cells = self.runner.cells(ts.stream_id) if unusual is not None else None
-        changed = unusual[i] if unusual is not None and cells is not None else None  # each cell's unusual change
+        cells = self.runner.cells(ts.stream_id)  # None: the video model gives no cells (no box, no zones)
         scores = Scores(
             t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
             s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
-            box=cells.box(changed) if cells is not None and changed is not None else None,
+            box=None if cells is None else cells.box(result["video_unusual"][i]),
         )  # fmt: skip
         if ts.reset:  # the first timestep after a reconnect: nothing open can continue across the outage
             self._end_lost(rt)
@@ -99,8 +97,8 @@ class Scoring:
         frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
         peak = rt.detector.peak_frame
         self.publishing.events(rt, rt.detector.update(scores, frame))
-        if rt.zones and cells is not None and changed is not None:
-            self.publishing.events(rt, rt.zones.update(scores, changed, cells))
+        if rt.zones and cells is not None:
+            self.publishing.events(rt, rt.zones.update(scores, result["video_unusual"][i], cells))
         new_peak = rt.detector.peak_frame
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
