@@ -1,11 +1,14 @@
 """S_a: audio activity from log-mel band levels and spectral flux, against each stream's recent background.
 
 Each timestep's audio window (look-back context + the timestep's samples) goes through torchaudio's
-``MelSpectrogram`` (25 ms windows, 10 ms hop, 40 bands from ``f_min`` = 150 Hz up, grouped by averaging their dB
-into ``bands`` wider bands: a real sound covers several mel bands, and fewer, wider bands fluctuate less); the
-frames that fall in the timestep itself are used. Below 150 Hz is left out: rumble (traffic, wind, an exercise
-bike's thumps, HVAC) lives there, while the sounds people listen for (voices, barks, knocks, alarms, glass) have
-their energy above it; on real recordings the thumps of a bike's hum alone made 19 false events in 2 minutes.
+``MelSpectrogram`` (25 ms windows, 10 ms hop, 40 bands from ``f_min`` = 80 Hz up, grouped into ``bands`` wider
+bands by averaging their dB: a real sound covers several mel bands, and fewer, wider bands fluctuate less; where a
+tone fills one mel band of a group, the group's level is at least its mean power less ``tone_drop``, 8 dB, so that
+a whistle, a beep or an alarm 12 dB over the bed fires wherever its pitch falls on the bands); the frames that fall
+in the timestep itself are used. Below 80 Hz is left out: the deepest rumble (HVAC, an exercise bike's thumps,
+wind on the microphone) lives there. Thunder, a truck, a door slammed have their energy from about 80 Hz up; the
+rumble of a bed above 80 Hz is described by its texture (below), as on real recordings the texture bar is what
+keeps a bike's hum quiet (it made 19 false events in 2 minutes before there was one).
 
 * **Digital silence** (a spectrogram frame with no power at all: a muted or not yet started track, a dropout,
   a digitally silent AAC track as CCTV exports carry) is not sound: those frames are left out of the level and the
@@ -29,13 +32,15 @@ their energy above it; on real recordings the thumps of a bike's hum alone made 
   the upper half). A busy background (a street, traffic) spreads its levels and so raises its own bar.
 * **A bed that changes** (music, a voice talking on, a machine changing phase, a kitchen) has loud moments of its
   own that a steady floor does not describe: per band, the bar is raised to the bed's ``texture_q`` (0.98)
-  quantile over the window's timesteps older than ``lag`` (2 s, so that a sound never raises its own bar), but
-  at most ``cap`` (6 dB) over ``floor + k * sigma``: a voice going on and on, or a piano, are a bed, while a
-  sound 12 dB or more over the bed still stands out, and a few loud sounds close together (each its own
-  event) do not hide the next one by more than the cap. The flux likewise. For a steady bed the quantile lies
+  quantile over the last ``texture_window`` seconds (16: speech with its pauses, or a piece of music, shows its
+  range over more than the floor's 8 s) of heard timesteps older than ``lag`` (2 s, so that a sound never raises
+  its own bar), but at most ``cap`` (6 dB) over ``floor + k * sigma``: a voice going on and on, or a piano, are
+  a bed, while a sound 12 dB or more over the bed still stands out, and a few loud sounds close together (each
+  its own event) do not hide the next one by more than the cap. The flux likewise. For a steady bed the quantile lies
   under ``floor + k * sigma`` and nothing changes. Until the bed's texture is known (its first ``lag`` seconds
-  of heard audio, then fading out over ``young``, 1 s), the bar is raised by the cap: the bed may be as
-  textured as that (a road's noise heard for a second), while a clear sound still fires.
+  of heard audio, then fading out over ``young``, 3 s, as its quantile is read from a few seconds only), the bar
+  is raised by the cap: the bed may be as textured as that (a road's noise heard for a second), while a clear
+  sound still fires.
 * ``excess = max over bands of (level - bar)`` (dB), ``flux_excess`` likewise for the flux, and
 
       S_a = 1 - exp(-(relu(excess - margin) + flux_weight * relu(flux_excess)) / scale)
@@ -86,9 +91,10 @@ class AudioActivity(SlotStateMixin):
         *,
         n_mels: int = 40,
         bands: int = 10,
-        f_min: float = 150.0,
+        f_min: float = 80.0,
         hop: float = default_of(SyncOptions, "hop"),
         window: float = 8.0,
+        texture_window: float = 16.0,
         k: float = 3.0,
         margin: float = 3.0,
         scale: float = 4.0,
@@ -100,8 +106,9 @@ class AudioActivity(SlotStateMixin):
         texture_q: float = 0.98,
         lag: float = 2.0,
         cap: float = 6.0,
-        young: float = 1.0,
+        young: float = 3.0,
         tail: int = 5,
+        tone_drop: float = 8.0,
         capacity: int = 8,
     ) -> None:
         super().__init__()
@@ -117,7 +124,8 @@ class AudioActivity(SlotStateMixin):
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
         self.min_dev, self.min_flux_dev = min_dev, min_flux_dev
         self.warmup_steps = max(1, round(warmup / hop))
-        steps = max(self.warmup_steps, round(window / hop))
+        self.window_steps = max(self.warmup_steps, round(window / hop))
+        steps = max(self.window_steps, round(texture_window / hop))
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=self.n_fft,
@@ -140,6 +148,7 @@ class AudioActivity(SlotStateMixin):
         self.cap = cap
         self.young = young
         self.tail = tail
+        self.tone_drop = tone_drop
         self.young_steps = max(1, round(young / hop))
 
     def forward(self, audio: Tensor, present: Tensor, slots: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -158,9 +167,13 @@ class AudioActivity(SlotStateMixin):
             raise ValueError(f"audio windows need >= {self.min_window} samples, got {audio.shape[1]}")
         power = self.mel(audio)  # (B, n_mels, T)
         sounding = power.sum(dim=1) > _SILENT_POWER  # (B, T)
-        logmel = 10.0 * torch.log10(power + self.quiet_power)
-        batch, n_mels, frames = logmel.shape
-        grouped = logmel.view(batch, self.bands, n_mels // self.bands, frames).mean(dim=2)  # (B, bands, T)
+        batch, n_mels, frames = power.shape
+        floored = (power + self.quiet_power).view(batch, self.bands, n_mels // self.bands, frames)
+        # a band's level: the mean of its mel bands' dB, or where a tone fills one of them, its mean power less
+        # tone_drop dB (a mean of dB would average a whistle or a beep away, by how its pitch falls on the bands)
+        grouped = torch.maximum(
+            (10.0 * torch.log10(floored)).mean(dim=2), 10.0 * torch.log10(floored.mean(dim=2)) - self.tone_drop
+        )  # (B, bands, T)
         # the frames that end inside the timestep's own samples (and the one before each, for the flux)
         own = max(1, min(frames - 3, round(self.hop_samples / self.frame_hop)))
         here = sounding[:, -own:].float()
@@ -205,8 +218,12 @@ class AudioActivity(SlotStateMixin):
         # Every heard timestep goes into the window: one ring slot each.
         count, (levels, fluxes) = rounds.push(self.count, present, (self.levels, level), (self.fluxes, flux))
         warm = count >= self.warmup_steps
-        floor, sigma, flux_floor, flux_sigma = self.background(levels, fluxes)
-        high, flux_high = self.texture(levels, fluxes, rounds.ages(count, levels.shape[1]))
+        ages = rounds.ages(count, levels.shape[1])
+        recent = (ages < self.window_steps).unsqueeze(2)
+        floor, sigma, flux_floor, flux_sigma = self.background(
+            torch.where(recent, levels, float("nan")), torch.where(recent[:, :, 0], fluxes, float("nan"))
+        )
+        high, flux_high = self.texture(levels, fluxes, ages)
         # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
         known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0) if self.young else torch.ones_like(count)
         youth = self.cap * (1.0 - known)  # (B,) dB

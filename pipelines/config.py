@@ -164,7 +164,7 @@ class EventOptions:
                                commands=ANALYZE | {"evaluate"}, help="an event starts when S >= this")  # fmt: skip
     # the pauses within a sentence, a bark series, a person walking through are shorter (so each is one event),
     # two separate sounds' apart longer
-    min_gap: float = setting(0.5, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
+    min_gap: float = setting(0.6, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
                              help="time S must stay below the threshold for an event to end")  # fmt: skip
     # most false events on busy real scenes are one 0.1 s timestep; real ones last 0.3 s or more
     min_duration: float = setting(

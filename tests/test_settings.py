@@ -104,7 +104,7 @@ def test_every_flag_says_the_default_the_program_uses() -> None:
     assert checked == declared, declared ^ checked
     assert {c for c, _ in checked} >= {"run", "bench latency", "bench throughput", "train", "evaluate"}
     min_gap = options_of(dict(subparsers(build_parser()))["calibrate"])["--min-gap"]
-    assert min_gap.help is not None and min_gap.help.endswith("(default 0.5 s)")
+    assert min_gap.help is not None and min_gap.help.endswith("(default 0.6 s)")
 
 
 @pytest.mark.parametrize("cls", COMMAND_OPTIONS, ids=lambda cls: cls.__name__)
@@ -541,9 +541,9 @@ def test_the_restatement_check_finds_what_it_looks_for(tmp_path: Path) -> None:
         "from dataclasses import dataclass\n"
         "HOP_S = 0.1\n"
         "def f(hop: float = 0.1, *, threshold: float = 0.3) -> None: ...\n"
-        "@dataclass\nclass C:\n    min_gap: float = 0.5\n"
+        "@dataclass\nclass C:\n    min_gap: float = 0.6\n"
         "def g(v: dict) -> None:\n    v.pop('hop_ms', 100.0), v.get('prefix', 'streamer'), h(sample=16000)\n"
-        "def h(p) -> None:\n    p.add_argument('--min-gap', type=float, help='seconds (default 0.5)')\n"
+        "def h(p) -> None:\n    p.add_argument('--min-gap', type=float, help='seconds (default 0.6)')\n"
         "    p.add_argument('--max-batch', type=int, default=64)\n"
         "    FusionModel(tau=10.0, luma=(160, 90), port=1883)\n"
         "x = 0.1 + 1\nlevel = 0.3\nlogger = 'streamer'\n",  # unrelated: not found
