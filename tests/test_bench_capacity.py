@@ -44,3 +44,25 @@ def test_a_probe_passes_when_every_impulse_is_caught_within_hop_plus_80_ms() -> 
         assert not passed(_report(0, 181.0, decode=decode), decode_only=decode)
         assert not passed(_report(1, 100.0, decode=decode), decode_only=decode)
         assert not passed(_report(0, None, decode=decode), decode_only=decode)
+
+
+def test_the_table_gives_each_probes_cpu_a_stream_the_analyzers_process_and_ingest_apart() -> None:
+    from pipelines.bench.capacity import format_capacity
+
+    def probe(mode: str, n: int, cpu: dict[str, float] | None) -> dict[str, Any]:
+        cpu = cpu or {}
+        return {"mode": mode, "streams": n, "passed": True, "missed": 0, "p50_ms": 50.0, "p99_ms": 90.0,
+                "dropped": 0, "cpu_ms_per_media_s": cpu.get("decode_only", cpu.get("total")),
+                "analyzer_cpu_ms_per_media_s": cpu.get("analyzer"),
+                "ingest_cpu_ms_per_media_s": cpu.get("ingest")}  # fmt: skip
+
+    report = {
+        "options": {"width": 640, "height": 360, "fps": 30, "audio_frame_ms": 10, "impulses": 6},
+        "budget_ms": 180.0, "decode_only_streams": 16, "analyzer_streams": 16, "ratio": 1.0,
+        "probes": [probe("decode-only", 16, {"decode_only": 31.25}),
+                   probe("analyzer", 16, {"analyzer": 4.5, "ingest": 33.0, "total": 37.5}),
+                   probe("analyzer", 24, None)],
+    }  # fmt: skip
+    lines = format_capacity(report).splitlines()
+    assert lines[1].endswith("CPU ms/s a stream")
+    assert lines[2].endswith("  31.2") and lines[3].endswith("  37.5 (4.5 + 33.0)") and lines[4].endswith("  -")

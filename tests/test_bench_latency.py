@@ -65,6 +65,10 @@ def test_a_short_real_run_gives_a_well_formed_report(tmp_path: Path, rtsp_server
         assert set(report[key]) == {"n", "p50", "p95", "p99", "max"}, key
     assert report["event_latency_ms"]["p50"] > 0
     assert {"sync", "batch", "model", "publish"} <= set(report["stages_ms"])
+    cpu = report["cpu_ms_per_media_s"]  # the analyzer's process and its ingest process, apart
+    assert cpu["analyzer"] > 0 and cpu["ingest"] > 0, cpu
+    assert cpu["total"] == pytest.approx(cpu["analyzer"] + cpu["ingest"], abs=0.02)
+    assert "CPU per stream, ms a second of media: analyzer" in result.stdout
     assert "glass to event" in result.stdout and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

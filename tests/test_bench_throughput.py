@@ -47,6 +47,11 @@ def test_short_run_report(small_clip: Path) -> None:
             assert m["cpu_s"] >= 0 and m["cpu_share"] >= 0
             assert m["media_s"] == pytest.approx(n * media_duration(small_clip), rel=1e-3)
             assert len(m["runs_wall_s"]) == 1
+            # CPU per media second, the measuring process's own and its ingest processes' apart
+            parts = m["own_cpu_ms_per_media_s"] + m["ingest_cpu_ms_per_media_s"]
+            assert m["cpu_ms_per_media_s"] == pytest.approx(parts, rel=1e-3, abs=1e-3)
+        assert r["decode"]["ingest_cpu_ms_per_media_s"] == 0  # plain decoding: threads of its own process
+        assert r["analyze"]["ingest_cpu_ms_per_media_s"] > 0  # the analyzer decodes in ingest processes
         assert r["decode"]["media_s"] == r["analyze"]["media_s"]  # same media, same N
         # every timestep of every stream scored (the last may be partial), as many as decode-only counts
         assert abs(r["analyze"]["timesteps"] - r["decode"]["timesteps"]) <= n

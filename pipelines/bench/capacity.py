@@ -87,9 +87,13 @@ async def run_capacity(
             ok = passed(report, decode_only=decode_only)
             figures = report["decoders"]["floor_ms"] if decode_only else report["analyzer_added_ms"]
             missed = report["decoders"]["missed"] if decode_only else report["counts"]["missed"]
+            cpu = report.get("cpu_ms_per_media_s") or {}
             probes.append({"mode": mode, "streams": n, "passed": ok, "missed": missed,
                            "p50_ms": figures["p50"], "p99_ms": figures["p99"],
-                           "dropped": sum((report.get("dropped") or {}).values())})  # fmt: skip
+                           "dropped": sum((report.get("dropped") or {}).values()),
+                           "cpu_ms_per_media_s": cpu.get("decode_only", cpu.get("total")),
+                           "analyzer_cpu_ms_per_media_s": cpu.get("analyzer"),
+                           "ingest_cpu_ms_per_media_s": cpu.get("ingest")})  # fmt: skip
             say(f"{mode}: {n} stream(s): {'kept up' if ok else 'fell behind'} (missed {missed}, p99 {figures['p99']})")
             return ok
 
@@ -108,18 +112,28 @@ async def run_capacity(
     }
 
 
+def _cpu(probe: dict[str, Any]) -> str:
+    """A probe's CPU milliseconds per stream and media second (the analyzer's: its process + its ingest)."""
+    total = probe.get("cpu_ms_per_media_s")
+    if total is None:
+        return "-"
+    if probe.get("analyzer_cpu_ms_per_media_s") is None:
+        return f"{total:.1f}"
+    return f"{total:.1f} ({probe['analyzer_cpu_ms_per_media_s']:.1f} + {probe['ingest_cpu_ms_per_media_s']:.1f})"
+
+
 def format_capacity(report: dict[str, Any]) -> str:
     o = report["options"]
     lines = [
         f"capacity: live {o['width']}x{o['height']} {o['fps']} fps H.264 + Opus {o['audio_frame_ms']} ms, "
         f"budget p99 <= {report['budget_ms']:g} ms, {o['impulses']} impulses a probe",
-        f"{'probe':<13}{'streams':>8}{'result':>13}{'missed':>8}{'p50 ms':>9}{'p99 ms':>9}",
+        f"{'probe':<13}{'streams':>8}{'result':>13}{'missed':>8}{'p50 ms':>9}{'p99 ms':>9}  CPU ms/s a stream",
     ]
     for p in report["probes"]:
         p50 = "-" if p["p50_ms"] is None else f"{p['p50_ms']:.1f}"
         p99 = "-" if p["p99_ms"] is None else f"{p['p99_ms']:.1f}"
         result = "kept up" if p["passed"] else "fell behind"
-        lines.append(f"{p['mode']:<13}{p['streams']:>8}{result:>13}{p['missed']:>8}{p50:>9}{p99:>9}")
+        lines.append(f"{p['mode']:<13}{p['streams']:>8}{result:>13}{p['missed']:>8}{p50:>9}{p99:>9}  {_cpu(p)}")
     ratio = report["ratio"]
     lines.append(
         f"decode-only capacity {report['decode_only_streams']} streams, analyzer capacity "

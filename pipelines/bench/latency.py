@@ -33,6 +33,7 @@ from typing import Any
 import aiomqtt
 import numpy as np
 
+from pipelines.bench.cpu import Busy, busy, cpu_times
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
 from pipelines.bench.options import LatencyOptions, described
 from pipelines.bench.throughput import machine_info
@@ -66,6 +67,7 @@ class Observations:
     decoded_by: dict[int, list[tuple[str, float]]] = field(default_factory=dict)  # every decode client's decodes
     decoders_online: dict[int, float] = field(default_factory=dict)
     stats: dict[str, Any] | None = None
+    cpu: Busy | None = None  # the analyzer's process and its ingest processes, or the decode clients
 
 
 def check_requirements() -> None:
@@ -166,7 +168,9 @@ async def run_latency(
                         raise ConfigError(f"the decode clients exited: see {workdir}/decode_client0.log")
                     await asyncio.sleep(0.1)
             start = max(obs.decoders_online.values()) + CONNECT_GRACE
+            before = cpu_times(p.pid for p in procs[1:])
             await _measure(options, obs, start, say)
+            obs.cpu = busy(before, cpu_times(p.pid for p in procs[1:]))
             return analyze(options, obs, start)
 
         run_args = [f"s{i}={url}" for i in range(options.streams)]
@@ -186,7 +190,9 @@ async def run_latency(
                     raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
                 await asyncio.sleep(0.1)
         start = max(obs.online.values()) + CONNECT_GRACE + _learning()
+        before = cpu_times([analyzer.pid])
         await _measure(options, obs, start, say)
+        obs.cpu = busy(before, cpu_times([analyzer.pid]))
         analyzer.terminate()
         async with asyncio.timeout(10):
             await analyzer.wait()
@@ -319,6 +325,7 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
         "dropped": {
             s: v.get("dropped_timesteps", 0) + v.get("dropped_frames", 0) for s, v in stats.get("streams", {}).items()
         },
+        "cpu_ms_per_media_s": _cpu_per_stream(options, obs.cpu),
         "targets": targets(options),
         "samples": {
             "event_ms": event_ms,
@@ -331,6 +338,17 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             "event_starts": [(s, r, e.get("t")) for s, r, e in obs.events if e.get("type") == "start"],
         },
     }
+
+
+def _cpu_per_stream(options: LatencyOptions, cpu: Busy | None) -> dict[str, float] | None:
+    """CPU milliseconds per stream and second of media over the measured stretch: the analyzer's own process and
+    its ingest processes, or the decode clients (each with whatever it runs below it)."""
+    if cpu is None:
+        return None
+    per = cpu.per_stream_ms(options.streams)
+    if options.decode_only:
+        return {"decode_only": round(per["own"] + per["below"], 2)}
+    return {"analyzer": per["own"], "ingest": per["below"], "total": round(per["own"] + per["below"], 2)}
 
 
 def _every_decoder(
@@ -384,6 +402,10 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(
                     f"  {name:<32}{'':>5}{stages[name]['p50'] or 0:>9.1f}{'':>9}{stages[name]['p99'] or 0:>9.1f}"
                 )
+    cpu = report.get("cpu_ms_per_media_s")
+    if cpu:
+        lines.append("CPU per stream, ms a second of media: " + ", ".join(f"{k.replace('_', '-')} {v:.1f}"
+                                                                        for k, v in cpu.items()))  # fmt: skip
     added, verdicts = report["analyzer_added_ms"], []
     for name, limit in report["targets"].items():
         key = "p50" if "p50" in name else "p99"

@@ -42,6 +42,7 @@ from typing import Any
 import av
 import numpy as np
 
+from pipelines.bench.cpu import tree_rss_mb
 from pipelines.bench.options import ThroughputOptions
 from pipelines.flags import add_setting_flags, values_from
 from streamer.settings import default_of
@@ -152,41 +153,16 @@ def plain_decode(path: Path) -> int:
     return frames
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and of its reaped children (the analyzer's ingest processes)."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds of this process, and of its reaped children (the analyzer's ingest processes)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def _max_rss_mb() -> float:
     # Linux reports kilobytes, macOS bytes
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and every process below it (Linux /proc), MB."""
-    parents: dict[int, int] = {}
-    rss: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as fh:
-                fields = dict(line.split(":", 1) for line in fh if ":" in line)
-        except OSError:
-            continue
-        pid = int(entry)
-        parents[pid] = int(fields.get("PPid", "0").strip())
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-    tree, frontier = {root}, [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
-        tree.update(frontier)
-    return sum(rss.get(pid, 0.0) for pid in tree)
 
 
 class _PeakTreeRss:
@@ -199,7 +175,7 @@ class _PeakTreeRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.peak_mb = max(self.peak_mb, _tree_rss_mb(os.getpid()))
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(os.getpid()))
 
     def __enter__(self) -> _PeakTreeRss:
         if sys.platform.startswith("linux"):
@@ -228,10 +204,16 @@ def _decode_worker(files: list[Path]) -> dict[str, Any]:
         thread.start()
     for thread in threads:
         thread.join()
-    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
+    wall, cpu = time.perf_counter() - start, _cpu_s()
     if errors:
         raise errors[0]
-    return {"wall_s": wall, "cpu_s": cpu, "frames": sum(counts)}
+    return {"wall_s": wall, **_cpu_spent(cpu0, cpu), "frames": sum(counts)}
+
+
+def _cpu_spent(before: tuple[float, float], after: tuple[float, float]) -> dict[str, float]:
+    """CPU seconds between two :func:`_cpu_s`: in all, of this process and of its ingest processes."""
+    own, below = after[0] - before[0], after[1] - before[1]
+    return {"cpu_s": own + below, "cpu_own_s": own, "cpu_ingest_s": below}
 
 
 def _analyze_worker(files: list[Path], device: str) -> dict[str, Any]:
@@ -249,12 +231,12 @@ def _analyze_worker(files: list[Path], device: str) -> dict[str, Any]:
     setup_s = time.perf_counter() - start
     cpu0, start = _cpu_s(), time.perf_counter()
     summary = asyncio.run(analyzer.run())
-    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
+    wall, cpu = time.perf_counter() - start, _cpu_s()
     if summary.exit_code != 0:
         raise RuntimeError("; ".join(str(e) for e in summary.failed) or f"exit code {summary.exit_code}")
     return {
         "wall_s": wall,
-        "cpu_s": cpu,
+        **_cpu_spent(cpu0, cpu),
         "timesteps": summary.timesteps,
         "import_s": import_s,
         "setup_s": setup_s,
@@ -280,6 +262,8 @@ def worker(mode: str, streams: int, files: Sequence[Path], device: str = DEVICE)
         "streams": streams,
         "wall_s": result.pop("wall_s"),
         "cpu_s": result.pop("cpu_s"),
+        "cpu_own_s": result.pop("cpu_own_s"),
+        "cpu_ingest_s": result.pop("cpu_ingest_s"),
         "max_rss_mb": max(_max_rss_mb(), tree.peak_mb),  # the analyzer's ingest processes included
         "media_s": media_s,
         "timesteps": result.pop("timesteps"),
@@ -319,12 +303,16 @@ def _derive(m: dict[str, Any], cores: int) -> dict[str, Any]:
         "timesteps_per_s": m["timesteps"] / wall,
         "realtime_factor": m["media_s"] / wall,
         "cpu_share": m["cpu_s"] / wall / cores,
+        # CPU milliseconds per second of media: in all, the measuring process's own, its ingest processes'
+        "cpu_ms_per_media_s": 1000 * m["cpu_s"] / m["media_s"],
+        "own_cpu_ms_per_media_s": 1000 * m["cpu_own_s"] / m["media_s"],
+        "ingest_cpu_ms_per_media_s": 1000 * m["cpu_ingest_s"] / m["media_s"],
     }
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("wall_s", "cpu_s", "max_rss_mb", "timesteps_per_s", "realtime_factor", "cpu_share",
-            "import_s", "setup_s")  # fmt: skip
+    keys = ("wall_s", "cpu_s", "max_rss_mb", "timesteps_per_s", "realtime_factor", "cpu_share", "cpu_ms_per_media_s",
+            "own_cpu_ms_per_media_s", "ingest_cpu_ms_per_media_s", "import_s", "setup_s")  # fmt: skip
     out: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 4) for k in keys if k in runs[0]}
     out["media_s"] = round(runs[0]["media_s"], 3)
     out["timesteps"] = runs[0]["timesteps"]
@@ -406,6 +394,7 @@ def run_throughput(
                 "timesteps_per_s": analyze["timesteps_per_s"],
                 "realtime_factor": analyze["realtime_factor"],
                 "cpu_share": analyze["cpu_share"],
+                "cpu_ms_per_media_s": analyze["cpu_ms_per_media_s"],
                 "max_rss_mb": analyze["max_rss_mb"],
             })  # fmt: skip
     return report
@@ -414,14 +403,17 @@ def run_throughput(
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text aligned table: one row per stream count, analyzer figures against decode-only."""
     header = ["streams", "decode s", "analyze s", "ratio", "timesteps/s", "RT factor", "decode RTF",
-              "CPU", "decode CPU", "RSS MB", "decode RSS MB"]  # fmt: skip
+              "CPU", "decode CPU", "CPU ms/s", "analyzer+ingest", "decode CPU ms/s", "RSS MB",
+              "decode RSS MB"]  # fmt: skip
     rows = [header]
     for r in report["results"]:
         d, a = r["decode"], r["analyze"]
         rows.append([
             str(r["streams"]), f"{d['wall_s']:.3f}", f"{a['wall_s']:.3f}", f"{r['ratio']:.3f}",
             f"{r['timesteps_per_s']:.0f}", f"{r['realtime_factor']:.1f}x", f"{d['realtime_factor']:.1f}x",
-            f"{r['cpu_share']:.0%}", f"{d['cpu_share']:.0%}", f"{r['max_rss_mb']:.0f}", f"{d['max_rss_mb']:.0f}",
+            f"{r['cpu_share']:.0%}", f"{d['cpu_share']:.0%}", f"{a['cpu_ms_per_media_s']:.0f}",
+            f"{a['own_cpu_ms_per_media_s']:.0f}+{a['ingest_cpu_ms_per_media_s']:.0f}",
+            f"{d['cpu_ms_per_media_s']:.0f}", f"{r['max_rss_mb']:.0f}", f"{d['max_rss_mb']:.0f}",
         ])  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
@@ -436,7 +428,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {m['cpus']} cores ({m['cpu']}), Python {m['python']}, torch {m['torch']}, PyAV {m['av']}, "
         f"{m['date']}",
         "ratio = analyze throughput / decode-only throughput (same media, same N); RT factor = media s per wall s;",
-        "CPU = process CPU time (ingest processes included) / wall / cores; RSS = peak resident memory of the",
+        "CPU = process CPU time (ingest processes included) / wall / cores; CPU ms/s = CPU milliseconds per",
+        "second of media, the analyzer's process + its ingest processes apart; RSS = peak resident memory of the",
         "measuring process and its ingest processes together (sampled every 0.1 s)",
     ]
     return "\n".join([*lines, "", *notes])
