@@ -16,10 +16,12 @@ delay; files decode with frame threads. Everything is overridable through ``Sour
 * A protocol, demuxer or decoder this FFmpeg lacks is :class:`SourceUnsupportedError`: permanent, not retried.
 * Video decodes on a hardware device when ``SourceOptions.hwaccel`` asks for one that opens (:mod:`.hwaccel`),
   else on the CPU.
-* MP4/MOV and Matroska/WebM files decode without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of
-  H.264 decoding, invisible in the small analysis image, but it would show in a snapshot) and keep no decoded
-  picture: a snapshot is the frame decoded again from the file, at full quality (:class:`FileFrame`). Their
-  decoding then never waits for pictures held for snapshots, and can run ahead of the analyzer.
+* Video decodes without the deblocking filter (``SourceOptions.fast_decode``: 15-20% of H.264 decoding,
+  invisible in the small analysis image, but it would show in a snapshot) and keeps no decoded picture: a
+  snapshot is its frame decoded again at full quality. MP4/MOV and Matroska/WebM files decode it again from the
+  file (:class:`FileFrame`); their decoding then never waits for pictures held for snapshots, and can run ahead
+  of the analyzer. Live streams and other files decode it again from their own packets since the key frame
+  before it (:class:`streamer.packets.PacketFrame`), software decoding only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from .hwaccel import decoder_device, in_use
 from .luma import luma_from_av
 from .media import AudioChunk, AudioInfo, AvFullFrame, StreamInfo, VideoFrame, VideoInfo
 from .options import SourceOptions
+from .packets import GopKeeper, PacketFrame
 from .spec import SourceKind, SourceSpec
 from .tls import tls_options, uses_tls
 from .worker import Pacer, WorkerContext
@@ -438,14 +441,20 @@ class _Decoder:
         identity = file_identity(spec) if spec.kind is SourceKind.FILE else None
         redecodable = identity is not None and seeks_exactly(container)
         self.redecode = identity if redecodable and options.keep_full_frames else None
+        # other sources' snapshots (live streams, files that do not seek exactly) are decoded again from their
+        # own packets since the key frame (software decoding only: a hardware decoder has no such option)
+        software = self.info.video is not None and self.info.video.hwaccel is None
+        keep_packets = software and options.keep_full_frames and self.redecode is None
+        keep_packets = keep_packets and options.fast_decode is not False
+        self.gops = GopKeeper(spec.stream_id, self.video) if keep_packets else None
         if self.video is not None:
             if low_latency:
                 self.video.codec_context.flags |= _CODEC_FLAG_LOW_DELAY
             else:
                 self.video.codec_context.thread_type = "AUTO"
                 self.video.codec_context.thread_count = frame_threads()
-            fast = redecodable if options.fast_decode is None else options.fast_decode
-            if fast:
+            auto = redecodable or self.gops is not None
+            if auto if options.fast_decode is None else options.fast_decode:
                 self.video.codec_context.options = {"skip_loop_filter": "all"}
         self.arrival = stamped_on_arrival(container, spec)
         check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS
@@ -480,6 +489,8 @@ class _Decoder:
                 return
             if packet.stream is not self.video and packet.stream is not self.audio:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
+            if packet.stream is self.video and self.gops is not None:
+                self.gops.add(packet)
             if packet.stream is self.video and self.held_audio is not None:
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is not None:
@@ -533,10 +544,12 @@ class _Decoder:
         luma = luma_from_av(frame, options.luma_size)
         if self.pacer is not None:
             self.pacer.wait(t)
-        full: FileFrame | AvFullFrame | None = None
+        full: FileFrame | PacketFrame | AvFullFrame | None = None
         # (after a timestamp jump the same pts may come twice in the file: keep the picture)
         if self.redecode is not None and frame.pts is not None and not timeline.jumps:
             full = FileFrame(ctx.spec, options, self.video.index, frame.pts, self.redecode)
+        elif self.gops is not None and (packets := self.gops.frame(frame.pts)) is not None:
+            full = packets
         elif options.keep_full_frames:
             full = AvFullFrame(frame)
         item = VideoFrame(t=t, luma=luma, full=full, duration=duration or None, wall_time=now)

@@ -58,10 +58,11 @@ class SourceOptions:
     sample_rate: int = default_of(SyncOptions, "sample_rate")  # the sync's (the setting's home)
     keep_full_frames: bool = True  # keep each decoded picture reachable for snapshots (converted on demand)
     # skip the video decoder's deblocking filter (15-20% of H.264 decoding; invisible in the small analysis
-    # image); None: for MP4/MOV and Matroska/WebM files, whose snapshots are decoded again from the file in full
+    # image); None: wherever snapshots are decoded again in full: MP4/MOV and Matroska/WebM files from the file,
+    # other sources from their own packets since the key frame (streamer.packets), software decoding only
     fast_decode: bool | None = setting(
         None, section="stream", check=on_off_auto, commands=CAPTURE,
-        shown="auto: on for MP4/MOV and Matroska/WebM files, whose snapshots are decoded again in full",
+        shown="auto: on wherever a snapshot is decoded again in full (software decoding)",
         help="decode video without the deblocking filter (15-20% of H.264 decoding, invisible in the analysis "
         "image)",
     )  # fmt: skip

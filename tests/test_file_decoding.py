@@ -16,6 +16,7 @@ from streamer.ingest import FILE_INBOX, INBOX, RESIDENT_LIMIT, IngestHub, Ingest
 from streamer.luma import luma_from_av
 from streamer.media import AvFullFrame, VideoFrame
 from streamer.options import SourceOptions
+from streamer.packets import PacketFrame
 from streamer.source import Source
 from streamer.spec import parse_source
 from streamer.sync import SyncOptions
@@ -65,14 +66,22 @@ def test_a_files_frame_decoded_again_is_the_full_quality_picture(tmp_path: Path,
         assert np.array_equal(got, reference[pts].to_ndarray(format="bgr24")), pts
 
 
-async def test_containers_without_exact_seeking_keep_their_pictures_and_deblocking(tmp_path: Path) -> None:
-    """An MPEG-TS (or AVI) file's frames keep the decoded picture, from the full decoder: its snapshots would
-    otherwise be decoded again after an inexact seek."""
+async def test_containers_without_exact_seeking_snapshot_from_their_own_packets(tmp_path: Path) -> None:
+    """An MPEG-TS (or AVI) file's snapshots would be decoded again after an inexact seek: they are decoded again
+    from the file's own packets since the key frame instead (streamer.packets, as a live stream's), so such a file
+    too is analyzed without the deblocking filter and keeps no picture."""
     clip = _textured_clip(tmp_path / "t.ts")
     size = SourceOptions().luma_size
-    full = [luma_from_av(f, size) for _, f in sorted(_decode(clip, deblock=True).items())]
+    reference = sorted(_decode(clip, deblock=True).items())
+    fast = [luma_from_av(f, size) for _, f in sorted(_decode(clip, deblock=False).items())]
     frames = await _frames(clip, SourceOptions())
+    assert all(isinstance(f.full, PacketFrame) and not f.full.resident for f in frames)
+    assert all(np.array_equal(f.luma, y) for f, y in zip(frames, fast, strict=True))
+    middle = frames[45].full
+    assert middle is not None and np.array_equal(middle.to_bgr(), reference[45][1].to_ndarray(format="bgr24"))
+    frames = await _frames(clip, SourceOptions(fast_decode=False))  # with the filter: its own pictures
     assert all(isinstance(f.full, AvFullFrame) and f.full.resident for f in frames)
+    full = [luma_from_av(f, size) for _, f in reference]
     assert all(np.array_equal(f.luma, y) for f, y in zip(frames, full, strict=True))
 
 

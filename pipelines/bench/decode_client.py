@@ -3,7 +3,8 @@
     python -m pipelines.bench.decode_client URL [--seconds S] [--hwaccel TYPE]
 
 Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
-luma, resample; no sync, no model) and prints one JSON line per impulse and modality as soon as it is decoded:
+luma, resample; no sync, no model), decoding every picture in full (with the deblocking filter, which the
+analyzer skips: plain decoding, the floor every peer pays), and prints one JSON line per impulse and modality as soon as it is decoded:
 ``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time the frame left the decoder;
 ``t``: media time); first, once media flows, one line with ``"modality": "online"``. A video impulse is a
 frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
@@ -32,7 +33,7 @@ TONE_DBFS = -30.0
 
 
 async def watch(url: str, seconds: float | None, hwaccel: str | None = None) -> None:
-    source = Source(parse_source(f"floor={url}"), SourceOptions(hwaccel=hwaccel))
+    source = Source(parse_source(f"floor={url}"), SourceOptions(hwaccel=hwaccel, fast_decode=False))
     flashing = toning = False
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
