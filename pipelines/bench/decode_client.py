@@ -4,10 +4,10 @@
 
 Reads the stream through the same ingest as the analyzer (:class:`streamer.source.Source`: demux, decode,
 luma, resample; no sync, no model), decoding every picture in full (with the deblocking filter, which the
-analyzer skips: plain decoding, the floor every peer pays), and prints one JSON line per impulse and modality as soon as it is decoded:
-``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time the frame left the decoder;
-``t``: media time); first, once media flows, one line with ``"modality": "online"``. A video impulse is a
-frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
+analyzer skips: plain decoding, the floor every peer pays), and prints one JSON line per impulse and modality
+as soon as it is decoded: ``{"modality": "video", "wall": 1795401134.217, "t": 4.03}`` (``wall``: unix time
+the frame left the decoder; ``t``: media time); first, once media flows, one line with ``"modality":
+"online"``. A video impulse is a frame whose middle quarter's mean luma rises above ``FLASH_LUMA`` (a
 whole-picture flash or the box of ``--impulse box``); an audio impulse an audio chunk whose RMS rises above
 ``TONE_DBFS`` (each counted once per rise).
 """
