@@ -62,7 +62,7 @@ class SourceOptions:
     # other sources from their own packets since the key frame (streamer.packets), software decoding only
     fast_decode: bool | None = setting(
         None, section="stream", check=on_off_auto, commands=CAPTURE,
-        shown="auto: on wherever a snapshot is decoded again in full (software decoding)",
+        shown="auto: on wherever a snapshot is decoded again in full, in software decoding",
         help="decode video without the deblocking filter (15-20% of H.264 decoding, invisible in the analysis "
         "image)",
     )  # fmt: skip
