@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 
+from pipelines.bench.cpu import cpu_times
 from pipelines.bench.throughput import make_clip
 from streamer.media import VideoFrame
 from streamer.options import SourceOptions
@@ -50,11 +51,9 @@ def one_run(path: Path, mode: str) -> dict[str, float]:
             frames += isinstance(item, VideoFrame)
         return frames
 
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = cpu_times([os.getpid()])
     frames = asyncio.run(read())
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return {"frames": frames, "cpu_s": round(cpu, 3)}
+    return {"frames": frames, "cpu_s": round(cpu_times([os.getpid()]).own - before.own, 3)}
 
 
 def main() -> int:

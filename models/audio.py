@@ -122,7 +122,9 @@ class AudioActivity(SlotStateMixin):
         self.hop_samples = round(hop * sample_rate)
         self.bands = bands
         self.k, self.margin, self.scale, self.flux_weight = k, margin, scale, flux_weight
-        self.min_dev, self.min_flux_dev = min_dev, min_flux_dev
+        # the least sigma of each band's level, and of the flux (the background's columns)
+        self.register_buffer("min_devs", torch.tensor([min_dev] * bands + [min_flux_dev]), persistent=False)
+        self.min_devs: Tensor
         self.warmup_steps = max(1, round(warmup / hop))
         self.window_steps = max(self.warmup_steps, round(window / hop))
         steps = max(self.window_steps, round(texture_window / hop))
@@ -195,44 +197,34 @@ class AudioActivity(SlotStateMixin):
         heard = n_here * 2 > own
         return level, flux, heard
 
-    def background(self, levels: Tensor, fluxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The background of windows ``levels (B, W, bands)`` and ``fluxes (B, W)`` (NaN: empty): band
-        ``floor`` and ``sigma`` ``(B, bands)``, flux ``floor`` and ``sigma`` ``(B,)``: the window's median and the
-        spread of its lower half (see the module's docstring)."""
-        lq = torch.nanquantile(levels, self.quartiles, dim=1)  # (2, B, bands)
-        fq = torch.nanquantile(fluxes, self.quartiles, dim=1)  # (2, B)
-        sigma = torch.clamp((lq[1] - lq[0]) / 0.674, min=self.min_dev)
-        flux_sigma = torch.clamp((fq[1] - fq[0]) / 0.674, min=self.min_flux_dev)
-        return lq[1], sigma, fq[1], flux_sigma
+    def background(self, series: Tensor) -> tuple[Tensor, Tensor]:
+        """The background of windows ``series (B, W, bands + 1)``, each band's level and the flux (NaN: empty):
+        ``floor`` and ``sigma`` ``(B, bands + 1)``, the window's median and the spread of its lower half (see the
+        module's docstring)."""
+        q = torch.nanquantile(series, self.quartiles, dim=1)  # (2, B, bands + 1): q25, q50
+        return q[1], torch.maximum((q[1] - q[0]) / 0.674, self.min_devs)
 
-    def texture(self, levels: Tensor, fluxes: Tensor, ages: Tensor) -> tuple[Tensor, Tensor]:
-        """The bed's loud moments: the ``texture_q`` quantile of each band's level ``(B, bands)`` and of the flux
-        ``(B,)`` over the window's timesteps at least ``lag`` old (``ages (B, W)``); -inf where there are none."""
-        series = torch.cat([levels, fluxes.unsqueeze(2)], dim=2)  # (B, W, bands + 1): one partial sort for both
-        old = torch.where((ages >= self.lag_steps).unsqueeze(2), series, float("nan"))
-        high = torch.nan_to_num(torch.nanquantile(old, self.texture_q, dim=1), nan=-torch.inf)
-        return high[:, :-1], high[:, -1]
+    def texture(self, series: Tensor) -> Tensor:
+        """The bed's loud moments: the ``texture_q`` quantile of each column of ``series (B, W, bands + 1)`` (NaN:
+        none), -inf where there are none: ``(B, bands + 1)``."""
+        return torch.nan_to_num(torch.nanquantile(series, self.texture_q, dim=1), nan=-torch.inf)
 
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
-        """Score against each stream's background and add the heard timesteps to it, in order."""
+        """Score against each stream's background and add the heard timesteps to it, in order. The band levels
+        and the flux are scored alike, as the columns of one series ``(B, W, bands + 1)``."""
         # Every heard timestep goes into the window: one ring slot each.
         count, (levels, fluxes) = rounds.push(self.count, present, (self.levels, level), (self.fluxes, flux))
         warm = count >= self.warmup_steps
-        ages = rounds.ages(count, levels.shape[1])
-        recent = (ages < self.window_steps).unsqueeze(2)
-        floor, sigma, flux_floor, flux_sigma = self.background(
-            torch.where(recent, levels, float("nan")), torch.where(recent[:, :, 0], fluxes, float("nan"))
-        )
-        high, flux_high = self.texture(levels, fluxes, ages)
+        series = torch.cat([levels, fluxes.unsqueeze(2)], dim=2)
+        ages = rounds.ages(count, levels.shape[1]).unsqueeze(2)  # (B, W, 1)
+        floor, sigma = self.background(torch.where(ages < self.window_steps, series, float("nan")))
+        high = self.texture(torch.where(ages >= self.lag_steps, series, float("nan")))  # a sound never its own
         # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
         known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0) if self.young else torch.ones_like(count)
-        youth = self.cap * (1.0 - known)  # (B,) dB
-        base = floor + self.k * sigma + youth.unsqueeze(1)
+        base = floor + self.k * sigma + (self.cap * (1.0 - known)).unsqueeze(1)
         bar = torch.maximum(base, torch.minimum(high, base + self.cap))  # a textured bed's loud moments, capped
-        excess = torch.nan_to_num((level - bar).amax(dim=1), nan=0.0)
-        flux_base = flux_floor + self.k * flux_sigma + youth
-        flux_bar = torch.maximum(flux_base, torch.minimum(flux_high, flux_base + self.cap))
-        flux_excess = torch.nan_to_num(flux - flux_bar, nan=0.0)
+        over = torch.nan_to_num(torch.cat([level, flux.unsqueeze(1)], dim=1) - bar, nan=0.0)  # (B, bands + 1)
+        excess, flux_excess = over[:, :-1].amax(dim=1), over[:, -1]
         activity = torch.relu(excess - self.margin) + self.flux_weight * torch.relu(flux_excess)
         score = torch.where(present & warm, 1.0 - torch.exp(-activity / self.scale), 0.0)
         return score, {"excess": excess, "level": level.mean(dim=1), "flux": flux, "present": present}

@@ -444,8 +444,9 @@ class _Decoder:
         # other sources' snapshots (live streams, files that do not seek exactly) are decoded again from their
         # own packets since the key frame (software decoding only: a hardware decoder has no such option)
         software = self.info.video is not None and self.info.video.hwaccel is None
-        keep_packets = software and options.keep_full_frames and self.redecode is None
-        keep_packets = keep_packets and options.fast_decode is not False
+        keep_packets = (
+            software and options.keep_full_frames and self.redecode is None and options.fast_decode is not False
+        )
         self.gops = GopKeeper(spec.stream_id, self.video) if keep_packets else None
         if self.video is not None:
             if low_latency:
@@ -453,8 +454,9 @@ class _Decoder:
             else:
                 self.video.codec_context.thread_type = "AUTO"
                 self.video.codec_context.thread_count = frame_threads()
-            auto = redecodable or self.gops is not None
-            if auto if options.fast_decode is None else options.fast_decode:
+            # auto: wherever a snapshot is decoded again in full
+            fast = (redecodable or self.gops is not None) if options.fast_decode is None else options.fast_decode
+            if fast:
                 self.video.codec_context.options = {"skip_loop_filter": "all"}
         self.arrival = stamped_on_arrival(container, spec)
         check = live and not self.arrival and container.format.name not in _SEGMENTED_FORMATS

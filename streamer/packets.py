@@ -17,6 +17,7 @@ this module.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -30,15 +31,22 @@ from .errors import DecodeError
 GOP_LIMIT_BYTES = 16 * 1024 * 1024  # a group of pictures kept up to this size (2 s at 64 Mbit/s)
 
 
-@dataclass(eq=False, slots=True)
-class Gop:
-    """One group of pictures of a track: its packets ``(data, pts, dts)`` in decode order, the first a key
-    frame, and what a decoder needs to start on them."""
+@dataclass(frozen=True, slots=True)
+class Track:
+    """What a decoder needs to start on a video track's packets, and the stream it belongs to."""
 
     stream_id: str
     codec: str
     extradata: bytes | None
     time_base: Fraction | None
+
+
+@dataclass(eq=False, slots=True)
+class Gop:
+    """One group of pictures of a track: its packets ``(data, pts, dts)`` in decode order, the first a key
+    frame."""
+
+    track: Track
     packets: list[tuple[bytes, int | None, int | None]] = field(default_factory=list)
     stamps: set[int] = field(default_factory=set)  # the packets' pts
     size: int = 0
@@ -48,11 +56,9 @@ class GopKeeper:
     """The current and the previous group of pictures of one video track (``stream``: PyAV's) of a stream."""
 
     def __init__(self, stream_id: str, stream: Any, limit: int = GOP_LIMIT_BYTES) -> None:
-        self.stream_id = stream_id
         context = stream.codec_context
-        self.codec: str = context.name
-        self.extradata: bytes | None = bytes(context.extradata) if context.extradata else None
-        self.time_base: Fraction | None = stream.time_base
+        extradata = bytes(context.extradata) if context.extradata else None
+        self.track = Track(stream_id, context.name, extradata, stream.time_base)
         self.limit = limit
         self.current: Gop | None = None  # None: none yet, or the current one outgrew the limit
         self.previous: Gop | None = None
@@ -63,7 +69,7 @@ class GopKeeper:
             return  # a flush packet
         if packet.is_keyframe:
             self.previous = self.current
-            self.current = Gop(self.stream_id, self.codec, self.extradata, self.time_base)
+            self.current = Gop(self.track)
         gop = self.current
         if gop is None:
             return  # the stream joined after a key frame: nothing to start decoding from until the next
@@ -95,24 +101,23 @@ class PacketFrame:
     count: int  # the group's packets up to this frame's (decode order), as far as they had come
 
     def to_bgr(self) -> npt.NDArray[np.uint8]:
-        codec: Any = av.CodecContext.create(self.gop.codec, "r")  # a video decoder
-        if self.gop.extradata:
-            codec.extradata = self.gop.extradata
-        for data, pts, dts in self.gop.packets[: self.count]:
-            packet = av.Packet(data)
-            packet.pts, packet.dts = pts, dts
-            if self.gop.time_base is not None:
-                packet.time_base = self.gop.time_base
+        track = self.gop.track
+        codec: Any = av.CodecContext.create(track.codec, "r")  # a video decoder
+        if track.extradata:
+            codec.extradata = track.extradata
+        # its group's packets up to its own, then None: what the decoder still holds (its reordering delay)
+        for packet in itertools.chain(map(self._packet, self.gop.packets[: self.count]), [None]):
             for frame in codec.decode(packet):
                 if frame.pts == self.pts:
-                    return self._image(frame)
-        for frame in codec.decode(None):  # the decoder's delay: what it still holds
-            if frame.pts == self.pts:
-                return self._image(frame)
-        raise DecodeError(self.gop.stream_id, f"snapshot: the frame at pts {self.pts} did not come out of its "
+                    image: npt.NDArray[np.uint8] = frame.to_ndarray(format="bgr24")
+                    return image
+        raise DecodeError(track.stream_id, f"snapshot: the frame at pts {self.pts} did not come out of its "
                           f"{self.count} packets")  # fmt: skip
 
-    @staticmethod
-    def _image(frame: Any) -> npt.NDArray[np.uint8]:
-        image: npt.NDArray[np.uint8] = frame.to_ndarray(format="bgr24")
-        return image
+    def _packet(self, kept: tuple[bytes, int | None, int | None]) -> Any:
+        data, pts, dts = kept
+        packet = av.Packet(data)
+        packet.pts, packet.dts = pts, dts
+        if self.gop.track.time_base is not None:
+            packet.time_base = self.gop.track.time_base
+        return packet

@@ -137,11 +137,9 @@ def _end(n: int, box: Box | None, zone: str | None = None) -> Event:
                  peak_box=box, zone=zone)  # fmt: skip
 
 
-async def test_an_ended_events_peak_box_reaches_its_snapshot(tmp_path: Path) -> None:
-    """Through the analyzer's publishing: the peak box of the end is drawn; a sound-only end has none; a zone's
-    event takes no snapshot (the stream's own events do)."""
-    image = _picture()
-    frame = VideoFrame(1.5, np.zeros((90, 160), np.uint8), ArrayFullFrame(image))
+def _publishing() -> tuple[Publishing, _Snapshots, list[asyncio.Task[None]]]:
+    """The analyzer's publishing with snapshots on and no broker: the snapshots it publishes reach the observer;
+    the tasks it spawns for them are listed, for a test to await."""
     tasks: list[asyncio.Task[None]] = []
 
     def spawn(coro: Any, name: str) -> asyncio.Task[None]:
@@ -151,6 +149,15 @@ async def test_an_ended_events_peak_box_reaches_its_snapshot(tmp_path: Path) -> 
     observer = _Snapshots()
     publishing = Publishing(AnalyzerConfig(streams=()), Topics("t"), Outbox(16), PipelineStats("cpu"), broker=False,
                             observers=observer, hooks=Hooks(), snapshots=True, spawn=spawn)  # fmt: skip
+    return publishing, observer, tasks
+
+
+async def test_an_ended_events_peak_box_reaches_its_snapshot(tmp_path: Path) -> None:
+    """Through the analyzer's publishing: the peak box of the end is drawn; a sound-only end has none; a zone's
+    event takes no snapshot (the stream's own events do)."""
+    image = _picture()
+    frame = VideoFrame(1.5, np.zeros((90, 160), np.uint8), ArrayFullFrame(image))
+    publishing, observer, tasks = _publishing()
     stream = Stream(parse_source("cam=synthetic:"), SourceOptions(), SyncOptions())
     rt: Any = SimpleNamespace(stream_id="cam", stream=stream, snapshots=set())
     for n, (box, zone) in enumerate([(BOX, None), (None, None), (BOX, "door")]):
@@ -162,8 +169,8 @@ async def test_an_ended_events_peak_box_reaches_its_snapshot(tmp_path: Path) -> 
 
 
 def test_a_decoded_frame_kept_for_its_snapshot_has_the_box() -> None:
-    """A live stream's (or an MPEG-TS file's) decoded frame, as kept for its snapshot; asked again without a box
-    (another event's), it has none."""
+    """A decoded frame kept for its snapshot (where its packets are not: hardware decoding, ``fast_decode`` off);
+    asked again without a box (another event's), it has none."""
     import av
 
     frame = av.VideoFrame.from_ndarray(_picture(), format="bgr24")
@@ -216,15 +223,7 @@ async def test_a_later_events_snapshot_is_not_replaced_by_an_earlier_one_finishi
             answers.append(asyncio.get_running_loop().create_future())
             return answers[-1]
 
-    tasks: list[asyncio.Task[None]] = []
-
-    def spawn(coro: Any, name: str) -> asyncio.Task[None]:
-        tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
-        return tasks[-1]
-
-    observer = _Snapshots()
-    publishing = Publishing(AnalyzerConfig(streams=()), Topics("t"), Outbox(16), PipelineStats("cpu"), broker=False,
-                            observers=observer, hooks=Hooks(), snapshots=True, spawn=spawn)  # fmt: skip
+    publishing, observer, tasks = _publishing()
     rt: Any = SimpleNamespace(stream_id="cam", stream=Stream(), snapshots=set())
     frame = VideoFrame(1.5, np.zeros((90, 160), np.uint8), ArrayFullFrame(_picture()))
     publishing.events(rt, [Ended(_end(1, BOX), frame)])

@@ -42,7 +42,7 @@ from typing import Any
 import av
 import numpy as np
 
-from pipelines.bench.cpu import tree_rss_mb
+from pipelines.bench.cpu import CpuTimes, cpu_times, tree_rss_mb
 from pipelines.bench.options import ThroughputOptions
 from pipelines.flags import add_setting_flags, values_from
 from streamer.settings import default_of
@@ -153,12 +153,6 @@ def plain_decode(path: Path) -> int:
     return frames
 
 
-def _cpu_s() -> tuple[float, float]:
-    """CPU seconds of this process, and of its reaped children (the analyzer's ingest processes)."""
-    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
-
-
 def _max_rss_mb() -> float:
     # Linux reports kilobytes, macOS bytes
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -210,9 +204,14 @@ def _decode_worker(files: list[Path]) -> dict[str, Any]:
     return {"wall_s": wall, **_cpu_spent(cpu0, cpu), "frames": sum(counts)}
 
 
-def _cpu_spent(before: tuple[float, float], after: tuple[float, float]) -> dict[str, float]:
+def _cpu_s() -> CpuTimes:
+    """CPU times of this process, and of the processes below it (the analyzer's ingest processes)."""
+    return cpu_times([os.getpid()])
+
+
+def _cpu_spent(before: CpuTimes, after: CpuTimes) -> dict[str, float]:
     """CPU seconds between two :func:`_cpu_s`: in all, of this process and of its ingest processes."""
-    own, below = after[0] - before[0], after[1] - before[1]
+    own, below = after.own - before.own, after.below - before.below
     return {"cpu_s": own + below, "cpu_own_s": own, "cpu_ingest_s": below}
 
 
