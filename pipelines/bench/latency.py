@@ -190,6 +190,15 @@ async def run_latency(
                     raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
                 await asyncio.sleep(0.1)
         start = max(obs.online.values()) + CONNECT_GRACE + _learning()
+        # a stream whose first timesteps were dropped (a loaded machine, the analyzer still starting) learns its
+        # scene later: impulses count once the analyzer reports every stream scored its learning time
+        learning_steps = round(1000 * _learning() / options.hop_ms)
+        async with asyncio.timeout(60):
+            while not all(s.get("timesteps", 0) >= learning_steps for s in _reported(obs, expected)):
+                if analyzer.returncode is not None:
+                    raise ConfigError(f"the analyzer exited: {(workdir / 'analyzer.log').read_text()[-800:]}")
+                await asyncio.sleep(0.1)
+        start = max(start, time.time())
         before = cpu_times([analyzer.pid])
         await _measure(options, obs, start, say)
         obs.cpu = busy(before, cpu_times([analyzer.pid]))
@@ -452,6 +461,12 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _reported(obs: Observations, streams: set[str]) -> list[dict[str, Any]]:
+    """The latest stats message's figures of each of ``streams`` (empty ones for a stream it lacks)."""
+    reported = (obs.stats or {}).get("streams", {})
+    return [reported.get(stream, {}) for stream in streams]
 
 
 def _learning() -> float:
