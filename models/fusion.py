@@ -13,6 +13,12 @@ and S_a that S is computed from (and that are published) are the aligned ones.
 Streams get a *slot* (:meth:`FusionModel.add_stream`), which indexes their adaptive state and their weights on
 the device; slots are released and reused while running. One call scores a whole batch: no loop over streams.
 
+A *provisional* timestep (:meth:`streamer.sync.TimestepAssembler.provisional`: the open timestep so far) is
+scored against its stream's state after the batch's other timesteps and teaches it nothing (its rows of every
+state tensor are put back): the same model decides whether an onset is clear before its timestep closes. Where an
+encoder keeps state that cannot be put back (not a :class:`~models.slots.SlotStateMixin`), provisional rows get
+NaN scores (never an event).
+
 Scoring updates the streams' state in place, and adding a stream may replace every state tensor by a larger one
 (:meth:`FusionModel._grow`): a model is not safe to use from two threads at once. A model confined to a thread
 (:meth:`FusionModel.confine`, as :class:`pipelines.stages.inference.ModelRunner` does with its model thread)
@@ -296,11 +302,47 @@ class FusionModel(nn.Module):
         when timesteps of that stream from before the reset are in the batch too, the batch is scored in parts.
         """
         self._owned()
+        early = [i for i, ts in enumerate(timesteps) if ts.provisional]
+        if early:
+            return self._with_provisional(timesteps, slots, early)
         parts = _reset_parts(timesteps, slots) if any(ts.reset for ts in timesteps) else [(0, len(timesteps))]
         if len(parts) == 1:
             return self._score_part(timesteps, slots)
         results = [self._score_part(timesteps[a:b], slots[a:b]) for a, b in parts]
         return {name: np.concatenate([r[name] for r in results]) for name in results[0]}
+
+    @property
+    def can_peek(self) -> bool:
+        """Whether every module's per-stream state can be put back after a provisional scoring."""
+        return all(isinstance(m, SlotStateMixin) for m in (self.video, self.audio))
+
+    def _with_provisional(
+        self, timesteps: Sequence[Timestep], slots: Sequence[int], early: list[int]
+    ) -> dict[str, np.ndarray]:
+        """The timesteps in order, then the provisional ones on the state that left, which is then put back."""
+        final = [i for i in range(len(timesteps)) if not timesteps[i].provisional]
+        parts: list[tuple[list[int], dict[str, np.ndarray]]] = []
+        if final:
+            parts.append((final, self.score([timesteps[i] for i in final], [slots[i] for i in final])))
+        if self.can_peek:
+            chosen = [slots[i] for i in early]
+            index = torch.tensor(chosen, dtype=torch.long)
+            saved = [(module, module.save_rows(index)) for module in self._stateful()]
+            try:
+                parts.append((early, self._score_part([timesteps[i] for i in early], chosen)))
+            finally:
+                for module, rows in saved:
+                    module.restore_rows(index, rows)
+        out: dict[str, np.ndarray] = {}
+        for index_of, result in parts:
+            for name, values in result.items():
+                if name not in out:
+                    out[name] = np.full((len(timesteps), *values.shape[1:]), np.nan, values.dtype)
+                out[name][index_of] = values
+        if not self.can_peek and "s" not in out:  # nothing but provisional rows, and no way to score them
+            out = {name: np.full(len(timesteps), np.nan, np.float32) for name in ("s", "s_v", "s_a")}
+            out |= {"has_v": np.zeros(len(timesteps), np.float32), "has_a": np.zeros(len(timesteps), np.float32)}
+        return out
 
     def _score_part(self, timesteps: Sequence[Timestep], slots: Sequence[int]) -> dict[str, np.ndarray]:
         resets = [slot for ts, slot in zip(timesteps, slots, strict=True) if ts.reset]

@@ -64,6 +64,17 @@ class SlotStateMixin(nn.Module):
                 raise ValueError(f"{type(self).__name__}.{name}: expected shape {tuple(buffer.shape[1:])}, got {shape}")
             buffer[slot] = value.to(buffer.device, buffer.dtype)
 
+    def save_rows(self, slots: Tensor) -> list[Tensor]:
+        """A copy of what the streams in ``slots`` learned so far, for :meth:`restore_rows`."""
+        index = slots.to(self._device_of_state())
+        return [getattr(self, name)[index].clone() for name in self._learned()]
+
+    def restore_rows(self, slots: Tensor, saved: list[Tensor]) -> None:
+        """Put back what :meth:`save_rows` copied: a provisional scoring leaves nothing learned."""
+        index = slots.to(self._device_of_state())
+        for name, rows in zip(self._learned(), saved, strict=True):
+            getattr(self, name)[index] = rows
+
     def _learned(self) -> tuple[str, ...]:
         return tuple(name for name in self._slot_buffers if name not in self._slot_settings)
 

@@ -290,6 +290,8 @@ class RemoteStream:
     def _on_timeline(self, packed: PackedTimestep) -> Timestep:
         """The timestep on the stream's one timeline: after a replaced child, from the wall time elapsed, marked
         reset. Kept-frame keys follow the analyzer's count; the child is asked with its own (:meth:`_child_k`)."""
+        if packed[12]:  # provisional: the timeline moves on with the timesteps themselves
+            return unpack(packed, self._k_offset)
         reset = self._restarted_at is not None
         if self._restarted_at is not None and self._last is not None:
             last_k, _, hop = self._last
@@ -530,13 +532,13 @@ class Kept:
 # ``dataclasses.replace`` to drop the full frames) took 0.23 ms per timestep and unpickling 0.10 ms; this takes
 # 0.07 and 0.04 (720p clip, 300 timesteps).
 PackedFrame = tuple[float, Any, float | None, float, int | None]  # t, luma, duration, wall_time, kept k
-PackedTimestep = tuple[str, int, float, float, tuple[PackedFrame, ...], Any, int, bool, bool, bool, float, bool]
+PackedTimestep = tuple[str, int, float, float, tuple[PackedFrame, ...], Any, int, bool, bool, bool, float, bool, bool]
 
 
 def pack(ts: Timestep, kept: Kept) -> PackedTimestep:
     """The timestep for the wire; its middle frame's full picture (the snapshot's) stays in ``kept`` under
-    ``ts.k`` and travels as that key."""
-    middle = len(ts.frames) // 2
+    ``ts.k`` and travels as that key (a provisional timestep's stays behind: its timestep's will be kept)."""
+    middle = -1 if ts.provisional else len(ts.frames) // 2
     frames = []
     for i, f in enumerate(ts.frames):
         key = None
@@ -545,7 +547,7 @@ def pack(ts: Timestep, kept: Kept) -> PackedTimestep:
             key = ts.k
         frames.append((f.t, f.luma, f.duration, f.wall_time, key))
     return (ts.stream_id, ts.k, ts.t, ts.hop, tuple(frames), ts.audio_window, ts.context, ts.video_repeated,
-            ts.video_missing, ts.audio_missing, ts.wall_time, ts.reset)  # fmt: skip
+            ts.video_missing, ts.audio_missing, ts.wall_time, ts.reset, ts.provisional)  # fmt: skip
 
 
 def unpack(p: PackedTimestep, k_offset: int = 0, reset: bool = False) -> Timestep:
@@ -556,12 +558,12 @@ def unpack(p: PackedTimestep, k_offset: int = 0, reset: bool = False) -> Timeste
         for t, luma, duration, wall, key in p[4]
     )
     return Timestep(p[0], p[1] + k_offset, p[2] + dt, p[3], frames, p[5], p[6], p[7], p[8], p[9], p[10],
-                    p[11] or reset)  # fmt: skip
+                    p[11] or reset, p[12])  # fmt: skip
 
 
 async def _serve(address: str, item: IngestStream) -> None:
     from .snapshot import encode_full
-    from .stream import Stream
+    from .stream import Stream, decides_early
 
     stream_id = item.spec.stream_id
     try:
@@ -582,6 +584,7 @@ async def _serve(address: str, item: IngestStream) -> None:
             stream = Stream(
                 item.spec, item.options, item.sync, on_state=lambda c: send(("state", c)),
                 on_info=lambda i: send(("info", i)), on_gap=lambda g: send(("gap", g)),
+                early=decides_early(item.spec, item.options, item.sync),
             )  # fmt: skip
             async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:

@@ -166,6 +166,7 @@ class Timestep:
     audio_missing: bool = False
     wall_time: float = 0.0
     reset: bool = False  # the first timestep after a discontinuity (a reconnect): the stream starts afresh
+    provisional: bool = False  # the open timestep so far, scored before it closes (streamer.sync): never learned
 
     @property
     def audio(self) -> Samples:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .media import AudioChunk, Box, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
+from .onsets import OnsetGate
 from .options import SourceOptions
 from .snapshot import encode_jpeg
 from .source import Source
@@ -13,8 +14,17 @@ from .spec import SourceSpec
 from .sync import SyncOptions, TimestepAssembler
 
 
+def decides_early(spec: SourceSpec, options: SourceOptions, sync: SyncOptions) -> bool:
+    """Whether the analyzer scores a stream's sudden changes before their timestep closes: ``early_start`` on a
+    stream whose timesteps come in real time (live, or a file read with ``--realtime``)."""
+    return sync.early and (spec.is_live or options.realtime)
+
+
 class Stream:
-    """``async for ts in Stream(spec)``: timesteps in order, across reconnects, until the source ends."""
+    """``async for ts in Stream(spec)``: timesteps in order, across reconnects, until the source ends.
+
+    ``early``: between them, a provisional timestep (the open one so far) after each frame or chunk that may show
+    an onset (:mod:`streamer.onsets`); see :func:`decides_early`."""
 
     def __init__(
         self,
@@ -25,8 +35,10 @@ class Stream:
         on_state: Callable[[StateChange], None] | None = None,
         on_info: Callable[[StreamInfo], None] | None = None,
         on_gap: Callable[[Discontinuity], None] | None = None,
+        early: bool = False,
     ) -> None:
         self.sync = sync or SyncOptions()
+        self.early = early
         # The source delivers audio at the sync's rate and restarts segments on timestep boundaries: options
         # built from one configuration agree (pipelines.config.stream_config); a pair that does not is refused.
         options = options or SourceOptions(sample_rate=self.sync.sample_rate, segment_align=self.sync.hop)
@@ -63,15 +75,21 @@ class Stream:
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None
+        gate = OnsetGate(self.sync.hop) if self.early else None
         async for item in self.source:
             gap: Discontinuity | None = None
+            jumped = False
             if isinstance(item, VideoFrame):
                 out = assembler.push_video(item) if assembler else []
+                jumped = gate is not None and gate.video(item)
             elif isinstance(item, AudioChunk):
                 out = assembler.push_audio(item) if assembler else []
+                jumped = gate is not None and gate.audio(item, self.sync.sample_rate)
             elif isinstance(item, Discontinuity):
                 out = assembler.discontinuity(item.t) if assembler else []
                 gap = item
+                if gate is not None:
+                    gate.reset()
             else:
                 has_video, has_audio = item.video is not None, item.audio is not None
                 if assembler is None:
@@ -85,6 +103,10 @@ class Stream:
                 out = []
             for timestep in out:
                 yield timestep
+            if gate is not None and assembler is not None and gate.look(assembler.next_k, jumped):
+                early = assembler.provisional()
+                if early is not None:
+                    yield early
             if gap is not None and self._on_gap is not None:
                 self._on_gap(gap)
         if assembler is not None:

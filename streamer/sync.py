@@ -5,6 +5,10 @@ passed its end; when one modality lags the other by more than ``max_wait`` secon
 absent track) it is emitted without it, flagged missing. Timesteps come out in order, each once; data arriving
 for an interval already emitted is late: late video frames join the next timestep, late audio is dropped, both
 counted. Pure logic, no I/O: the caller pushes items and forwards what comes back.
+
+Before the open timestep closes, :meth:`TimestepAssembler.provisional` cuts it as far as its data has come
+(marked ``provisional``): a live stream's caller asks for it when a frame or chunk may show an onset
+(:mod:`streamer.onsets`), so that a clear event can start without waiting for the end of the hop.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .media import AudioChunk, Samples, Timestep, VideoFrame
-from .settings import CAPTURE, LEARN, integer, number, setting
+from .settings import CAPTURE, LEARN, boolean, integer, number, setting
 
 BOUNDARY_EPS = 1e-3  # seconds: timestamps within a millisecond of a boundary count as reaching it
 
@@ -41,6 +45,11 @@ class SyncOptions:
     sample_rate: int = setting(
         16000, section="model", unit="Hz", check=integer(1000, 192000), commands=CAPTURE,
         help="analysis audio: mono at this rate",
+    )  # fmt: skip
+    early: bool = setting(
+        True, section="stream", key="early_start", check=boolean, commands=CAPTURE,
+        help="live streams: a frame or audio chunk that changes suddenly is scored as soon as it is decoded, so a "
+        "clear event starts then instead of when its timestep closes",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -83,6 +92,11 @@ class TimestepAssembler:
         self._reset_next = False  # the next timestep follows a discontinuity
 
     @property
+    def next_k(self) -> int:
+        """The next timestep to be emitted: the open one."""
+        return self._next_k
+
+    @property
     def next_t(self) -> float:
         """Start of the next timestep to be emitted."""
         return self._next_k * self.options.hop
@@ -113,6 +127,30 @@ class TimestepAssembler:
                 self._audio_first = start
             self._append_audio(start, samples)
         return self._drain()
+
+    def provisional(self) -> Timestep | None:
+        """The open timestep as far as its data has come: its frames so far (else the last frame again) and the
+        latest ``hop`` of audio with its context (so a sound that began late in the previous timestep is heard
+        whole). Scored at once and learned from not at all (:meth:`models.fusion.FusionModel.score`); its
+        timestep follows when it closes. None right after a discontinuity (the stream starts afresh) or before
+        any data."""
+        if self._reset_next or (self._last_frame is None and not self._frames and self._audio_first is None):
+            return None
+        k, hop = self._next_k, self.options.hop
+        end = (k + 1) * hop
+        frames = [f for f in self._frames if f.t < end - BOUNDARY_EPS]
+        repeated = not frames and self._last_frame is not None
+        if repeated:
+            assert self._last_frame is not None
+            frames = [self._last_frame]
+        s1 = self._audio_wm
+        window = self._audio_window(s1 - self._ctx - round(hop * self._sr), s1)
+        audio_missing = self._audio_first is None or self._audio_wm <= round(k * hop * self._sr)
+        return Timestep(
+            stream_id=self.stream_id, k=k, t=k * hop, hop=hop, frames=tuple(frames), audio_window=window,
+            context=self._ctx, video_repeated=repeated, video_missing=not frames, audio_missing=audio_missing,
+            wall_time=time.time(), provisional=True,
+        )  # fmt: skip
 
     def discontinuity(self, t: float) -> list[Timestep]:
         """Flush what is pending, then continue at the timestep holding ``t`` (never earlier than now)."""
@@ -191,7 +229,7 @@ class TimestepAssembler:
             s1 = max(s0, min(s1, self._audio_wm))
         window = self._audio_window(s0 - self._ctx, s1)
         audio_missing = self._audio_first is None or self._audio_first >= s1 or self._audio_wm <= s0
-        self._trim_audio(s1 - self._ctx)
+        self._trim_audio(s1 - self._ctx - (s1 - s0))  # a hop more: a provisional's window reaches back
         self._next_k += 1
         reset, self._reset_next = self._reset_next, False
         self.stats.emitted += 1

@@ -89,3 +89,5 @@ def test_av_box_impulses_at_a_high_threshold_are_each_one_event(tmp_path: Path, 
     report = json.loads(out.read_text())
     assert report["options"]["impulse"] == "box" and report["counts"]["impulses"] == 4
     assert report["counts"]["events"] >= 3 and report["counts"]["spurious"] == 0, report["counts"]
+    # decided on the frame: a box and its tone start their event before their timestep closes (issue 30)
+    assert report["early"]["early_starts"] >= 1 and report["early"]["provisional"] >= 1, report["early"]

@@ -334,6 +334,11 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
         "dropped": {
             s: v.get("dropped_timesteps", 0) + v.get("dropped_frames", 0) for s, v in stats.get("streams", {}).items()
         },
+        # timesteps scored, provisional ones scored (sudden changes before their timestep closed), events they started
+        "early": {
+            key: sum(v.get(key, 0) for v in stats.get("streams", {}).values())
+            for key in ("timesteps", "provisional", "early_starts")
+        },
         "cpu_ms_per_media_s": _cpu_per_stream(options, obs.cpu),
         "targets": targets(options),
         "samples": {
@@ -411,6 +416,10 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(
                     f"  {name:<32}{'':>5}{stages[name]['p50'] or 0:>9.1f}{'':>9}{stages[name]['p99'] or 0:>9.1f}"
                 )
+    early = report.get("early") or {}
+    if early.get("timesteps"):
+        lines.append(f"decided on the frame: {early['provisional']} provisional scores beside {early['timesteps']} "
+                     f"timesteps, {early['early_starts']} events started by one")  # fmt: skip
     cpu = report.get("cpu_ms_per_media_s")
     if cpu:
         lines.append("CPU per stream, ms a second of media: " + ", ".join(f"{k.replace('_', '-')} {v:.1f}"

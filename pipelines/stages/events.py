@@ -4,6 +4,11 @@
   lasted ``min_duration`` (0.2 s: two timesteps; shorter blips are never reported), or at once when a
   timestep of it is *clear*: one sense alone at ``clear`` (S_v or S_a >= 0.97), so a clear event waits for
   nothing. Its ``t`` is the first timestep's either way.
+* **Deciding on the frame**: a live stream's sudden change is scored before its timestep closes (a
+  *provisional* score, :meth:`EventDetector.early`). When it is above the threshold and clear, the event starts
+  then, with the same ``t`` (its timestep's), instead of when the timestep closes; nothing else follows from a
+  provisional score (marginal evidence waits for the timestep), and the timestep's own score carries the event
+  on as usual.
 * It *ends* when S has stayed below the threshold for ``min_gap`` seconds; the end's ``t`` is the start of
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
 * At the end of a stream an open event ends with the last timestep (``reason`` ``"stream ended"``); when its
@@ -166,6 +171,7 @@ class _Open:
     sum_a: float = 0.0
     n: int = 0
     box: Box | None = None  # the union of the boxes over the event
+    scored: bool = True  # a timestep of it has been scored (False: started by a provisional score only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,8 @@ class EventDetector:
             if s.t + s.hop - o.below_since >= self.options.min_gap - 1e-9:
                 out += self._close(o.below_since, "quiet")
                 return out
+        if not o.scored:  # the first timestep of an event a provisional score started: its peak so far
+            o.scored, o.peak, o.peak_frame = True, s, frame
         if o.below_since is None:
             o.sum_v += s.s_v
             o.sum_a += s.s_a
@@ -230,12 +238,26 @@ class EventDetector:
             o.box = union(o.box, s.box)
             if s.score > o.peak.score:
                 o.peak, o.peak_frame = s, frame if frame is not None else o.peak_frame
-        if above and ((s.has_v and s.s_v >= self.options.clear) or (s.has_a and s.s_a >= self.options.clear)):
+        if above and self._clear(s):
             o.clear = True
         if not o.started and above and (o.clear or s.t + s.hop - o.start.t >= self.options.min_duration - 1e-9):
             o.started = True
             out.append(self._start(o))
         return out
+
+    def early(self, s: Scores) -> list[Event | Ended]:
+        """A provisional score of the open timestep (before it closes): a clear one above the threshold starts
+        the event now (its ``t`` that timestep's); anything else waits for the timestep's own score."""
+        o = self._open
+        if s.score < self.options.threshold or not self._clear(s) or (o is not None and o.started):
+            return []
+        if o is None:
+            o = self._open = _Open(id=uuid.uuid4().hex, start=s, peak=s, peak_frame=None, scored=False)
+        o.clear = o.started = True
+        return [self._start(o)]
+
+    def _clear(self, s: Scores) -> bool:
+        return (s.has_v and s.s_v >= self.options.clear) or (s.has_a and s.s_a >= self.options.clear)
 
     def checkpoint(self) -> dict[str, Any] | None:
         """The open event, if its start went out, for a checkpoint (its peak frame stays behind)."""

@@ -102,6 +102,7 @@ class StreamRuntime:
     carried_over: bool = False  # it started from a checkpoint taken elsewhere
     opened: bool = False  # its source opened at least once
     last_error: str = ""  # the last cause its source gave (a failed attempt to open, a lost connection)
+    scored_k: int = -1  # its last timestep scored (a provisional one of that timestep or before is out of date)
     snapshots: set[asyncio.Task[None]] = field(default_factory=set)  # its snapshots being taken
     task: asyncio.Task[None] | None = None
     zones: ZoneEvents = field(init=False)  # its zones' detectors (none: a stream without zones)

@@ -4,6 +4,11 @@ event detector (:mod:`pipelines.stages.events`), and its zones' (:mod:`pipelines
 comes out (:mod:`pipelines.stages.publishing`). Each timestep's scores carry the box of the picture's unusual
 cells (the model's ``video_unusual`` on its grid).
 
+A provisional timestep (a live stream's open timestep, cut when a frame or chunk changed suddenly) is scored
+after the batch's timesteps without teaching the model anything, and may only start a clear event
+(:meth:`pipelines.stages.events.EventDetector.early`); one that its stream's own timestep, or a later provisional
+one, has overtaken by the time its batch is scored is let go.
+
 It also ends an event that a lost source left open, once that source's timesteps from before the loss are all
 scored (:meth:`Scoring.end_if_lost`): the detector must not join the two sides of an outage into one event.
 """
@@ -16,12 +21,13 @@ from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 
-from pipelines.stages.batcher import Batcher
+from pipelines.stages.batcher import Batcher, Lane
 from pipelines.stages.events import Scores
 from pipelines.stages.inference import ModelRunner
 from pipelines.stages.lifecycle import Job, StreamRuntime
 from pipelines.stages.publishing import Publishing
 from pipelines.stages.stats import PipelineStats
+from pipelines.stages.zones import Cells
 
 
 @dataclass(eq=False)
@@ -58,6 +64,8 @@ class Scoring:
             batch = await self.batcher.next_batch()
             if not batch:
                 break
+            if any(job.ts.provisional for _, job in batch):
+                batch = self._current(batch)
             batched = time.time()
             timesteps = [job.ts for _, job in batch]
             self._scoring = {ts.stream_id for ts in timesteps}
@@ -69,9 +77,12 @@ class Scoring:
             self.publishing.batch(len(batch))
             scored: dict[str, int] = {}
             for i, (_, job) in enumerate(batch):
+                if job.ts.provisional:
+                    self._early(job, result, i)
+                    continue
                 job.stamps.batched, job.stamps.inferred = batched, inferred
                 self._handle(job, result, i)
-                scored[job.ts.stream_id] = job.ts.k
+                scored[job.ts.stream_id] = self.streams[job.ts.stream_id].scored_k = job.ts.k
             for stream_id, k in scored.items():
                 stream = self.streams[stream_id].stream
                 if stream is not None:
@@ -80,15 +91,52 @@ class Scoring:
             self.publishing.progress()
         self.after_batch()
 
+    def _current(self, batch: list[tuple[Lane[Job], Job]]) -> list[tuple[Lane[Job], Job]]:
+        """The batch without the provisional timesteps that are out of date (their timestep is scored, or a later
+        timestep of the stream, provisional or not, is in the batch: a lane keeps its order) or can start nothing
+        (every detector of the stream has its event started)."""
+        later: set[str] = set()  # streams with a later item in the batch
+        keep: list[bool] = []
+        for _, job in reversed(batch):
+            ts, sid = job.ts, job.ts.stream_id
+            rt = self.streams[sid]
+            keep.append(not ts.provisional or (
+                sid not in later and ts.k > rt.scored_k
+                and not (rt.detector.active and all(d.active for d in rt.zones.detectors))
+            ))  # fmt: skip
+            later.add(sid)
+        return [item for item, kept in zip(batch, reversed(keep), strict=True) if kept]
+
+    def _early(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
+        """A provisional score: it may start a clear event (of the stream or of a zone) now."""
+        ts = job.ts
+        rt = self.streams[ts.stream_id]
+        if np.isnan(result["s"][i]):
+            return  # a model that cannot score provisionally
+        counters = self.stats.stream(ts.stream_id)
+        counters.provisional += 1
+        cells = self.runner.cells(ts.stream_id)
+        scores = self._scores(ts.t, ts.hop, result, i, cells)
+        started = rt.detector.early(scores)
+        if rt.zones and cells is not None:
+            started += rt.zones.update(scores, result["video_unusual"][i], cells, early=True)
+        if started:
+            counters.early_starts += len(started)
+            self.publishing.events(rt, started)
+
+    @staticmethod
+    def _scores(t: float, hop: float, result: dict[str, np.ndarray], i: int, cells: Cells | None) -> Scores:
+        return Scores(
+            t=t, hop=hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]), s_a=float(result["s_a"][i]),
+            has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
+            box=None if cells is None else cells.box(result["video_unusual"][i]),
+        )  # fmt: skip
+
     def _handle(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
         ts = job.ts
         rt = self.streams[ts.stream_id]
         cells = self.runner.cells(ts.stream_id)  # None: the video model gives no cells (no box, no zones)
-        scores = Scores(
-            t=ts.t, hop=ts.hop, score=float(result["s"][i]), s_v=float(result["s_v"][i]),
-            s_a=float(result["s_a"][i]), has_v=bool(result["has_v"][i]), has_a=bool(result["has_a"][i]),
-            box=None if cells is None else cells.box(result["video_unusual"][i]),
-        )  # fmt: skip
+        scores = self._scores(ts.t, ts.hop, result, i, cells)
         if ts.reset:  # the first timestep after a reconnect: nothing open can continue across the outage
             self._end_lost(rt)
         counters = self.stats.stream(ts.stream_id)

@@ -28,7 +28,7 @@ from pipelines.stages.stats import PipelineStats, Stamps
 from streamer.errors import SourceError
 from streamer.ingest import IngestHub, RemoteStream
 from streamer.media import Discontinuity, SourceState, StateChange, StreamInfo
-from streamer.stream import Stream
+from streamer.stream import Stream, decides_early
 
 log = logging.getLogger("streamer")
 
@@ -129,7 +129,8 @@ class Sources:
             remote = self.hub.remotes[sc.stream_id]
             remote.on_state, remote.on_info, remote.on_gap = on_state, on_info, on_gap
             return remote
-        return Stream(sc.spec, sc.source, sc.sync, on_state=on_state, on_info=on_info, on_gap=on_gap)
+        return Stream(sc.spec, sc.source, sc.sync, on_state=on_state, on_info=on_info, on_gap=on_gap,
+                      early=decides_early(sc.spec, sc.source, sc.sync))  # fmt: skip
 
     async def _read(self, rt: StreamRuntime) -> None:
         counters = self.stats.stream(rt.stream_id)
@@ -142,7 +143,7 @@ class Sources:
                         end = End.DURATION
                         break
                     now = time.time()
-                    frames = [] if ts.video_repeated else ts.frames
+                    frames = [] if ts.video_repeated or ts.provisional else ts.frames
                     counters.frames += len(frames)
                     decoded = max((f.wall_time for f in frames), default=ts.wall_time)
                     await self.batcher.put(rt.lane, Job(ts, Stamps(decoded=min(decoded, now), received=now)))

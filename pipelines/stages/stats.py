@@ -40,6 +40,8 @@ class StreamCounters:
     frames: int = 0  # decoded video frames that reached the pipeline
     timesteps: int = 0  # timesteps scored
     events: int = 0
+    provisional: int = 0  # provisional timesteps scored (a live stream's sudden changes, before their timestep closed)
+    early_starts: int = 0  # events started by a provisional score
     state: str = "connecting"
     media_t: float = 0.0  # media time reached
     last: tuple[float, int, int] = (0.0, 0, 0)  # (wall time, frames, timesteps) at the last report
@@ -106,6 +108,8 @@ class PipelineStats:
                 "dropped_frames": drops.get(stream_id, {}).get("dropped_frames", 0),
                 "dropped_timesteps": drops.get(stream_id, {}).get("dropped_timesteps", 0),
                 "events": c.events,
+                "provisional": c.provisional,
+                "early_starts": c.early_starts,
             }
             c.last = (now, c.frames, c.timesteps)
         sizes = np.asarray(self.batch_sizes, dtype=np.float64)

@@ -109,8 +109,11 @@ class ZoneEvents:
         """Whether the stream has zones."""
         return bool(self.detectors)
 
-    def update(self, stream: Scores, unusual: npt.NDArray[np.floating], cells: Cells) -> list[Event | Ended]:
-        """One timestep of the stream (its scores and the model's ``video_unusual`` row ``(C,)``): each zone's."""
+    def update(
+        self, stream: Scores, unusual: npt.NDArray[np.floating], cells: Cells, *, early: bool = False
+    ) -> list[Event | Ended]:
+        """One timestep of the stream (its scores and the model's ``video_unusual`` row ``(C,)``): each zone's;
+        ``early``: a provisional score (:meth:`EventDetector.early`)."""
         s_v = region_score(unusual, cells.weights, cells.scale)  # (Z,)
         out: list[Event | Ended] = []
         for z, detector in enumerate(self.detectors):
@@ -118,7 +121,7 @@ class ZoneEvents:
             box = box_of(unusual, cells.grid, cells.weights[z]) if score > 0 else None
             zone = Scores(t=stream.t, hop=stream.hop, score=score, s_v=score, s_a=stream.s_a, has_v=stream.has_v,
                           has_a=stream.has_a, box=box)  # fmt: skip
-            out += detector.update(zone)
+            out += detector.early(zone) if early else detector.update(zone)
         return out
 
     def flush(self, reason: EndReason = "stream ended") -> list[Event | Ended]:

@@ -1,0 +1,85 @@
+"""Which of a live stream's frames and audio chunks may show an onset: cheap tests in the capture's process that
+decide when the open timestep is worth scoring before it closes (:meth:`streamer.sync.TimestepAssembler.provisional`).
+
+The model decides whether an onset is an event; this only keeps the extra scoring rare on a scene that does not
+change suddenly. A frame *jumps* when the share of its pixels that changed by more than ``PIXEL_STEP`` grey
+levels since the previous frame is at least ``VIDEO_MIN`` and ``VIDEO_RATIO`` times the stream's usual share (a
+road or foliage raises its own bar); an audio chunk jumps when its power is ``AUDIO_DB`` over the stream's usual
+(an average of the last seconds' chunks in dB) and audible at all. A jump *arms* its timestep: from it on, each
+frame and chunk of that timestep is worth a look (the other sense's onset may follow by a frame), up to
+``per_step`` looks a timestep.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .media import AudioChunk, VideoFrame
+
+PIXEL_STEP = 24  # grey levels: a pixel that changed by more than this changed (a camera's noise stays under it)
+VIDEO_MIN = 0.005  # the least share of the picture that counts as a sudden change
+VIDEO_RATIO = 3.0  # ... and how many times the usual share it must be
+AUDIO_DB = 9.0  # dB over the usual power of the stream's chunks
+AUDIO_FLOOR_DB = -70.0  # dBFS: quieter chunks never jump
+MEMORY_S = 2.0  # seconds the usual levels remember (an exponential average)
+
+
+class OnsetGate:
+    """One live stream's gate. ``hop``: the timestep length (s); ``per_step``: looks at most per timestep."""
+
+    def __init__(self, hop: float, per_step: int = 3) -> None:
+        self.hop = hop
+        self.per_step = per_step
+        self._prev: np.ndarray | None = None
+        self._prev_t = 0.0
+        self._video_usual: float | None = None
+        self._audio_usual: float | None = None
+        self._armed_k: int | None = None
+        self._looks = 0
+
+    def video(self, frame: VideoFrame) -> bool:
+        """Whether ``frame`` changed the picture suddenly (it becomes the previous frame either way)."""
+        luma = frame.luma[::2, ::2]
+        prev, self._prev = self._prev, luma
+        if prev is None or prev.shape != luma.shape:
+            self._prev_t = frame.t
+            return False
+        share = float(np.count_nonzero(np.abs(luma.astype(np.int16) - prev) > PIXEL_STEP)) / luma.size
+        dt, self._prev_t = max(frame.t - self._prev_t, 0.0), frame.t
+        usual = self._video_usual
+        self._video_usual = share if usual is None else _average(usual, share, dt)
+        return usual is not None and share >= max(VIDEO_MIN, VIDEO_RATIO * usual)
+
+    def audio(self, chunk: AudioChunk, sample_rate: int) -> bool:
+        """Whether ``chunk`` is suddenly louder than the stream's recent chunks."""
+        if not len(chunk.samples):
+            return False
+        x = chunk.samples.astype(np.float32, copy=False)
+        db = 10.0 * math.log10(float(np.dot(x, x)) / len(x) + 1e-12)
+        usual = self._audio_usual
+        self._audio_usual = db if usual is None else _average(usual, db, len(x) / sample_rate)
+        return usual is not None and db >= AUDIO_FLOOR_DB and db >= usual + AUDIO_DB
+
+    def look(self, k: int, jumped: bool) -> bool:
+        """Whether to score the open timestep ``k`` now: it jumped, or an earlier item of ``k`` did, and ``k`` has
+        had fewer than ``per_step`` looks."""
+        if self._armed_k != k:
+            if not jumped:
+                return False
+            self._armed_k, self._looks = k, 0
+        if self._looks >= self.per_step:
+            return False
+        self._looks += 1
+        return True
+
+    def reset(self) -> None:
+        """A discontinuity: the next frame has no previous one, and nothing is armed."""
+        self._prev = None
+        self._armed_k = None
+
+
+def _average(usual: float, value: float, dt: float) -> float:
+    w = 1.0 - math.exp(-dt / MEMORY_S)
+    return usual + w * (value - usual)

@@ -1,0 +1,175 @@
+"""Deciding on the frame (issue 30): a live stream's sudden change is scored before its timestep closes, and a
+clear onset starts its event then. The pieces on hand-made inputs: the provisional timestep, the onset gate, the
+model's provisional scoring (which teaches it nothing), the detector's early start and the scoring stage's
+choice of provisional timesteps; the whole path is measured by ``streamer bench latency`` (test_bench_latency)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from models import FusionModel
+from pipelines.config import EventOptions
+from pipelines.stages.events import Ended, Event, EventDetector, Scores
+from streamer.media import AudioChunk, VideoFrame
+from streamer.onsets import OnsetGate
+from streamer.sync import SyncOptions, TimestepAssembler
+
+from .model_inputs import HOP, N_HOP, SR, TAU, WEIGHTS, noisy, pink_noise, scene, timestep, tone
+
+OPTS = SyncOptions(hop=0.1, context=0.1, max_wait=0.3, sample_rate=SR)
+
+
+def _frame(t: float, luma: np.ndarray) -> VideoFrame:
+    return VideoFrame(t=t, luma=luma, duration=1 / 30)
+
+
+def test_a_provisional_timestep_is_the_open_one_so_far_and_changes_nothing_after_it() -> None:
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 0.1, SR).astype(np.float32)
+    pictures = [rng.integers(0, 255, (9, 16), dtype=np.uint8) for _ in range(30)]
+
+    def play(peek: bool) -> tuple[list[Any], list[tuple[Any, int]]]:
+        asm = TimestepAssembler("s", OPTS, has_video=True, has_audio=True)
+        finals, early, heard = [], [], 0
+        items = [(i / 30, "v", i) for i in range(30)] + [(j * 0.02, "a", j) for j in range(50)]
+        for t, kind, i in sorted(items):
+            if kind == "v":
+                finals += asm.push_video(_frame(t, pictures[i]))
+            else:
+                finals += asm.push_audio(AudioChunk(t, audio[i * 320 : (i + 1) * 320]))
+                heard = (i + 1) * 320
+            if peek:
+                early.append((asm.provisional(), heard))
+        return finals + asm.flush(), early
+
+    plain, _ = play(False)
+    finals, early = play(True)
+    assert len(finals) == len(plain) == 10
+    for a, b in zip(finals, plain, strict=True):  # asking for provisional timesteps changes no timestep
+        assert a.k == b.k and not a.provisional and [f.t for f in a.frames] == [f.t for f in b.frames]
+        assert np.array_equal(a.audio_window, b.audio_window)
+    ts, heard = next((p, n) for p, n in early if p is not None and p.k == 4 and len(p.frames) == 2)
+    assert ts.provisional and ts.t == pytest.approx(0.4) and not ts.reset
+    assert all(0.4 - 1e-9 <= f.t < 0.5 for f in ts.frames)
+    # its audio: the latest hop (and context) of what has come, so a sound late in the last timestep is whole
+    assert len(ts.audio_window) == round(0.2 * SR)
+    assert np.array_equal(ts.audio_window, audio[heard - round(0.2 * SR) : heard])
+
+
+def test_no_provisional_timestep_right_after_a_discontinuity() -> None:
+    asm = TimestepAssembler("s", OPTS, has_video=True, has_audio=False)
+    assert asm.provisional() is None  # nothing yet
+    for i in range(6):
+        asm.push_video(_frame(i / 30, np.zeros((9, 16), np.uint8)))
+    assert asm.provisional() is not None
+    asm.discontinuity(5.0)
+    asm.push_video(_frame(5.0, np.zeros((9, 16), np.uint8)))
+    assert asm.provisional() is None  # the stream starts afresh: its first timestep is the reset one
+
+
+def test_the_gate_opens_on_a_sudden_change_and_not_on_a_busy_scene_or_steady_noise() -> None:
+    rng = np.random.default_rng(1)
+    gate = OnsetGate(HOP)
+    base = scene(1)
+    jumps = []
+    for i in range(120):  # 4 s of a busy scene: noise, and a twentieth of the picture changing every frame
+        luma = noisy(base, rng, sigma=3.0)
+        luma[:, (i % 20) * 8 : (i % 20) * 8 + 8] = rng.integers(0, 255, (90, 8))
+        jumps.append(gate.video(_frame(i / 30, luma)))
+    assert sum(jumps[30:]) == 0
+    luma = noisy(base, rng, sigma=3.0)
+    luma[20:70, 40:120] = 255  # a bright box over a quarter of the picture
+    assert gate.video(_frame(4.0, luma))
+    loud = pink_noise(3.0, -40, seed=2)
+    heard = [gate.audio(AudioChunk(j * 0.02, loud[j * 320 : (j + 1) * 320]), SR) for j in range(150)]
+    assert sum(heard) == 0
+    beep = (loud[:320] + tone(0.02, -20)).astype(np.float32)
+    assert gate.audio(AudioChunk(3.0, beep), SR)
+    # a jump arms its timestep: the frames and chunks after it get a look too, at most per_step a timestep
+    assert not gate.look(7, False)
+    assert [gate.look(7, j) for j in (True, False, False, False)] == [True, True, True, False]
+    assert not gate.look(8, False) and gate.look(8, True)
+
+
+def _model() -> FusionModel:
+    model = FusionModel(tau=TAU)
+    for _ in range(2):
+        model.add_stream(*WEIGHTS)
+    return model
+
+
+def test_a_provisional_score_teaches_the_model_nothing_and_sees_a_clear_onset() -> None:
+    rng = np.random.default_rng(3)
+    base = scene(3)
+    quiet = pink_noise(6.0, -50, seed=4)
+    steps = [timestep(k, [noisy(base, rng) for _ in range(3)], quiet) for k in range(45)]
+    a, b = _model(), _model()
+    for ts in steps:
+        a.score([ts], [0])
+        b.score([ts], [0])
+    before = {key: value.clone() for key, value in a.export_state(0).items()}
+    # the open timestep 45 so far: one frame with a box, and a sound in the latest hop
+    boxed = noisy(base, rng)
+    boxed[20:70, 40:120] = 255
+    loud = quiet.copy()
+    loud[44 * N_HOP + 800 : 46 * N_HOP] += tone(0.15, -15)
+    peek = replace(timestep(45, [boxed], loud[: 45 * N_HOP + 800]), provisional=True)
+    peek = replace(peek, audio_window=loud[45 * N_HOP + 800 - len(peek.audio_window) : 45 * N_HOP + 800])
+    following = timestep(45, [noisy(base, rng) for _ in range(3)], quiet)
+    # a provisional timestep in a batch with another stream's timestep
+    out = a.score([following, peek], [1, 0])
+    assert out["s_v"][1] > 0.9 and out["s_a"][1] > 0.9 and out["s"][1] > 0.9
+    after = a.export_state(0)
+    for key in before:  # nothing learned from it
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True, msg=key)
+    assert np.allclose(a.score([following], [0])["s"], b.score([following], [0])["s"])
+
+
+def test_a_model_whose_state_cannot_be_put_back_scores_no_provisional_timestep() -> None:
+    class Plain(torch.nn.Module):  # an encoder with no slot state: its provisional rows cannot be undone
+        def forward(self, frames: torch.Tensor, valid: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+            return torch.ones(frames.shape[0])
+
+    model = FusionModel(tau=TAU, video=Plain())
+    model.add_stream(*WEIGHTS)
+    ts = timestep(0, [scene(0).astype(np.uint8)], None)
+    out = model.score([ts, replace(timestep(1, [scene(0).astype(np.uint8)], None), provisional=True)], [0, 0])
+    assert out["s"][0] == pytest.approx(WEIGHTS[0]) and np.isnan(out["s"][1])
+
+
+def _events(messages: list[Event | Ended]) -> list[Event]:
+    return [m.event if isinstance(m, Ended) else m for m in messages]
+
+
+def test_a_clear_provisional_score_starts_the_event_and_its_timesteps_carry_it_on() -> None:
+    options = EventOptions(threshold=0.6, min_duration=0.2, min_gap=0.3, clear=0.97)
+    detector = EventDetector("s", options, 0.5, 0.5)
+    quiet = Scores(t=0.0, hop=HOP, score=0.1, s_v=0.1, s_a=0.1)
+    assert detector.update(quiet) == []
+    # marginal: above the threshold but no sense clear, or clear but under the threshold: nothing starts early
+    assert detector.early(Scores(t=0.1, hop=HOP, score=0.8, s_v=0.8, s_a=0.8)) == []
+    assert detector.early(Scores(t=0.1, hop=HOP, score=0.5, s_v=1.0, s_a=0.0)) == []
+    assert not detector.active
+    started = _events(detector.early(Scores(t=0.1, hop=HOP, score=1.0, s_v=1.0, s_a=1.0)))
+    assert [e.type for e in started] == ["start"] and started[0].t == pytest.approx(0.1)
+    assert detector.early(Scores(t=0.1, hop=HOP, score=1.0, s_v=1.0, s_a=1.0)) == []  # once
+    later = []
+    for k, s in enumerate([0.9, 0.95, 0.2, 0.1, 0.1, 0.1], start=1):
+        later += _events(detector.update(Scores(t=k * HOP, hop=HOP, score=s, s_v=s, s_a=s)))
+    assert [e.type for e in later] == ["end"]  # the timesteps go on with it: no second start
+    end = later[0]
+    assert end.id == started[0].id and end.start_t == pytest.approx(0.1) and end.t == pytest.approx(0.3)
+    assert end.peak is not None and end.peak.score == pytest.approx(0.95)  # the timesteps' peak
+
+
+def test_a_provisional_score_starts_an_event_that_waits_for_its_min_duration() -> None:
+    options = EventOptions(threshold=0.5, min_duration=0.3, min_gap=0.3, clear=0.97)
+    detector = EventDetector("s", options, 0.5, 0.5)
+    assert detector.update(Scores(t=0.0, hop=HOP, score=0.6, s_v=0.6, s_a=0.6)) == []  # waiting
+    started = _events(detector.early(Scores(t=0.1, hop=HOP, score=0.99, s_v=0.99, s_a=0.99)))
+    assert [e.type for e in started] == ["start"] and started[0].t == pytest.approx(0.0)
