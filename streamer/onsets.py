@@ -4,10 +4,10 @@ decide when the open timestep is worth scoring before it closes (:meth:`streamer
 The model decides whether an onset is an event; this only keeps the extra scoring rare on a scene that does not
 change suddenly. A frame *jumps* when the share of its pixels that changed by more than ``PIXEL_STEP`` grey
 levels since the previous frame is at least ``VIDEO_MIN`` and ``VIDEO_RATIO`` times the stream's usual share (a
-road or foliage raises its own bar); an audio chunk jumps when its power is ``AUDIO_DB`` over the stream's usual
-(an average of the last seconds' chunks in dB) and audible at all. A jump *arms* its timestep: from it on, each
-frame and chunk of that timestep is worth a look (the other sense's onset may follow by a frame), up to
-``per_step`` looks a timestep.
+road or foliage raises its own bar), and at most ``LIGHTING`` (a change over more of the picture at once is the
+light, which the video model does not count either: :class:`models.video.VideoActivity`); an audio chunk jumps when its power is ``AUDIO_DB`` over the stream's usual
+(an average of the last seconds' chunks in dB) and audible at all. A jump is worth a look, and so is the item after it
+in the same timestep (the other sense's onset may follow by a frame), up to ``per_step`` looks a timestep.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .media import AudioChunk, VideoFrame
 PIXEL_STEP = 24  # grey levels: a pixel that changed by more than this changed (a camera's noise stays under it)
 VIDEO_MIN = 0.005  # the least share of the picture that counts as a sudden change
 VIDEO_RATIO = 3.0  # ... and how many times the usual share it must be
+LIGHTING = 0.3  # ... and at most this share: the video model's ``lighting``
 AUDIO_DB = 9.0  # dB over the usual power of the stream's chunks
 AUDIO_FLOOR_DB = -70.0  # dBFS: quieter chunks never jump
 MEMORY_S = 2.0  # seconds the usual levels remember (an exponential average)
@@ -38,6 +39,7 @@ class OnsetGate:
         self._audio_usual: float | None = None
         self._armed_k: int | None = None
         self._looks = 0
+        self._follow = False  # the item after a jump gets a look
 
     def video(self, frame: VideoFrame) -> bool:
         """Whether ``frame`` changed the picture suddenly (it becomes the previous frame either way)."""
@@ -50,7 +52,7 @@ class OnsetGate:
         dt, self._prev_t = max(frame.t - self._prev_t, 0.0), frame.t
         usual = self._video_usual
         self._video_usual = share if usual is None else _average(usual, share, dt)
-        return usual is not None and share >= max(VIDEO_MIN, VIDEO_RATIO * usual)
+        return usual is not None and max(VIDEO_MIN, VIDEO_RATIO * usual) <= share <= LIGHTING
 
     def audio(self, chunk: AudioChunk, sample_rate: int) -> bool:
         """Whether ``chunk`` is suddenly louder than the stream's recent chunks."""
@@ -63,15 +65,14 @@ class OnsetGate:
         return usual is not None and db >= AUDIO_FLOOR_DB and db >= usual + AUDIO_DB
 
     def look(self, k: int, jumped: bool) -> bool:
-        """Whether to score the open timestep ``k`` now: it jumped, or an earlier item of ``k`` did, and ``k`` has
-        had fewer than ``per_step`` looks."""
+        """Whether to score the open timestep ``k`` now: the item jumped, or it is the next after a jump of ``k``
+        (the other sense may follow by a frame); at most ``per_step`` looks a timestep."""
         if self._armed_k != k:
-            if not jumped:
-                return False
-            self._armed_k, self._looks = k, 0
-        if self._looks >= self.per_step:
+            self._armed_k, self._looks, self._follow = k, 0, False
+        if self._looks >= self.per_step or not (jumped or self._follow):
             return False
         self._looks += 1
+        self._follow = jumped
         return True
 
     def reset(self) -> None:

@@ -77,23 +77,26 @@ def test_the_gate_opens_on_a_sudden_change_and_not_on_a_busy_scene_or_steady_noi
     gate = OnsetGate(HOP)
     base = scene(1)
     jumps = []
-    for i in range(120):  # 4 s of a busy scene: noise, and a twentieth of the picture changing every frame
+    for i in range(120):  # 4 s of a busy scene: noise, and a fortieth of the picture changing every frame
         luma = noisy(base, rng, sigma=3.0)
-        luma[:, (i % 20) * 8 : (i % 20) * 8 + 8] = rng.integers(0, 255, (90, 8))
+        luma[:, (i % 40) * 4 : (i % 40) * 4 + 4] = rng.integers(0, 255, (90, 4))
         jumps.append(gate.video(_frame(i / 30, luma)))
     assert sum(jumps[30:]) == 0
     luma = noisy(base, rng, sigma=3.0)
-    luma[20:70, 40:120] = 255  # a bright box over a quarter of the picture
+    luma[25:65, 40:112] = 255  # a bright box over a fifth of the picture
     assert gate.video(_frame(4.0, luma))
     loud = pink_noise(3.0, -40, seed=2)
     heard = [gate.audio(AudioChunk(j * 0.02, loud[j * 320 : (j + 1) * 320]), SR) for j in range(150)]
     assert sum(heard) == 0
     beep = (loud[:320] + tone(0.02, -20)).astype(np.float32)
     assert gate.audio(AudioChunk(3.0, beep), SR)
-    # a jump arms its timestep: the frames and chunks after it get a look too, at most per_step a timestep
+    # the whole picture at once is the light, not an onset (the video model does not count it either)
+    assert not gate.video(_frame(4.1, np.full((90, 160), 250, np.uint8)))
+    # a jump gets a look, and so does the item after it in the same timestep; at most per_step a timestep
     assert not gate.look(7, False)
-    assert [gate.look(7, j) for j in (True, False, False, False)] == [True, True, True, False]
-    assert not gate.look(8, False) and gate.look(8, True)
+    assert [gate.look(7, j) for j in (True, False, False)] == [True, True, False]
+    assert [gate.look(8, j) for j in (True, True, True, True, False)] == [True, True, True, False, False]
+    assert not gate.look(9, False) and gate.look(9, True)
 
 
 def _model() -> FusionModel:

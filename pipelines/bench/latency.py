@@ -179,6 +179,8 @@ async def run_latency(
                      "--stats-interval", "2", "-q"]  # fmt: skip
         if options.hwaccel is not None:
             run_args += ["--hwaccel", options.hwaccel]
+        if not options.early:
+            run_args.append("--no-early-start")
         analyzer = await spawn("analyzer.log", sys.executable, "-m", "pipelines.cli.main", "run", *run_args,
                                stdout=asyncio.subprocess.DEVNULL)  # fmt: skip
         say(f"server {url}, broker {broker.url}, {options.streams} analyzer stream(s); waiting for them to go online")

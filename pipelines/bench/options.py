@@ -106,6 +106,7 @@ class LatencyOptions:
     device: str = shared(ModelConfig, "device", LATENCY)
     # decode video on this hardware device (streamer.hwaccel): the analyzer and the decode-only clients
     hwaccel: str | None = shared(SourceOptions, "hwaccel", LATENCY)
+    early: bool = shared(SyncOptions, "early", LATENCY)  # the analyzer's: --no-early-start measures without it
     interval: float = command_setting(
         2.0,
         check=number(0, lo_open=True),
@@ -154,6 +155,7 @@ class CapacityOptions:
     )
     device: str = shared(ModelConfig, "device", CAPACITY)
     hwaccel: str | None = shared(SourceOptions, "hwaccel", CAPACITY)  # in both modes
+    early: bool = shared(SyncOptions, "early", CAPACITY)
 
 
 STREAM_COUNTS = (1, 2, 4, 8)  # throughput's stream counts unless given
