@@ -5,9 +5,10 @@ The model decides whether an onset is an event; this only keeps the extra scorin
 change suddenly. A frame *jumps* when the share of its pixels that changed by more than ``PIXEL_STEP`` grey
 levels since the previous frame is at least ``VIDEO_MIN`` and ``VIDEO_RATIO`` times the stream's usual share (a
 road or foliage raises its own bar), and at most ``LIGHTING`` (a change over more of the picture at once is the
-light, which the video model does not count either: :class:`models.video.VideoActivity`); an audio chunk jumps when its power is ``AUDIO_DB`` over the stream's usual
-(an average of the last seconds' chunks in dB) and audible at all. A jump is worth a look, and so is the item after it
-in the same timestep (the other sense's onset may follow by a frame), up to ``per_step`` looks a timestep.
+light, which the video model does not count either: :class:`models.video.VideoActivity`); an audio chunk jumps
+when its power is ``AUDIO_DB`` over the stream's usual (an average of the last seconds' chunks in dB) and audible
+at all. A jump is worth a look, and so is the item after it in the same timestep (the other sense's onset may
+follow by a frame), up to ``per_step`` looks a timestep.
 """
 
 from __future__ import annotations
