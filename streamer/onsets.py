@@ -21,9 +21,9 @@ from .media import AudioChunk, VideoFrame
 
 PIXEL_STEP = 24  # grey levels: a pixel that changed by more than this changed (a camera's noise stays under it)
 VIDEO_MIN = 0.005  # the least share of the picture that counts as a sudden change
-VIDEO_RATIO = 3.0  # ... and how many times the usual share it must be
+VIDEO_RATIO = 5.0  # ... and how many times the usual share it must be
 LIGHTING = 0.3  # ... and at most this share: the video model's ``lighting``
-AUDIO_DB = 9.0  # dB over the usual power of the stream's chunks
+AUDIO_DB = 12.0  # dB over the usual power of the stream's chunks (a clear sound is 14 dB over its bed)
 AUDIO_FLOOR_DB = -70.0  # dBFS: quieter chunks never jump
 MEMORY_S = 2.0  # seconds the usual levels remember (an exponential average)
 
