@@ -6,6 +6,7 @@ choice of provisional timesteps; the whole path is measured by ``streamer bench 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from models import FusionModel
-from pipelines.config import EventOptions
+from pipelines.config import EventOptions, StreamConfig
 from pipelines.stages.events import Ended, Event, EventDetector, Scores
 from streamer.media import AudioChunk, VideoFrame
 from streamer.onsets import OnsetGate
@@ -176,3 +177,24 @@ def test_a_provisional_score_starts_an_event_that_waits_for_its_min_duration() -
     assert detector.update(Scores(t=0.0, hop=HOP, score=0.6, s_v=0.6, s_a=0.6)) == []  # waiting
     started = _events(detector.early(Scores(t=0.1, hop=HOP, score=0.99, s_v=0.99, s_a=0.99)))
     assert [e.type for e in started] == ["start"] and started[0].t == pytest.approx(0.0)
+
+
+def test_early_start_is_on_by_default_and_off_with_its_flag_or_key(tmp_path: Path) -> None:
+    from pipelines.cli.main import build_parser, parse_args
+    from pipelines.flags import analyzer_config
+    from streamer.spec import parse_source
+    from streamer.stream import decides_early
+
+    def stream(*flags: str, file: Path | None = None) -> StreamConfig:
+        args = parse_args(build_parser(), ["run", "rtsp://cam.local/s", "--mqtt", "none", *flags])
+        return analyzer_config(args, args.sources, file).streams[0]
+
+    on, off = stream(), stream("--no-early-start")
+    assert on.sync.early and decides_early(on.spec, on.source, on.sync)
+    assert not off.sync.early and not decides_early(off.spec, off.source, off.sync)
+    config = tmp_path / "streamer.toml"
+    config.write_text("[defaults]\nearly_start = false\n")
+    assert not stream(file=config).sync.early
+    assert stream("--early-start", file=config).sync.early  # the flag over the file
+    clip = parse_source(str(tmp_path / "clip.mp4"))
+    assert not decides_early(clip, on.source, on.sync)  # a file is read as fast as it goes: nothing to wait for
