@@ -198,3 +198,24 @@ def test_early_start_is_on_by_default_and_off_with_its_flag_or_key(tmp_path: Pat
     assert stream("--early-start", file=config).sync.early  # the flag over the file
     clip = parse_source(str(tmp_path / "clip.mp4"))
     assert not decides_early(clip, on.source, on.sync)  # a file is read as fast as it goes: nothing to wait for
+
+
+def test_the_scoring_stage_lets_go_of_provisional_timesteps_that_are_out_of_date_or_can_start_nothing() -> None:
+    from pipelines.stages.scoring import wanted
+
+    def ts(stream: str, k: int, provisional: bool = True) -> Any:
+        return replace(timestep(k, None, None, stream=stream), provisional=provisional)
+
+    batch = [
+        ts("a", 5),
+        ts("a", 5, provisional=False),  # its own timestep is in the batch after it
+        ts("b", 3),
+        ts("b", 3),  # a later provisional one of the stream
+        ts("c", 2),  # its timestep was scored in an earlier batch
+        ts("d", 7),  # the stream's event has started already
+        ts("e", 9),
+        ts("f", 1, provisional=False),  # current: scored
+    ]
+    scored = {"c": 2, "e": 8}
+    keep = wanted(batch, lambda sid: scored.get(sid, -1), lambda sid: sid == "d")
+    assert keep == [False, True, False, True, False, False, True, True]

@@ -16,7 +16,7 @@ scored (:meth:`Scoring.end_if_lost`): the detector must not join the two sides o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
@@ -28,6 +28,7 @@ from pipelines.stages.lifecycle import Job, StreamRuntime
 from pipelines.stages.publishing import Publishing
 from pipelines.stages.stats import PipelineStats
 from pipelines.stages.zones import Cells
+from streamer.media import Timestep
 
 
 @dataclass(eq=False)
@@ -92,20 +93,14 @@ class Scoring:
         self.after_batch()
 
     def _current(self, batch: list[tuple[Lane[Job], Job]]) -> list[tuple[Lane[Job], Job]]:
-        """The batch without the provisional timesteps that are out of date (their timestep is scored, or a later
-        timestep of the stream, provisional or not, is in the batch: a lane keeps its order) or can start nothing
-        (every detector of the stream has its event started)."""
-        later: set[str] = set()  # streams with a later item in the batch
-        keep: list[bool] = []
-        for _, job in reversed(batch):
-            ts, sid = job.ts, job.ts.stream_id
-            rt = self.streams[sid]
-            keep.append(not ts.provisional or (
-                sid not in later and ts.k > rt.scored_k
-                and not (rt.detector.active and all(d.active for d in rt.zones.detectors))
-            ))  # fmt: skip
-            later.add(sid)
-        return [item for item, kept in zip(batch, reversed(keep), strict=True) if kept]
+        """The batch without the provisional timesteps it need not score (:func:`wanted`)."""
+
+        def started(stream_id: str) -> bool:
+            rt = self.streams[stream_id]
+            return rt.detector.active and all(d.active for d in rt.zones.detectors)
+
+        keep = wanted([job.ts for _, job in batch], lambda sid: self.streams[sid].scored_k, started)
+        return [item for item, kept in zip(batch, keep, strict=True) if kept]
 
     def _early(self, job: Job, result: dict[str, np.ndarray], i: int) -> None:
         """A provisional score: it may start a clear event (of the stream or of a zone) now."""
@@ -151,3 +146,17 @@ class Scoring:
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
         self.publishing.scored(ts.stream_id, scores, job.stamps)
+
+
+def wanted(timesteps: Sequence[Timestep], scored_k: Callable[[str], int], started: Callable[[str], bool]) -> list[bool]:
+    """Which of a batch's timesteps to score: every timestep, and a provisional one unless it is out of date (its
+    timestep is scored already, ``scored_k(stream)`` being the stream's last; or a later timestep of its stream,
+    provisional or not, is in the batch: a lane keeps its order) or can start nothing (``started(stream)``: every
+    detector of the stream has its event started)."""
+    later: set[str] = set()  # streams with a later item in the batch
+    keep: list[bool] = []
+    for ts in reversed(timesteps):
+        sid = ts.stream_id
+        keep.append(not ts.provisional or (sid not in later and ts.k > scored_k(sid) and not started(sid)))
+        later.add(sid)
+    return keep[::-1]
