@@ -15,7 +15,7 @@ from pipelines.stages.events import Event
 from .helpers import until
 
 SOURCE = "synthetic:?events=av@1&duration={d}&realtime=0&width=320&height=180"
-LIVE = "cam=synthetic:?events=v@0.8&length=30&duration=0&width=320&height=180"
+LIVE = "cam=synthetic:?events=v@4&length=30&duration=0&width=320&height=180"  # motion from 4 s: after the learning
 
 
 def stream(name: str, duration: float = 3) -> object:
