@@ -83,7 +83,7 @@ def add_setting_flags(
         options: dict[str, Any] = {"dest": dest(s), "default": None, "help": flag_help(s).replace("%", "%%")}
         words = s.check.choices
         if s.check.flag_kind == "switch":  # one that is on by default can be turned off: --no-...
-            options["action"] = argparse.BooleanOptionalAction if s.default is True else "store_true"
+            options["action"] = argparse.BooleanOptionalAction if s.off_option else "store_true"
         elif s.check.flag_kind == "pairs":
             options |= {"action": "append", "type": _pair, "metavar": s.metavar or "KEY=VALUE"}
         elif words is not None:

@@ -55,8 +55,8 @@ def settings_markdown() -> str:
         for s in section_settings(section, file_only=False).values():
             key = f"`{s.key}`" + ("" if s.file else " (flag only)")
             flag = f"`{s.option}`" if s.option else ""
-            if s.option and s.check.flag_kind == "switch" and s.default is True:
-                flag += f", `--no-{s.option.removeprefix('--')}`"
+            if s.off_option:
+                flag += f", `{s.off_option}`"
             cells = (key, s.check.allowed, s.default_value or "none", s.unit, flag, s.help)
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

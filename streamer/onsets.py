@@ -29,10 +29,9 @@ MEMORY_S = 2.0  # seconds the usual levels remember (an exponential average)
 
 
 class OnsetGate:
-    """One live stream's gate. ``hop``: the timestep length (s); ``per_step``: looks at most per timestep."""
+    """One live stream's gate. ``per_step``: looks at most per timestep."""
 
-    def __init__(self, hop: float, per_step: int = 3) -> None:
-        self.hop = hop
+    def __init__(self, per_step: int = 3) -> None:
         self.per_step = per_step
         self._prev: np.ndarray | None = None
         self._prev_t = 0.0

@@ -280,6 +280,14 @@ class Setting:
         return self.flag or "--" + self.key.replace("_", "-")
 
     @property
+    def off_option(self) -> str | None:
+        """The flag that turns off a switch that is on by default (``--no-early-start``), or None."""
+        option = self.option
+        if option is None or self.check.flag_kind != "switch" or self.default is not True:
+            return None
+        return "--no-" + option.removeprefix("--")
+
+    @property
     def config_default(self) -> Any:
         """The default as a config file writes it (in the setting's unit)."""
         return self.to_config(self.default)

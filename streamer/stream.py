@@ -75,7 +75,7 @@ class Stream:
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None
-        gate = OnsetGate(self.sync.hop) if self.early else None
+        gate = OnsetGate() if self.early else None
         async for item in self.source:
             gap: Discontinuity | None = None
             jumped = False

@@ -229,7 +229,7 @@ class TimestepAssembler:
             s1 = max(s0, min(s1, self._audio_wm))
         window = self._audio_window(s0 - self._ctx, s1)
         audio_missing = self._audio_first is None or self._audio_first >= s1 or self._audio_wm <= s0
-        self._trim_audio(s1 - self._ctx - (s1 - s0))  # a hop more: a provisional's window reaches back
+        self._trim_audio(s0 - self._ctx)  # a hop more than the next window needs: a provisional's reaches back
         self._next_k += 1
         reset, self._reset_next = self._reset_next, False
         self.stats.emitted += 1

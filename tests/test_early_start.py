@@ -75,7 +75,7 @@ def test_no_provisional_timestep_right_after_a_discontinuity() -> None:
 
 def test_the_gate_opens_on_a_sudden_change_and_not_on_a_busy_scene_or_steady_noise() -> None:
     rng = np.random.default_rng(1)
-    gate = OnsetGate(HOP)
+    gate = OnsetGate()
     base = scene(1)
     jumps = []
     for i in range(120):  # 4 s of a busy scene: noise, and a fortieth of the picture changing every frame
