@@ -512,6 +512,10 @@ class Kept:
         self._released = asyncio.Event()
 
     def add(self, k: int, full: FullFrame) -> None:
+        """Keep ``full`` under ``k``; a timestep's own frame replaces the one its provisional timestep kept."""
+        replaced = self.frames.get(k)
+        if replaced is not None:
+            self._resident -= replaced.resident
         self.frames[k] = full
         self._resident += full.resident
 
@@ -537,8 +541,9 @@ PackedTimestep = tuple[str, int, float, float, tuple[PackedFrame, ...], Any, int
 
 def pack(ts: Timestep, kept: Kept) -> PackedTimestep:
     """The timestep for the wire; its middle frame's full picture (the snapshot's) stays in ``kept`` under
-    ``ts.k`` and travels as that key (a provisional timestep's stays behind: its timestep's will be kept)."""
-    middle = -1 if ts.provisional else len(ts.frames) // 2
+    ``ts.k`` and travels as that key (a provisional timestep's until its timestep's replaces it: an event it starts
+    has a picture even if the stream stops before the timestep closes)."""
+    middle = len(ts.frames) // 2
     frames = []
     for i, f in enumerate(ts.frames):
         key = None

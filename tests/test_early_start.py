@@ -219,3 +219,26 @@ def test_the_scoring_stage_lets_go_of_provisional_timesteps_that_are_out_of_date
     scored = {"c": 2, "e": 8}
     keep = wanted(batch, lambda sid: scored.get(sid, -1), lambda sid: sid == "d")
     assert keep == [False, True, False, True, False, False, True, True]
+
+
+def test_an_event_started_early_and_cut_short_before_its_timestep_keeps_its_picture() -> None:
+    """The stream was removed right after a provisional score started an event, before any of its timesteps was
+    scored: its end did not go out at all (the detector had no timestep to end it with), and had it, with no
+    picture for the snapshot (a fresh-clone CI run of test_analyzer_streams timed out waiting for it)."""
+    from streamer.ingest import Kept
+
+    detector = EventDetector("s", EventOptions(threshold=0.6, clear=0.97), 0.5, 0.5)
+    seen = _frame(0.1, np.zeros((9, 16), np.uint8))
+    assert detector.early(Scores(t=0.1, hop=HOP, score=1.0, s_v=1.0, s_a=1.0), seen)
+    (ended,) = detector.flush("stream ended")
+    assert isinstance(ended, Ended) and ended.peak_frame is seen
+    # the ingest keeps a provisional timestep's picture under its k until the timestep's own replaces it
+
+    class Full:
+        resident = True
+
+    kept = Kept()
+    kept.add(4, Full())  # type: ignore[arg-type]
+    kept.add(4, Full())  # type: ignore[arg-type]
+    kept.release(4)
+    assert kept.frames == {} and kept._resident == 0

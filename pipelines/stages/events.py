@@ -230,7 +230,7 @@ class EventDetector:
                 out += self._close(o.below_since, "quiet")
                 return out
         if not o.scored:  # the first timestep of an event a provisional score started: its peak so far
-            o.scored, o.peak, o.peak_frame = True, s, frame
+            o.scored, o.peak, o.peak_frame = True, s, frame if frame is not None else o.peak_frame
         if o.below_since is None:
             o.sum_v += s.s_v
             o.sum_a += s.s_a
@@ -245,15 +245,17 @@ class EventDetector:
             out.append(self._start(o))
         return out
 
-    def early(self, s: Scores) -> list[Event | Ended]:
+    def early(self, s: Scores, frame: VideoFrame | None = None) -> list[Event | Ended]:
         """A provisional score of the open timestep (before it closes): a clear one above the threshold starts
-        the event now (its ``t`` that timestep's); anything else waits for the timestep's own score."""
+        the event now (its ``t`` that timestep's; ``frame`` its picture until a timestep of it is scored);
+        anything else waits for the timestep's own score."""
         o = self._open
         if s.score < self.options.threshold or not self._clear(s) or (o is not None and o.started):
             return []
         if o is None:
-            o = self._open = _Open(id=uuid.uuid4().hex, start=s, peak=s, peak_frame=None, scored=False)
+            o = self._open = _Open(id=uuid.uuid4().hex, start=s, peak=s, peak_frame=frame, scored=False)
         o.clear = o.started = True
+        self._last = s  # a stream that stops now ends its event with this timestep
         return [self._start(o)]
 
     def _clear(self, s: Scores) -> bool:

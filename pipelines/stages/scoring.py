@@ -112,7 +112,10 @@ class Scoring:
         counters.provisional += 1
         cells = self.runner.cells(ts.stream_id)
         scores = self._scores(ts.t, ts.hop, result, i, cells)
-        started = rt.detector.early(scores)
+        frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
+        started = rt.detector.early(scores, frame)
+        if started and frame is not None and rt.stream is not None:
+            rt.stream.pin(frame)  # the early event's picture until a timestep of it is scored
         if rt.zones and cells is not None:
             started += rt.zones.update(scores, result["video_unusual"][i], cells, early=True)
         if started:
