@@ -242,3 +242,17 @@ def test_an_event_started_early_and_cut_short_before_its_timestep_keeps_its_pict
     kept.add(4, Full())  # type: ignore[arg-type]
     kept.release(4)
     assert kept.frames == {} and kept._resident == 0
+
+
+async def test_a_full_live_lane_counts_only_real_timesteps_as_dropped() -> None:
+    """A provisional timestep dropped from a full lane counted as a dropped timestep: dropped + scored exceeded
+    the stream's timesteps (a fresh-clone CI run of test_faults' slow model saw it)."""
+    from pipelines.stages.batcher import Batcher
+
+    batcher: Batcher[Any] = Batcher(max_batch=8, max_wait=0.0)
+    lane = batcher.add_lane("s", 2, drop_oldest=True)
+    lane.counted = lambda ts: not ts.provisional
+    for item in (replace(timestep(0, None, None), provisional=True), timestep(0, None, None), timestep(1, None, None),
+                 timestep(2, None, None)):  # fmt: skip
+        await batcher.put(lane, item)
+    assert lane.dropped == 1 and [ts.k for ts in lane.pending] == [1, 2]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -37,6 +38,7 @@ class Lane(Generic[T]):
     paced: bool = False  # its timesteps arrive in real time (live, or a file read with --realtime)
     pending: deque[T] = field(default_factory=deque)
     dropped: int = 0
+    counted: Callable[[T], bool] = lambda _: True  # whether a dropped item counts in ``dropped``
     closed: bool = False
     _room: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -83,8 +85,8 @@ class Batcher(Generic[T]):
     async def put(self, lane: Lane[T], item: T) -> None:
         while len(lane.pending) >= lane.capacity:
             if lane.drop_oldest:
-                lane.pending.popleft()
-                lane.dropped += 1
+                if lane.counted(lane.pending.popleft()):
+                    lane.dropped += 1
                 self._pending -= 1
                 break
             lane._room.clear()

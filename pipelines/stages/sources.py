@@ -39,8 +39,10 @@ FILE_LANE = 32  # a file waits beyond this; each timestep holds its decoded fram
 def open_lane(batcher: Batcher[Job], sc: StreamConfig) -> Lane[Job]:
     """A stream's lane: a file read with --realtime waits like a file, but its timesteps come one a hop."""
     live = sc.spec.is_live
-    return batcher.add_lane(sc.stream_id, LIVE_LANE if live else FILE_LANE, drop_oldest=live,
+    lane = batcher.add_lane(sc.stream_id, LIVE_LANE if live else FILE_LANE, drop_oldest=live,
                             paced=paced(sc, live))  # fmt: skip
+    lane.counted = lambda job: not job.ts.provisional  # dropped timesteps: a provisional one is none
+    return lane
 
 
 def paced(sc: StreamConfig, live: bool) -> bool:
