@@ -64,6 +64,7 @@ from torch import Tensor
 from streamer.settings import default_of
 from streamer.sync import SyncOptions
 
+from .quantiles import lower_quantiles, upper_quantile
 from .slots import Rounds, SlotStateMixin
 
 _SILENT_POWER = 1e-4  # a frame whose summed mel power is below this holds digital silence (zeros)
@@ -201,13 +202,14 @@ class AudioActivity(SlotStateMixin):
         """The background of windows ``series (B, W, bands + 1)``, each band's level and the flux (NaN: empty):
         ``floor`` and ``sigma`` ``(B, bands + 1)``, the window's median and the spread of its lower half (see the
         module's docstring)."""
-        q = torch.nanquantile(series, self.quartiles, dim=1)  # (2, B, bands + 1): q25, q50
+        q = lower_quantiles(series, ~series.isnan(), self.quartiles)  # (2, B, bands + 1): q25, q50
         return q[1], torch.maximum((q[1] - q[0]) / 0.674, self.min_devs)
 
-    def texture(self, series: Tensor) -> Tensor:
-        """The bed's loud moments: the ``texture_q`` quantile of each column of ``series (B, W, bands + 1)`` (NaN:
-        none), -inf where there are none: ``(B, bands + 1)``."""
-        return torch.nan_to_num(torch.nanquantile(series, self.texture_q, dim=1), nan=-torch.inf)
+    def texture(self, series: Tensor, valid: Tensor) -> Tensor:
+        """The bed's loud moments: the ``texture_q`` quantile of each column of ``series (B, W, bands + 1)`` over its
+        entries where ``valid`` (``(B, W, 1)``) and not NaN, -inf where there are none: ``(B, bands + 1)``."""
+        high = upper_quantile(series, valid & ~series.isnan(), self.texture_q)
+        return torch.nan_to_num(high, nan=-torch.inf)
 
     def _decide(self, level: Tensor, flux: Tensor, present: Tensor, rounds: Rounds) -> tuple[Tensor, dict[str, Tensor]]:
         """Score against each stream's background and add the heard timesteps to it, in order. The band levels
@@ -217,8 +219,9 @@ class AudioActivity(SlotStateMixin):
         warm = count >= self.warmup_steps
         series = torch.cat([levels, fluxes.unsqueeze(2)], dim=2)
         ages = rounds.ages(count, levels.shape[1]).unsqueeze(2)  # (B, W, 1)
-        floor, sigma = self.background(torch.where(ages < self.window_steps, series, float("nan")))
-        high = self.texture(torch.where(ages >= self.lag_steps, series, float("nan")))  # a sound never its own
+        newest = rounds.newest(count, series.shape[1], self.window_steps)  # (B, window steps)
+        floor, sigma = self.background(series.gather(1, newest.unsqueeze(2).expand(-1, -1, series.shape[2])))
+        high = self.texture(series, ages >= self.lag_steps)  # a sound is never its own texture
         # until the texture is known (lag + young s of heard audio), the bed may be as textured as the cap
         known = ((count - self.lag_steps) / self.young_steps).clamp(0.0, 1.0) if self.young else torch.ones_like(count)
         base = floor + self.k * sigma + (self.cap * (1.0 - known)).unsqueeze(1)

@@ -143,6 +143,14 @@ class Rounds:
             return (before.long().unsqueeze(1) - 1 - j) % width
         return (width - 1 - j).expand(before.shape[0], width)
 
+    def newest(self, before: Tensor, width: int, count: int) -> Tensor:
+        """Where each row's ``count`` newest entries lie in the windows :meth:`push` returned ``(B, count)``,
+        newest first: the entries whose :meth:`ages` are below ``count``."""
+        age = torch.arange(count, device=before.device)
+        if self.n == 1:
+            return (before.long().unsqueeze(1) - 1 - age) % width
+        return (width - 1 - age).expand(before.shape[0], count)
+
     def push(self, count: Tensor, keep: Tensor, *rings: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
         """Rings of each slot's last ``W`` kept measurements (``ring (capacity, W, ...)``, written at ``count %
         W``: the newest replaces the oldest), given each row's ``values (B, ...)`` and ``keep (B,)``.

@@ -36,7 +36,6 @@ not seen as *there*).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,6 +48,7 @@ from streamer.options import SourceOptions
 from streamer.settings import default_of
 from streamer.sync import SyncOptions
 
+from .quantiles import upper_quantile
 from .slots import Rounds, SlotStateMixin
 
 # a custom S_v encoder (models.plugins) is built with no arguments: the analysis image's default size and hop
@@ -234,7 +234,8 @@ class VideoActivity(SlotStateMixin):
         gw, gh = self.grid
         count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
         warm = count >= self.warmup_steps
-        bar = upper_quantile(window, self.quantile)  # (B, C)
+        entered = window[:, :, :1] >= 0  # (B, W, 1): -1 is an entry not measured yet
+        bar = upper_quantile(window, entered, self.quantile).nan_to_num(0.0)  # (B, C): 0 where none yet
         if self.dilate:
             bar = torch.nn.functional.max_pool2d(bar.view(-1, 1, gh, gw), 2 * self.dilate + 1, stride=1,
                                                  padding=self.dilate).view_as(bar)  # fmt: skip
@@ -262,25 +263,6 @@ def _block_mean(x: Tensor, p: int) -> Tensor:
     h, w = (x.shape[-2] // p) * p, (x.shape[-1] // p) * p
     rows = sum((x[..., i:h:p, :w] for i in range(1, p)), x[..., 0:h:p, :w])
     return sum((rows[..., j::p] for j in range(1, p)), rows[..., 0::p]) / (p * p)
-
-
-def upper_quantile(window: Tensor, q: float) -> Tensor:
-    """The ``q`` quantile of each column of ``window (B, W, C)`` over its measured entries (values >= 0; -1: none
-    yet, all of a row's columns alike), linearly interpolated as ``torch.quantile``, 0 where there are none:
-    ``(B, C)``. From a partial sort (the top few), several times faster than ``torch.nanquantile``'s full one."""
-    n = (window[:, :, 0] >= 0).sum(dim=1)  # (B,)
-    at = q * (n - 1).clamp(min=0).to(window.dtype)  # the quantile's position in ascending order
-    lo, hi = torch.floor(at), torch.ceil(at)
-    k = min(window.shape[1], math.ceil((1 - q) * (window.shape[1] - 1)) + 2)
-    top = window.transpose(1, 2).topk(k, dim=2).values  # (B, C, k), largest first
-
-    def rank(ascending: Tensor) -> Tensor:  # (B,) -> the values at that ascending rank (B, C)
-        index = ((n - 1) - ascending.long()).clamp(0, k - 1).view(-1, 1, 1).expand(-1, top.shape[1], 1)
-        return top.gather(2, index).squeeze(2)
-
-    low = rank(lo)
-    value = low + (at - lo).unsqueeze(1) * (rank(hi) - low)
-    return torch.where((n > 0).unsqueeze(1), value, 0.0)
 
 
 def region_score(unusual: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.floating[Any]],

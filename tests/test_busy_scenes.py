@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from models.fusion import FusionModel
 from pipelines.config import EventOptions
@@ -198,16 +197,3 @@ def test_a_one_timestep_blip_is_no_event_and_a_clear_one_starts_at_once() -> Non
     assert starts([*quiet, (0.99, 0.0), *quiet]) == [(1.0, 10)]  # clear: at once
     assert starts(quiet + [(0.0, 0.98)] * 3 + quiet) == [(1.0, 10)]
     assert starts(quiet + [(0.0, 0.93)] * 3 + quiet) == [(1.0, 11)]  # not clear: when it lasted 0.2 s
-
-
-def test_the_cells_usual_is_torch_quantile_from_a_partial_sort() -> None:
-    from models.video import upper_quantile
-
-    rng = np.random.default_rng(0)
-    window = torch.from_numpy(rng.random((4, 200, 7)).astype(np.float32))
-    window[1, :150] = -1.0  # a young window: 50 measurements so far
-    window[2, :199] = -1.0  # one
-    window[3] = -1.0  # none yet
-    measured = torch.where(window < 0, float("nan"), window)
-    expected = torch.nan_to_num(torch.nanquantile(measured, 0.9, dim=1), nan=0.0)
-    assert torch.allclose(upper_quantile(window, 0.9), expected, atol=1e-6)
