@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import AnalyzerConfig, StreamConfig
+from pipelines.outputs.clips import ClipKeeper
 from pipelines.outputs.observers import Observer, Observers
 from pipelines.stages.batcher import Batcher
 from pipelines.stages.events import EventDetector
@@ -110,6 +111,11 @@ class Analyzer:
         self.publishing = Publishing(config, self.topics, self.outbox, self.stats, broker=self.publisher is not None,
                                      observers=self.observers, hooks=self.hooks, snapshots=snapshots,
                                      spawn=self._spawn)  # fmt: skip
+        # event clips (--clips): recorded by each stream's capture, told here once written
+        self.clips = (
+            ClipKeeper(config.clips, self._spawn, self.publishing.clip_written) if config.clips.folder else None
+        )
+        self.publishing.clips = self.clips
         self.web: WebServer | None = None  # the HTTP endpoints (--metrics, --ui), while running
         self.streams: dict[str, StreamRuntime] = {}
         self.scoring = Scoring(self.batcher, self.runner, self.streams, self.stats, self.publishing,
@@ -123,9 +129,10 @@ class Analyzer:
         # the ingest processes (``hub``: its files' started already, so they opened while torch loaded)
         self._hub = hub
         if hub is None and config.ingest == "process":
-            self._hub = IngestHub([sc.ingest() for sc in config.streams])
+            self._hub = IngestHub([config.ingest_stream(sc) for sc in config.streams])
         self.sources = Sources(self.batcher, self.stats, self.publishing, self._hub, duration=config.duration,
-                               on_lost=self.scoring.end_if_lost, on_ended=self._flush_finished)  # fmt: skip
+                               on_lost=self.scoring.end_if_lost, on_ended=self._flush_finished,
+                               clips=config.clips)  # fmt: skip
 
     # -- the read-only view its outputs get (pipelines.outputs.observers.AnalyzerView) ----------------------------
 
@@ -220,7 +227,7 @@ class Analyzer:
                     self.publishing.events(rt, rt.detector.resume(state["event"]))
             if self._hub is not None:
                 try:
-                    await self._hub.add(sc.ingest())
+                    await self._hub.add(self.config.ingest_stream(sc))
                 except OSError as exc:  # the process could not be spawned
                     raise SourceError(sid, f"cannot start its ingest process: {exc}") from exc
         except BaseException:
@@ -278,6 +285,8 @@ class Analyzer:
 
                 self.web = WebServer()
                 await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
+            if self.clips is not None:
+                await asyncio.to_thread(self.clips.retain)
             if self._hub is not None:
                 await self._hub.start()  # those not started yet
             async with asyncio.TaskGroup() as tg:
@@ -291,6 +300,8 @@ class Analyzer:
                 await tg.create_task(self.scoring.run(), name="model")
                 stats_task.cancel()
                 observers_task.cancel()
+                if self.clips is not None:
+                    await self.clips.close()  # the captures have ended: the clips finish with what came
                 if self._background:
                     await asyncio.wait(self._background, timeout=5)
                 self.publishing.report(self.streams)

@@ -29,6 +29,9 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
     [homeassistant]            # MQTT discovery: a Home Assistant device per stream (pipelines.outputs.homeassistant)
     discovery = true
 
+    [clips]                    # a clip of each event, with its sound (pipelines.outputs.clips)
+    dir = "/var/lib/streamer/clips"
+
     metrics = ":9108"          # Prometheus /metrics (pipelines.outputs.metrics)
     ui = ":8080"               # the live web view (pipelines.outputs.webui), on localhost unless a host is given
 
@@ -70,6 +73,7 @@ from streamer.settings import (
     default_of,
     fail,
     field_values,
+    folder,
     integer,
     number,
     optional_path,
@@ -212,11 +216,12 @@ class StreamConfig:
     def stream_id(self) -> str:
         return self.spec.stream_id
 
-    def ingest(self) -> IngestStream:
-        """What an ingest process needs to capture this stream."""
+    def ingest(self, clip_keep: float | None = None) -> IngestStream:
+        """What an ingest process needs to capture this stream (``clip_keep``: seconds of packets it keeps for
+        event clips; None: no clips)."""
         from streamer.ingest import IngestStream
 
-        return IngestStream(self.spec, self.source, self.sync)
+        return IngestStream(self.spec, self.source, self.sync, clip_keep)
 
     @property
     def activity_class(self) -> str:
@@ -333,6 +338,39 @@ class HomeAssistantConfig:
                               "last)")  # fmt: skip
 
 
+CLIP_MARGIN = 2.0  # seconds a stream keeps beyond the pre-roll (the analysis runs a little behind the capture)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipsConfig:
+    """Event clips (:mod:`streamer.clips`, :mod:`pipelines.outputs.clips`)."""
+
+    folder: Path | None = setting(  # noqa: RUF009 - setting() is dataclasses.field()
+        None, section="clips", key="dir", check=folder, flag="--clips", commands=ANALYZE, metavar="DIR",
+        help="write a clip of each event into this folder: the stream's own video and audio (not re-encoded) from "
+        "pre_roll before the event to post_roll after it; none: no clips",
+    )  # fmt: skip
+    pre_roll: float = setting(5.0, section="clips", flag="--clip-pre-roll", check=number(0, 60), unit="s",
+                              commands=ANALYZE,
+                              help="a clip starts this long before its event (at the key frame before)")  # fmt: skip
+    post_roll: float = setting(5.0, section="clips", flag="--clip-post-roll", check=number(0, 60), unit="s",
+                               commands=ANALYZE, help="a clip ends this long after its event")  # fmt: skip
+    max_size: float = setting(10_000.0, section="clips", flag="--clips-max-size", check=number(1), unit="MB",
+                              commands=ANALYZE,
+                              help="the folder's clips together at most this big: the oldest go first")  # fmt: skip
+    max_age: float = setting(7.0, section="clips", flag="--clips-max-age", check=number(0, lo_open=True),
+                             unit="days", commands=ANALYZE, help="clips older than this are deleted")  # fmt: skip
+
+    def keep(self, live: bool, hop: float) -> float | None:
+        """Seconds of packets a stream keeps for clips (None: clips are off): the pre-roll and what the analysis
+        may run behind the capture (a file's ingest reads up to FILE_INBOX timesteps ahead)."""
+        from streamer.ingest import FILE_INBOX
+
+        if self.folder is None:
+            return None
+        return self.pre_roll + CLIP_MARGIN + (0.0 if live else FILE_INBOX * hop)
+
+
 @dataclass(frozen=True)
 class Address:
     """Where a web endpoint listens: ``[HOST]:PORT``."""
@@ -374,6 +412,7 @@ class AnalyzerConfig:
         "one per core; thread: capture threads in the analyzer's process (one interpreter lock for all)",
     )  # fmt: skip
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
     metrics: Address | None = setting(  # noqa: RUF009
         None, section="top", check=_Endpoint(METRICS_HOST), commands=IN_PROCESS, metavar="[HOST]:PORT",
         help="serve Prometheus /metrics here, e.g. :9108 (no host: localhost only; 0.0.0.0:9108 for a scraper "
@@ -384,11 +423,15 @@ class AnalyzerConfig:
         help="serve the live web view here, e.g. :8080 (no host: localhost only)",
     )  # fmt: skip
 
+    def ingest_stream(self, sc: StreamConfig) -> IngestStream:
+        """What an ingest process needs to capture stream ``sc``, clips included."""
+        return sc.ingest(self.clips.keep(sc.spec.is_live, sc.sync.hop))
+
 
 # -- the schema: every setting, by the config file's section ---------------------------------------------------
 
 SCHEMA: tuple[type, ...] = (StreamConfig, EventOptions, SyncOptions, SourceOptions, ModelConfig, MqttConfig,
-                            HomeAssistantConfig, AnalyzerConfig)  # fmt: skip
+                            HomeAssistantConfig, ClipsConfig, AnalyzerConfig)  # fmt: skip
 SETTINGS: tuple[Setting, ...] = tuple(s for cls in SCHEMA for s in settings_of(cls))
 
 
@@ -400,7 +443,7 @@ def section_settings(section: str, *, file_only: bool = True) -> dict[str, Setti
 STREAM_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("stream").items()}
 STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
 MQTT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("mqtt").items()}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", *section_settings("top"))
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", "clips", *section_settings("top"))
 
 Values = dict[str, dict[str, Any]]  # section -> key -> checked value (in the config file's units)
 
@@ -572,7 +615,9 @@ def _configure(
     m, u = top.get("metrics"), top.get("ui")
     if m is not None and u is not None and m.port == u.port and m.port != 0:
         raise ConfigError(f"metrics and ui: both on port {m.port}; give them different ports")
-    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, homeassistant=homeassistant, **top)
+    clips = ClipsConfig(**field_values(ClipsConfig, sections))
+    return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, homeassistant=homeassistant, clips=clips,
+                          **top)  # fmt: skip
 
 
 def analysis_settings(

@@ -21,6 +21,7 @@ _TITLES = {
     "device": ("`[device]`", "Where the model runs."),
     "mqtt": ("`[mqtt]`", "The broker and what is published."),
     "homeassistant": ("`[homeassistant]`", "MQTT discovery for Home Assistant."),
+    "clips": ("`[clips]`", "Event clips: each event's own video and audio, not re-encoded, into a folder."),
     "top": ("Top level, and flags only", "Keys outside any table; a setting marked *flag only* is not a config "
             "file key."),
 }  # fmt: skip

@@ -342,6 +342,9 @@ def run_av(ctx: WorkerContext) -> None:
         raise
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(spec.stream_id, f"{spec.redacted}: {explain(exc, spec)}") from exc
+    finally:
+        if ctx.ring is not None:
+            ctx.ring.close_session()  # its recordings end with the connection's last packet
 
 
 class _Announcer:
@@ -477,6 +480,9 @@ class _Decoder:
         self.video_end = -math.inf  # where the decoded video has reached, media time
         self.video_demuxed = -math.inf  # the latest raw time of a video packet read from the file
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
+        self.ring = ctx.ring
+        if self.ring is not None:
+            self.ring.open_session(self.video, self.audio)
 
     def run(self) -> None:
         ctx, spec = self.ctx, self.ctx.spec
@@ -493,6 +499,8 @@ class _Decoder:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
             if packet.stream is self.video and self.gops is not None:
                 self.gops.add(packet)
+            if self.ring is not None:
+                self.ring.add(packet, packet.stream is self.video)
             if packet.stream is self.video and self.held_audio is not None:
                 stamp = packet.pts if packet.pts is not None else packet.dts
                 if stamp is not None:
@@ -533,6 +541,8 @@ class _Decoder:
             )
         self.last_raw = raw
         t = timeline.to_stream_time("video", raw)
+        if self.ring is not None and not self.arrival:
+            self.ring.learn(True, t, raw)
         if t < timeline.segment_start - 1e-6:
             return  # before the stream's start: trimmed
         if self.drift is not None:
@@ -570,6 +580,8 @@ class _Decoder:
             t = timeline.to_stream_time("audio", time.monotonic())
         else:
             t = timeline.to_stream_time("audio", raw)
+            if self.ring is not None:
+                self.ring.learn(False, t, raw)
         for chunk in self.converter.push(frame, t, now):
             self._send_audio(chunk, raw)
 

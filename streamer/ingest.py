@@ -56,6 +56,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from . import errors
+from .clips import ClipInfo
 from .errors import SourceError
 from .media import Box, Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
@@ -90,6 +91,7 @@ class IngestStream:
     spec: SourceSpec
     options: SourceOptions
     sync: SyncOptions
+    clip_keep: float | None = None  # event clips: seconds of packets the stream keeps (None: no clips)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class RemoteStream:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._replies: dict[int, asyncio.Future[bytes | None]] = {}
+        self._clips: dict[int, asyncio.Future[ClipInfo | str]] = {}
         self._next_request = 0
         self._finished = False  # the stream's end (or failure) has been delivered
         self._exit: asyncio.Future[str] | None = None  # the child's exit, once its connection is up
@@ -226,6 +229,10 @@ class RemoteStream:
                     future = self._replies.pop(message[1], None)
                     if future is not None and not future.done():
                         future.set_result(message[2])
+                elif kind == "clipped":
+                    clip = self._clips.pop(message[1], None)
+                    if clip is not None and not clip.done():
+                        clip.set_result(message[2])
                 elif kind == "state":
                     if self._on_state is not None:
                         self._on_state(message[1])
@@ -247,6 +254,9 @@ class RemoteStream:
             for future in self._replies.values():
                 if not future.done():
                     future.set_result(None)
+            for clip in self._clips.values():
+                if not clip.done():
+                    clip.set_result("the ingest process ended before the clip was written")
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         try:
@@ -333,6 +343,23 @@ class RemoteStream:
         self._replies[request] = future
         self._send(("snapshot", request, self._child_k(k), None if box is None else tuple(map(float, box))))
         return self._answer(request, future)
+
+    def clip(self, key: str, start: float, path: str) -> Awaitable[ClipInfo | str]:
+        """As :meth:`streamer.stream.Stream.clip`: the stream's ingest process records it."""
+        future: asyncio.Future[ClipInfo | str] = asyncio.get_running_loop().create_future()
+        if self._writer is None or self._writer.is_closing():
+            future.set_result("the stream's ingest process is gone")
+            return future
+        self._next_request += 1
+        self._clips[self._next_request] = future
+        self._send(("clip", self._next_request, key, self._child_t(start), path))
+        return future
+
+    def clip_end(self, key: str, until: float) -> None:
+        self._send(("clip_end", key, self._child_t(until)))
+
+    def _child_t(self, t: float) -> float:
+        return t - self._k_offset * (self._last[2] if self._last is not None else 0.0)
 
     async def _answer(self, request: int, future: asyncio.Future[bytes | None]) -> bytes | None:
         try:
@@ -584,13 +611,14 @@ async def _serve(address: str, item: IngestStream) -> None:
         if not writer.is_closing():
             _write(writer, message)
 
+    stream = Stream(
+        item.spec, item.options, item.sync, on_state=lambda c: send(("state", c)),
+        on_info=lambda i: send(("info", i)), on_gap=lambda g: send(("gap", g)),
+        early=decides_early(item.spec, item.options, item.sync), clip_keep=item.clip_keep,
+    )  # fmt: skip
+
     async def produce() -> None:
         try:
-            stream = Stream(
-                item.spec, item.options, item.sync, on_state=lambda c: send(("state", c)),
-                on_info=lambda i: send(("info", i)), on_gap=lambda g: send(("gap", g)),
-                early=decides_early(item.spec, item.options, item.sync),
-            )  # fmt: skip
             async with contextlib.aclosing(stream.__aiter__()) as timesteps:  # type: ignore[type-var]
                 async for ts in timesteps:
                     send(("ts", pack(ts, kept), stream.dropped_video))
@@ -615,6 +643,9 @@ async def _serve(address: str, item: IngestStream) -> None:
                 log.warning("stream '%s': snapshot failed: %s", stream_id, exc)
         send(("jpeg", request, jpeg))
 
+    async def clip(request: int, made: Awaitable[ClipInfo | str]) -> None:
+        send(("clipped", request, await made))
+
     answers: set[asyncio.Task[None]] = set()
     producer = asyncio.get_running_loop().create_task(produce(), name=f"stream-{stream_id}")
     try:
@@ -626,6 +657,7 @@ async def _serve(address: str, item: IngestStream) -> None:
             kind = message[0]
             if kind == "scored":
                 kept.release(message[1])
+                stream.scored(message[1])
             elif kind == "pin":
                 frame = kept.frames.get(message[1])
                 if frame is not None:
@@ -638,9 +670,19 @@ async def _serve(address: str, item: IngestStream) -> None:
                 answer = asyncio.get_running_loop().create_task(snapshot(request, full, box), name=f"snapshot-{k}")
                 answers.add(answer)
                 answer.add_done_callback(answers.discard)
+            elif kind == "clip":
+                _, request, key, start, path = message
+                answer = asyncio.get_running_loop().create_task(clip(request, stream.clip(key, start, path)),
+                                                                name=f"clip-{key}")  # fmt: skip
+                answers.add(answer)
+                answer.add_done_callback(answers.discard)
+            elif kind == "clip_end":
+                stream.clip_end(message[1], message[2])
             elif kind == "stop":
                 producer.cancel()
     finally:
+        if stream.ring is not None:
+            stream.ring.shutdown()
         producer.cancel()
         for answer in list(answers):
             answer.cancel()

@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-SECTIONS = ("stream", "model", "device", "mqtt", "homeassistant", "top")  # "top": a key outside any table
+SECTIONS = ("stream", "model", "device", "mqtt", "homeassistant", "clips", "top")  # "top": a key outside any table
 _KEY = "streamer.setting"  # where setting() keeps its Setting in a field's metadata
 
 # The commands whose flags set a setting (pipelines.cli.main): those that open sources, those that run the
@@ -250,6 +250,22 @@ class _OutputFile(Check):
 
 
 output_file: Check = _OutputFile()
+
+
+class _Folder(Check):
+    """A folder the program will write into, made when needed (whether it can be written is told when it is
+    used: a folder that cannot be written is one line at run time, not a refused start)."""
+
+    allowed = "the path of a folder"
+
+    def __call__(self, path: str, value: Any) -> Path:
+        target = Path(string(path, str(value))).expanduser()
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"{path}: {str(target)!r} is a file, not a folder")
+        return target
+
+
+folder: Check = _Folder()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SourceCertificateError, SourceError, SourceSpecError, SourceUnsupportedError
 from .handoff import DropPolicy, MediaQueue
@@ -34,6 +35,9 @@ from .options import SourceOptions
 from .spec import SourceKind, SourceSpec
 from .timeline import Timeline
 from .worker import Ended, Failed, Opened, Worker, WorkerContext, WorkerItem, run_worker
+
+if TYPE_CHECKING:
+    from .clips import PacketRing
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,10 @@ class Source:
         *,
         on_state: Callable[[StateChange], None] | None = None,
         worker: Worker | None = None,
+        ring: PacketRing | None = None,
     ) -> None:
         self.spec = spec
+        self.ring = ring  # event clips: the capture keeps the stream's recent packets here
         self.options = options or SourceOptions()
         self.timeline = Timeline()
         self.state: SourceState | None = None
@@ -130,7 +136,7 @@ class Source:
                 loop, options.queue_size, policy, wake_batch=wake_batch, boundaries=boundaries
             )
             self._queue = queue
-            ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event())
+            ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event(), self.ring)
             thread = threading.Thread(
                 target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
             )

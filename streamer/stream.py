@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from .clips import ClipInfo, PacketRing
 from .media import AudioChunk, Box, Discontinuity, StateChange, StreamInfo, Timestep, VideoFrame
 from .onsets import OnsetGate
 from .options import SourceOptions
@@ -36,6 +37,7 @@ class Stream:
         on_info: Callable[[StreamInfo], None] | None = None,
         on_gap: Callable[[Discontinuity], None] | None = None,
         early: bool = False,
+        clip_keep: float | None = None,
     ) -> None:
         self.sync = sync or SyncOptions()
         self.early = early
@@ -47,7 +49,9 @@ class Stream:
                 f"the source's sample_rate {options.sample_rate} and segment_align {options.segment_align} must be "
                 f"the sync's sample_rate {self.sync.sample_rate} and hop {self.sync.hop}"
             )
-        self.source = Source(spec, options, on_state=on_state)
+        # event clips: the source's recent packets, ``clip_keep`` seconds of them (PyAV sources only)
+        self.ring = PacketRing(spec.stream_id, clip_keep) if clip_keep is not None else None
+        self.source = Source(spec, options, on_state=on_state, ring=self.ring)
         self.assembler: TimestepAssembler | None = None
         self._on_info = on_info
         self._on_gap = on_gap  # called once the timesteps before a discontinuity have been yielded
@@ -63,7 +67,10 @@ class Stream:
 
     # What the analyzer asks of any stream; a stream captured in this process keeps its full frames itself.
     def scored(self, k: int) -> None:
-        """Timesteps up to ``k`` are scored (nothing to let go of here: each frame holds its own picture)."""
+        """Timesteps up to ``k`` are scored (nothing to let go of here: each frame holds its own picture; clips
+        being recorded may write their packets up to there)."""
+        if self.ring is not None:
+            self.ring.progress((k + 1) * self.sync.hop)
 
     def pin(self, frame: VideoFrame) -> None:
         """``frame`` is an open event's new peak (its picture is kept by the frame itself)."""
@@ -72,6 +79,27 @@ class Stream:
         """``frame``'s full picture as JPEG with ``box`` drawn on it, on a thread when awaited (None when the
         source kept none)."""
         return asyncio.to_thread(encode_jpeg, frame, box=box)
+
+    def clip(self, key: str, start: float, path: str) -> Awaitable[ClipInfo | str]:
+        """Start event ``key``'s clip from the key frame before media time ``start``, into ``path`` (plus the
+        container's extension); the awaitable gives the clip once :meth:`clip_end`'s end has passed (or the
+        stream stopped), or why there is none."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ClipInfo | str] = loop.create_future()
+
+        def done(result: ClipInfo | str) -> None:
+            loop.call_soon_threadsafe(_settle, future, result)
+
+        if self.ring is None:
+            future.set_result("this stream keeps no packets for clips")
+        else:
+            self.ring.begin(key, start, path, done)
+        return future
+
+    def clip_end(self, key: str, until: float) -> None:
+        """Event ``key``'s clip ends at media time ``until``."""
+        if self.ring is not None:
+            self.ring.end(key, until)
 
     async def __aiter__(self) -> AsyncIterator[Timestep]:
         assembler: TimestepAssembler | None = None
@@ -112,3 +140,8 @@ class Stream:
         if assembler is not None:
             for timestep in assembler.flush():
                 yield timestep
+
+
+def _settle(future: asyncio.Future[ClipInfo | str], result: ClipInfo | str) -> None:
+    if not future.done():
+        future.set_result(result)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SourceError
 from .handoff import DropPolicy, MediaQueue, QueueClosed
@@ -21,6 +22,9 @@ from .media import AudioChunk, StreamInfo, VideoFrame
 from .options import SourceOptions
 from .spec import SourceSpec
 from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .clips import PacketRing
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class WorkerContext:
     anchor: float  # stream time at which this segment starts
     queue: MediaQueue[WorkerItem]
     quit: threading.Event
+    ring: PacketRing | None = None  # the stream's recent packets, for event clips (PyAV sources)
 
     def send(self, item: VideoFrame | AudioChunk) -> None:
         self.queue.put(item)

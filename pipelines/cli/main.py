@@ -241,7 +241,7 @@ async def _run(args: argparse.Namespace) -> int:
     config = analyzer_config(args, args.sources, args.config)
     stop = asyncio.Event()
     _on_signals(stop.set)  # until the analyzer exists
-    hub = IngestHub([sc.ingest() for sc in config.streams]) if config.ingest == "process" else None
+    hub = IngestHub([config.ingest_stream(sc) for sc in config.streams]) if config.ingest == "process" else None
     try:
         if hub is not None:  # files' ingest processes open and start decoding while torch loads (~2-3 s)
             await hub.start(live=False)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamer.media import SourceState
 
@@ -74,6 +74,8 @@ class Observer:
 
     def snapshot(self, stream_id: str, jpeg: bytes) -> None: ...
 
+    def clip(self, stream_id: str, clip: dict[str, Any]) -> None: ...
+
     async def run(self) -> None:
         """Background work while the analyzer runs (cancelled at its end)."""
 
@@ -118,6 +120,9 @@ class Observers(Observer):
 
     def snapshot(self, stream_id: str, jpeg: bytes) -> None:
         self._each("snapshot", stream_id, jpeg)
+
+    def clip(self, stream_id: str, clip: dict[str, Any]) -> None:
+        self._each("clip", stream_id, clip)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -4,7 +4,8 @@ its outputs (observers) and the run's hooks (the terminal).
 * Into the outbox (:mod:`pipelines.stages.outbox`), only when a broker is configured: each event (start, update,
   end; QoS 1), each timestep's scores with ``--scores`` (QoS 0, not retained), a stream's status and its latest
   event snapshot (a JPEG of the event's peak frame, where the picture changed at the peak drawn as a box; both
-  retained), and the stats every ``stats_interval`` seconds. Topics: :mod:`pipelines.stages.topics`.
+  retained), each event's clip once written (``--clips``; QoS 1), and the stats every ``stats_interval``
+  seconds. Topics: :mod:`pipelines.stages.topics`.
 * Each event message as a line of JSON in the ``--events-out`` file, flushed at once.
 * The same facts to the observers (:mod:`pipelines.outputs.observers`) and the :class:`Hooks`.
 """
@@ -28,6 +29,7 @@ from pipelines.stages.topics import Topics
 from streamer.media import Box, SourceState, StateChange, VideoFrame
 
 if TYPE_CHECKING:
+    from pipelines.outputs.clips import ClipKeeper
     from pipelines.outputs.observers import Observer
 
 log = logging.getLogger("streamer")
@@ -60,6 +62,7 @@ class Publishing:
     hooks: Hooks
     snapshots: bool
     spawn: Spawn
+    clips: ClipKeeper | None = None
     _events_out: IO[str] | None = field(default=None, init=False)
     # per stream: the snapshots asked for so far, and the latest of them published (an older one finishing later,
     # when several are encoded at once, is dropped: the retained snapshot is the last event's)
@@ -108,6 +111,11 @@ class Publishing:
                 if message.peak_frame is not None and self.snapshots and event.zone is None:
                     self._take_snapshot(rt, message.peak_frame, message.peak_box)
             payload = event.as_dict()
+            if self.clips is not None and event.zone is None:  # a zone's event is in its stream's clip
+                if isinstance(message, Ended):
+                    payload["clip"] = self.clips.ended(rt, event)
+                else:
+                    self.clips.started(rt, event)
             self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
             if self._events_out is not None:
                 self._events_out.write(json.dumps(payload) + "\n")
@@ -145,6 +153,11 @@ class Publishing:
             self.observers.snapshot(stream_id, jpeg)
             if self.config.mqtt.snapshots:
                 self._queue(self.topics.snapshot(stream_id), jpeg, "state")
+
+    def clip_written(self, stream_id: str, clip: dict[str, Any]) -> None:
+        """An event's clip is complete: the ``clip`` message, and the observers."""
+        self._queue(self.topics.clip(stream_id), _json(clip), "event", qos=1, retain=False)
+        self.observers.clip(stream_id, clip)
 
     # -- statuses -----------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
 
-from pipelines.config import StreamConfig
+from pipelines.config import ClipsConfig, StreamConfig
 from pipelines.stages.batcher import Batcher, Lane
 from pipelines.stages.lifecycle import Job, StreamRuntime, StreamState
 from pipelines.stages.publishing import Publishing
@@ -73,6 +73,7 @@ class Sources:
     duration: float | None
     on_lost: Callable[[StreamRuntime], None]
     on_ended: Callable[[], None]
+    clips: ClipsConfig = field(default_factory=ClipsConfig)  # event clips: what an in-process stream keeps
     stopping: bool = field(default=False, init=False)  # stop() was called: every source is cut short
 
     def start(self, tg: asyncio.TaskGroup, rt: StreamRuntime) -> None:
@@ -132,7 +133,8 @@ class Sources:
             remote.on_state, remote.on_info, remote.on_gap = on_state, on_info, on_gap
             return remote
         return Stream(sc.spec, sc.source, sc.sync, on_state=on_state, on_info=on_info, on_gap=on_gap,
-                      early=decides_early(sc.spec, sc.source, sc.sync))  # fmt: skip
+                      early=decides_early(sc.spec, sc.source, sc.sync),
+                      clip_keep=self.clips.keep(sc.spec.is_live, sc.sync.hop))  # fmt: skip
 
     async def _read(self, rt: StreamRuntime) -> None:
         counters = self.stats.stream(rt.stream_id)

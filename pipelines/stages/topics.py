@@ -1,7 +1,7 @@
 """The MQTT topics streamer publishes on, and the checks that keep names from injecting wildcards or levels.
 
 ``{prefix}/status``, ``{prefix}/stats``, ``{prefix}/cluster`` (a cluster's layout), per stream
-``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, and per zone of a stream
+``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, ``/clip``, and per zone of a stream
 ``{prefix}/{stream}/zones/{zone}/events``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/``
 (``home/streamer``); stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`), and so
 are zone names (:data:`LEVEL_RE`).
@@ -61,3 +61,6 @@ class Topics:
 
     def snapshot(self, stream_id: str) -> str:
         return self.stream(stream_id, "snapshot")
+
+    def clip(self, stream_id: str) -> str:
+        return self.stream(stream_id, "clip")

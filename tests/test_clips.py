@@ -1,0 +1,150 @@
+"""Event clips (``--clips DIR``): each event's own compressed video and audio from its pre-roll to its post-roll,
+remuxed, over RTSP (a real server and mosquitto) and from a file; retention; a folder that cannot be written."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from pipelines.config import ClipsConfig
+from pipelines.outputs.clips import ClipKeeper
+from tests.analyzer_run import read_events, run_streamer, start_streamer, subscribe
+from tests.media import make_clip
+
+IMPULSES = (4.0, 9.0, 14.0)  # a white frame and a beep together, media seconds
+FRAME = 1 / 30
+
+
+def impulse_clip(path: Path, duration: float = 18.0) -> Path:
+    return make_clip(path, duration=duration, flashes=IMPULSES, beeps=IMPULSES, audio_codec="libopus",
+                     bframes=False, keyint=30)  # fmt: skip
+
+
+def onsets(path: Path) -> tuple[list[float], list[float], dict[str, float]]:
+    """The clip's white frames' and beeps' onsets (seconds from its start) and each track's span."""
+    whites: list[float] = []
+    beeps: list[float] = []
+    spans: dict[str, float] = {}
+    with av.open(str(path)) as clip:
+        assert {s.type for s in clip.streams} == {"video", "audio"}
+        for s in clip.streams:
+            assert s.duration is not None
+            spans[s.type] = float(s.duration * s.time_base)
+        was_white = False
+        for frame in clip.decode(video=0):
+            white = float(frame.to_ndarray(format="gray").mean()) > 150
+            if white and not was_white:
+                whites.append(float(frame.time))
+            was_white = white
+    with av.open(str(path)) as clip:
+        loud = False
+        for frame in clip.decode(audio=0):
+            samples = frame.to_ndarray()
+            level = np.abs(samples).reshape(samples.shape[0], -1).max(axis=0)
+            hot = np.flatnonzero(level > 0.1)
+            if hot.size and not loud:
+                beeps.append(float(frame.time) + hot[0] / frame.sample_rate)
+            loud = bool(hot.size) and hot[-1] > level.size - frame.sample_rate // 100
+    return whites, beeps, spans
+
+
+def check_clip(path: Path, event: dict[str, Any], pre: float, post: float, media_end: float = 1e9) -> None:
+    """The clip decodes, holds both tracks over [start - pre, end + post] (starting up to a GOP earlier; up to
+    ``media_end``, where the stream stopped), and its picture and sound of an impulse come within a frame of each
+    other."""
+    whites, beeps, spans = onsets(path)
+    wanted = min(event["t"] + post, media_end) - max(0.0, event["start_t"] - pre)
+    assert wanted - 0.15 <= spans["video"] <= wanted + 1.0 + 0.15, (spans, event)
+    assert abs(spans["audio"] - spans["video"]) < 0.15, spans
+    assert whites, f"no impulse seen in {path.name}"
+    assert len(whites) == len(beeps), (whites, beeps)
+    for white, beep in zip(whites, beeps, strict=True):
+        assert abs(white - beep) <= FRAME + 0.005, (whites, beeps)
+
+
+async def test_live_clips_over_rtsp_with_mqtt(tmp_path: Path, rtsp_server: Any, mqtt_broker: Any) -> None:
+    server = rtsp_server(file=impulse_clip(tmp_path / "impulses.mkv"))
+    broker = mqtt_broker()
+    folder = tmp_path / "clips"
+    async with subscribe(broker.host, broker.port) as sub:
+        code, _, stderr = await run_streamer(
+            f"door={server.url}", "--mqtt", broker.url, "--prefix", "test", "--clips", str(folder),
+            "--clip-pre-roll", "1", "--clip-post-roll", "1", "--duration", "17", "-q", within=120,
+        )  # fmt: skip
+        assert code == 0, stderr
+        ends = [e for e in sub.events("door") if e["type"] == "end"]
+        assert len(ends) >= 2, sub.events("door")
+        async with asyncio.timeout(30):  # each ended event's clip is told
+            while len(sub.on("test/door/clip")) < len(ends):
+                sub.arrived.clear()
+                await sub.arrived.wait()
+        clips = {m.json()["id"]: m.json() for m in sub.on("test/door/clip")}
+    for end in ends:
+        clip = clips[end["id"]]  # every ended event's clip was written and told
+        assert clip["path"] == end["clip"]["path"] and clip["bytes"] == (folder / clip["path"]).stat().st_size
+        assert clip["start"] <= max(0.0, end["start_t"] - 1.0) + 0.01 and clip["end"] >= end["t"] + 1.0 - 0.1
+        check_clip(folder / clip["path"], end, 1.0, 1.0, media_end=clip["end"] + FRAME)
+    assert not list(folder.rglob("*.part"))
+
+
+async def test_file_clips(tmp_path: Path) -> None:
+    source = impulse_clip(tmp_path / "door.mp4")
+    folder, out = tmp_path / "clips", tmp_path / "events.jsonl"
+    code, _, stderr = await run_streamer(f"door={source}", "--mqtt", "none", "--events-out", str(out), "--clips",
+                                         str(folder), "-q")  # fmt: skip
+    assert code == 0, stderr
+    ends = [e for e in read_events(out) if e["type"] == "end"]
+    assert len(ends) == len(IMPULSES), read_events(out)
+    for end in ends:  # the defaults: 5 s before and after
+        check_clip(folder / end["clip"]["path"], end, 5.0, 5.0, media_end=18.0)
+    assert len(list(folder.rglob("*.mp4"))) == len(ends)
+
+
+async def test_a_clips_folder_that_cannot_be_written_is_one_line_and_events_go_on(tmp_path: Path) -> None:
+    source = impulse_clip(tmp_path / "door.mp4")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = tmp_path / "events.jsonl"
+    proc = await start_streamer("run", f"door={source}", "--mqtt", "none", "--events-out", str(out), "--clips",
+                                str(blocker / "clips"), "-q")  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    lines = [line for line in err.decode().splitlines() if "no clip" in line]
+    assert len(lines) == 1 and "stream 'door'" in lines[0], err.decode()
+    assert len([e for e in read_events(out) if e["type"] == "end"]) == len(IMPULSES)
+
+
+def test_retention_deletes_the_oldest_past_the_size_and_anything_past_the_age(tmp_path: Path) -> None:
+    folder = tmp_path / "clips"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    now = time.time()
+    made = []
+    for i, (stream, age_s) in enumerate([("a", 9 * 86400), ("a", 500), ("b", 400), ("a", 300), ("b", 200)]):
+        path = folder / stream / f"{i}.mp4"
+        path.write_bytes(b"x" * 400_000)
+        os.utime(path, (now - age_s, now - age_s))
+        made.append(path)
+    other = folder / "notes.txt"
+    other.write_bytes(b"y" * 5_000_000)  # not a clip: never counted, never deleted
+    part = folder / "b" / "5.mp4.part"
+    part.write_bytes(b"z" * 400_000)  # being written
+    keeper = ClipKeeper(ClipsConfig(folder=folder, max_size=1.0, max_age=7.0), spawn=None, told=None)  # type: ignore[arg-type]
+    assert keeper.retain() == 3
+    assert [p.exists() for p in made] == [False, False, False, True, True]
+    assert other.exists() and part.exists()
+
+
+@pytest.mark.parametrize("codecs, suffix", [(("h264", "aac"), ".mp4"), (("h264", "opus"), ".mp4"),
+                                            (("h264", "pcm_mulaw"), ".mkv"), (("mjpeg",), ".mkv")])  # fmt: skip
+def test_the_container_holds_the_codecs(codecs: tuple[str, ...], suffix: str) -> None:
+    from streamer.clips import container_suffix
+
+    assert container_suffix(*codecs) == suffix
