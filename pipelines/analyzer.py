@@ -113,9 +113,13 @@ class Analyzer:
                                      spawn=self._spawn)  # fmt: skip
         # event clips (--clips): recorded by each stream's capture, told here once written
         self.clips = (
-            ClipKeeper(config.clips, self._spawn, self.publishing.clip_written) if config.clips.folder else None
+            ClipKeeper(config.clips, self._spawn, self.publishing.clip_written, self.observers.clip_failed)
+            if config.clips.folder
+            else None
         )
         self.publishing.clips = self.clips
+        if self.clips is not None and self.view is not None:
+            self.view.clip_paths = self.clips.paths  # the web view serves the clips this run wrote
         self.web: WebServer | None = None  # the HTTP endpoints (--metrics, --ui), while running
         self.streams: dict[str, StreamRuntime] = {}
         self.scoring = Scoring(self.batcher, self.runner, self.streams, self.stats, self.publishing,

@@ -148,3 +148,45 @@ def test_the_container_holds_the_codecs(codecs: tuple[str, ...], suffix: str) ->
     from streamer.clips import container_suffix
 
     assert container_suffix(*codecs) == suffix
+
+
+async def test_the_web_view_serves_an_events_clip_with_ranges(tmp_path: Path) -> None:
+    import aiohttp
+
+    source = impulse_clip(tmp_path / "door.mp4")
+    proc = await start_streamer("run", f"door={source}", "--realtime", "--mqtt", "none", "--clips",
+                                str(tmp_path / "clips"), "--clip-post-roll", "1", "--ui", "127.0.0.1:0",
+                                "--metrics", "127.0.0.1:0")  # fmt: skip
+    assert proc.stderr is not None
+    urls: dict[str, str] = {}
+    async with asyncio.timeout(60):
+        while len(urls) < 2:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "the analyzer ended before its endpoints started"
+            for name in ("live view", "metrics"):
+                if f"{name} at " in line:
+                    urls[name] = line.split(f"{name} at ")[1].strip().rstrip("/")
+    url = urls["live view"]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):  # the first event's clip: written 1 s after its end
+                state = await (await http.get(f"{url}/api/state")).json()
+                if state["clips"]:
+                    break
+                await asyncio.sleep(0.3)
+            event = state["clips"][0]
+            whole = await http.get(f"{url}/api/clip/{event}")
+            assert whole.status == 200 and whole.headers["Content-Type"] == "video/mp4"
+            body = await whole.read()
+            part = await http.get(f"{url}/api/clip/{event}", headers={"Range": "bytes=100-199"})
+            assert part.status == 206 and await part.read() == body[100:200]
+            for wrong in ("0" * 32, "..%2F..%2Fdoor.mp4", "%2E%2E"):
+                assert (await http.get(f"{url}/api/clip/{wrong}")).status == 404
+            assert (await http.post(f"{url}/api/clip/{event}")).status == 405
+            scraped = await (await http.get(urls["metrics"])).text()
+            written = [line for line in scraped.splitlines() if line.startswith('streamer_clips_total{stream="door"}')]
+            assert written and float(written[0].split()[-1]) >= 1, scraped
+            assert 'streamer_clip_failures_total{stream="door"} 0.0' in scraped
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
@@ -51,6 +52,7 @@ class Metrics(Observer, Collector):
         self.registry.register(self)
         self.started: dict[str, int] = {}  # events started per stream
         self.reconnects: dict[str, int] = {}
+        self.clips: dict[str, tuple[int, int, int]] = {}  # per stream: clips written, their bytes, clips failed
         self._states: dict[str, SourceState] = {}
         self._rates = Rates(RATE_WINDOW)
 
@@ -74,8 +76,17 @@ class Metrics(Observer, Collector):
         if was is SourceState.ONLINE and state in (SourceState.RECONNECTING, SourceState.OFFLINE):
             self.reconnects[stream_id] = self.reconnects.get(stream_id, 0) + 1
 
+    def clip(self, stream_id: str, clip: dict[str, Any]) -> None:
+        written, size, failed = self.clips.get(stream_id, (0, 0, 0))
+        self.clips[stream_id] = (written + 1, size + int(clip["bytes"]), failed)
+
+    def clip_failed(self, stream_id: str) -> None:
+        written, size, failed = self.clips.get(stream_id, (0, 0, 0))
+        self.clips[stream_id] = (written, size, failed + 1)
+
     def stream_removed(self, stream_id: str) -> None:
         self.started.pop(stream_id, None)
+        self.clips.pop(stream_id, None)
         self.reconnects.pop(stream_id, None)
         self._states.pop(stream_id, None)
 
@@ -108,6 +119,11 @@ class Metrics(Observer, Collector):
             "fps_out": GaugeMetricFamily("streamer_stream_output_fps", f"Timesteps scored per second over the "
                                          f"last {RATE_WINDOW:g} s", labels=label),
             "media": GaugeMetricFamily("streamer_stream_media_seconds", "Media time reached", labels=label),
+            "clips": CounterMetricFamily("streamer_clips", "Event clips written (--clips)", labels=label),
+            "clip_bytes": CounterMetricFamily("streamer_clip_bytes", "Bytes of the event clips written",
+                                              labels=label),
+            "clip_failures": CounterMetricFamily("streamer_clip_failures", "Event clips that could not be "
+                                                 "written", labels=label),
         }  # fmt: skip
         status = StateSetMetricFamily("streamer_stream_status", "The stream's state", labels=label)
         counts = a.stream_counts()  # one copy: the rates and the counters of the same moment
@@ -120,6 +136,7 @@ class Metrics(Observer, Collector):
                 "reconnects": self.reconnects.get(sid, 0), "events": self.started.get(sid, 0),
                 "fps_in": round(fps_in, 3), "fps_out": round(fps_out, 3), "media": c.media_t,
             }  # fmt: skip
+            values["clips"], values["clip_bytes"], values["clip_failures"] = self.clips.get(sid, (0, 0, 0))
             for key, family in fam.items():
                 family.add_metric([sid], values[key])
             status.add_metric([sid], {state: state == c.state for state in STATES})

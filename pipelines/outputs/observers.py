@@ -76,6 +76,8 @@ class Observer:
 
     def clip(self, stream_id: str, clip: dict[str, Any]) -> None: ...
 
+    def clip_failed(self, stream_id: str) -> None: ...
+
     async def run(self) -> None:
         """Background work while the analyzer runs (cancelled at its end)."""
 
@@ -123,6 +125,9 @@ class Observers(Observer):
 
     def clip(self, stream_id: str, clip: dict[str, Any]) -> None:
         self._each("clip", stream_id, clip)
+
+    def clip_failed(self, stream_id: str) -> None:
+        self._each("clip_failed", stream_id)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -21,8 +21,10 @@ import json
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -74,6 +76,10 @@ class LiveView(Observer):
         self._clients: set[asyncio.Queue[bytes | None]] = set()
         self._rates = Rates(5.0)
         self._fps: dict[str, tuple[float, float]] = {}
+        # event clips (--clips): the written ones by event id (the analyzer's ClipKeeper.paths), the recent ones told
+        self.clip_paths: Mapping[str, Path] = {}
+        self.clips: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self._fresh_clips: list[str] = []
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
 
@@ -110,6 +116,10 @@ class LiveView(Observer):
             s.snapshot, s.snapshot_n = jpeg, s.snapshot_n + 1
             self._changed.add(stream_id)
 
+    def clip(self, stream_id: str, clip: dict[str, Any]) -> None:
+        self.clips.append(clip["id"])
+        self._fresh_clips.append(clip["id"])
+
     # -- what the browsers get ---------------------------------------------------------------------------------
 
     def _info(self, sid: str, s: _Stream) -> dict[str, Any]:
@@ -127,6 +137,7 @@ class LiveView(Observer):
                 sid: {**s.describe(), **self._info(sid, s), "points": list(s.points)} for sid, s in self.streams.items()
             },
             "events": list(self.events),
+            "clips": list(self.clips),
         }
 
     def _update(self) -> dict[str, Any]:
@@ -137,10 +148,10 @@ class LiveView(Observer):
         added = [sid for sid in self._changed if sid in self.streams]
         update = {
             "type": "update", "wall_time": time.time(), "points": points, "info": info,
-            "events": self._fresh_events, "removed": self._removed,
+            "events": self._fresh_events, "clips": self._fresh_clips, "removed": self._removed,
             "added": {sid: self.streams[sid].describe() for sid in added},
         }  # fmt: skip
-        self._fresh_events, self._removed, self._changed = [], [], set()
+        self._fresh_events, self._fresh_clips, self._removed, self._changed = [], [], [], set()
         return update
 
     async def run(self) -> None:
@@ -210,8 +221,17 @@ def ui_app(view: LiveView) -> web.Application:
             raise web.HTTPNotFound(text="no snapshot yet\n")
         return web.Response(body=s.snapshot, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    async def clip(request: web.Request) -> web.StreamResponse:
+        """An event's clip, by its id: only clips this analyzer wrote (ranges served, so a browser can seek)."""
+        path = view.clip_paths.get(request.match_info["event"])
+        if path is None or not path.is_file():
+            raise web.HTTPNotFound(text="no clip for that event\n")
+        kind = "video/mp4" if path.suffix == ".mp4" else "video/x-matroska"
+        return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "no-store"})
+
     app = web.Application()
     app.router.add_get("/", index)
+    app.router.add_get("/api/clip/{event}", clip)
     app.router.add_get("/api/live", view.live)
     app.router.add_get("/api/state", state)
     app.router.add_get("/api/snapshot/{stream}", snapshot)
