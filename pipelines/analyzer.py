@@ -29,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from pipelines.config import AnalyzerConfig, StreamConfig
 from pipelines.outputs.clips import ClipKeeper
 from pipelines.outputs.observers import Observer, Observers
 from pipelines.stages.batcher import Batcher
+from pipelines.stages.control import CONTROL_FILE, Control
 from pipelines.stages.events import EventDetector
 from pipelines.stages.inference import ModelRunner
 from pipelines.stages.lifecycle import Job, StreamRuntime, StreamState
@@ -47,6 +49,7 @@ from pipelines.stages.scoring import Scoring
 from pipelines.stages.sources import Sources, open_lane
 from pipelines.stages.stats import PipelineStats, StreamCounts, percentiles
 from pipelines.stages.topics import Topics
+from pipelines.stages.zones import threshold as zone_threshold
 from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
 from streamer.ingest import IngestHub
 
@@ -127,6 +130,14 @@ class Analyzer:
         for sc in config.streams:
             self.runner.add_stream(sc).result()  # nothing is being scored yet: waiting here holds up no batch
             self._register(sc)
+        # live control over MQTT (--control): the settings kept by an earlier run are made again now
+        self.control: Control | None = None
+        if config.mqtt.control and self.publisher is not None:
+            state_file = config.mqtt.control_file or Path(CONTROL_FILE)
+            self.control = Control(self.topics, state_file, lambda: {s: rt.config for s, rt in self.streams.items()},
+                                   self._apply_live, self.publishing.queue_state)  # fmt: skip
+            self.control.load()
+            self.publisher.listeners.append(self.control)
         self._tg: asyncio.TaskGroup | None = None  # while run() runs
         self._ended = False  # run() ended: no stream can be added any more
         self._adding: set[str] = set()  # streams being added: their ids are taken
@@ -168,7 +179,7 @@ class Analyzer:
             from pipelines.outputs.homeassistant import HomeAssistant
 
             ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None,
-                               snapshots=c.mqtt.snapshots)  # fmt: skip
+                               snapshots=c.mqtt.snapshots, control=c.mqtt.control)  # fmt: skip
             self.publisher.listeners.append(ha)
             items.append(ha)
         if c.metrics is not None:
@@ -190,6 +201,24 @@ class Analyzer:
         self.stats.stream(sc.stream_id)
         self.observers.stream_added(sc)
         return rt
+
+    def _apply_live(self, stream_id: str, config: StreamConfig) -> None:
+        """A stream's live settings changed (:mod:`pipelines.stages.control`): from its next timestep on."""
+        rt = self.streams.get(stream_id)
+        if rt is None:
+            return
+        old, rt.config = rt.config, config
+        self.observers.settings_changed(config)
+        rt.detector.options = config.events
+        for detector, zone in zip(rt.zones.detectors, config.zones, strict=True):
+            detector.options = replace(config.events, threshold=zone_threshold(config, zone))
+        if (old.alpha, old.beta) != (config.alpha, config.beta) and self.runner.learned is None:
+            rt.detector.alpha, rt.detector.beta = config.alpha, config.beta
+            self.runner.set_weights(stream_id, config.alpha, config.beta)
+        if old.enabled != config.enabled:
+            if not config.enabled:
+                self.publishing.events(rt, rt.flush("disabled"))
+            self.publishing.enabled(stream_id, config.enabled)
 
     # -- control ------------------------------------------------------------------------------------------
 

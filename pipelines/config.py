@@ -164,11 +164,11 @@ class EventOptions:
 
     # 0.3 lies between nothing (S ~ 0) and one modality alone (S = 0.5 S_v or 0.5 S_a with the default weights,
     # ~0.45-0.5 for a clear sound or movement), both making ~0.9-1
-    threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True),
+    threshold: float = setting(0.3, section="stream", check=number(0, 1, lo_open=True), live=True,
                                commands=ANALYZE | {"evaluate"}, help="an event starts when S >= this")  # fmt: skip
     # the pauses within a sentence, a bark series, a person walking through are shorter (so each is one event),
     # two separate sounds' apart longer
-    min_gap: float = setting(0.6, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN,
+    min_gap: float = setting(0.6, section="stream", check=number(0), unit="s", commands=ANALYZE | LEARN, live=True,
                              help="time S must stay below the threshold for an event to end")  # fmt: skip
     # most false events on busy real scenes are one 0.1 s timestep; real ones last 0.3 s or more
     min_duration: float = setting(
@@ -188,9 +188,9 @@ class EventOptions:
 @dataclass(frozen=True, kw_only=True)
 class StreamConfig:
     spec: SourceSpec
-    alpha: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"},
+    alpha: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"}, live=True,
                            help="weight of video activity S_v in S = alpha S_v + beta S_a")  # fmt: skip
-    beta: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"},
+    beta: float = setting(0.5, section="stream", check=number(0), commands=ANALYZE | {"evaluate"}, live=True,
                           help="weight of audio activity S_a")  # fmt: skip
     device_class: str | None = setting(
         None, section="stream", check=choice(*DEVICE_CLASSES), shown="sound when beta > alpha, else motion",
@@ -206,8 +206,12 @@ class StreamConfig:
         shown="none", help="named parts of the picture, each with events of its own (docs/zones.md)",
     )  # fmt: skip
     zone_threshold: float = setting(0.6, section="stream", check=number(0, 1, lo_open=True), commands=ANALYZE,
+                                    live=True,
                                     help="S_v in a zone at which the zone has an event (a zone's own threshold "
                                     "overrides it)")  # fmt: skip
+    enabled: bool = setting(True, section="stream", check=boolean, live=True,
+                            help="detect events (false: the stream is still decoded and scored, so that turning it "
+                            "on again is instant, but it has no events)")  # fmt: skip
     events: EventOptions = field(default_factory=EventOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
     sync: SyncOptions = field(default_factory=SyncOptions)
@@ -254,6 +258,14 @@ class MqttConfig:
     outbox_size: int = setting(10000, section="mqtt", check=integer(1, 10_000_000),
                                help="messages kept while the broker is away; beyond that the oldest are "
                                "dropped")  # fmt: skip
+    control: bool = setting(False, section="mqtt", check=boolean, flag="--control", commands=ANALYZE,
+                            help="take live settings on {prefix}/{stream}/set (threshold, enabled, alpha, beta, "
+                            "zones: docs/control.md)")  # fmt: skip
+    control_file: Path | None = setting(  # noqa: RUF009
+        None, section="mqtt", check=output_file, commands=ANALYZE, metavar="FILE.json",
+        shown="CONFIG.control.json next to the config file, else streamer-control.json here",
+        help="where live settings are kept across restarts",
+    )  # fmt: skip
     scores: bool = setting(False, section="mqtt", check=boolean, commands=ANALYZE,
                            help="publish every timestep's scores on {prefix}/{stream}/scores (QoS 0)")  # fmt: skip
     snapshots: bool = setting(
@@ -609,6 +621,8 @@ def _configure(
     mqtt = mqtt_config(sections["mqtt"], environ)
     homeassistant = HomeAssistantConfig(**field_values(HomeAssistantConfig, sections))
     check_prefix(homeassistant.prefix)
+    if mqtt.control and mqtt.url is None:
+        raise ConfigError("mqtt.control: needs a broker (mqtt.url is none)")
     if homeassistant.discovery and mqtt.url is None:
         raise ConfigError("homeassistant.discovery: needs a broker (mqtt.url is none)")
     top = field_values(AnalyzerConfig, sections)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,5 +137,9 @@ def flag_values(args: argparse.Namespace, *commands: str) -> Values:
 
 def analyzer_config(args: argparse.Namespace, sources: Sequence[str], file: Path | None = None) -> AnalyzerConfig:
     """``streamer run``'s (``demo``'s, ``cluster run``'s) configuration: ``file`` with the flags over it."""
-    return configure(load_toml(file) if file is not None else None, sources=sources,
-                     flags=flag_values(args, *ANALYZE))  # fmt: skip
+    config = configure(load_toml(file) if file is not None else None, sources=sources,
+                       flags=flag_values(args, *ANALYZE))  # fmt: skip
+    if config.mqtt.control and config.mqtt.control_file is None and file is not None:
+        # live settings kept next to the config file that configured the run
+        config = replace(config, mqtt=replace(config.mqtt, control_file=file.with_suffix(".control.json")))
+    return config

@@ -284,6 +284,7 @@ class Setting:
     metavar: str | None = None
     shown: str | None = None  # the default in words, where its value alone would not say it (a None default)
     file: bool = True  # a config file key (False: a flag only)
+    live: bool = False  # changeable while running (over MQTT, pipelines.stages.control)
     name: str = ""
     default: Any = None
     owner: str = ""
@@ -359,6 +360,7 @@ def setting(
     metavar: str | None = None,
     shown: str | None = None,
     file: bool = True,
+    live: bool = False,
     factory: Callable[[], Any] | None = None,
     repr: bool = True,  # dataclasses.field's word
 ) -> Any:
@@ -366,7 +368,7 @@ def setting(
     if section not in SECTIONS:
         raise ValueError(f"section {section!r}: expected one of {', '.join(SECTIONS)}")
     meta = {_KEY: Setting(section=section, check=check, help=help, key=key, unit=unit, scale=scale, flag=flag,
-                          commands=commands, metavar=metavar, shown=shown, file=file)}  # fmt: skip
+                          commands=commands, metavar=metavar, shown=shown, file=file, live=live)}  # fmt: skip
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta, repr=repr)
     return dataclasses.field(default=default, metadata=meta, repr=repr)

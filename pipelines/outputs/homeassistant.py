@@ -17,6 +17,11 @@ object              component      state
 ``zone_{zone}``     binary_sensor  per zone of the stream (``docs/zones.md``), named "{zone} motion":
                                    ``{prefix}/{stream}/zones/{zone}/activity``: ``ON`` while the zone has an
                                    event open, else ``OFF`` (retained); device class ``motion``
+``detection``       switch         with live control (``--control``): detection on or off, state from
+                                   ``{prefix}/{stream}/settings``, commands to ``{prefix}/{stream}/set``
+``threshold``       number         with live control: the stream's threshold (0.01-1), likewise
+``zone_{zone}_``    number         with live control: each zone's threshold, likewise
+``threshold``
 ==================  =============  ========================================================================
 
 Availability: the analyzer's ``{prefix}/status`` (its will says ``offline``) and, for the activities and the
@@ -43,6 +48,7 @@ from pipelines.config import HomeAssistantConfig, StreamConfig
 from pipelines.outputs.observers import Observer, streamer_version
 from pipelines.stages.events import Event, Scores, rounded
 from pipelines.stages.outbox import Kind, Message, Outbox
+from pipelines.stages.publishing import DISABLED
 from pipelines.stages.stats import Stamps
 from pipelines.stages.topics import Topics
 from streamer.media import SourceState
@@ -52,8 +58,8 @@ log = logging.getLogger("streamer")
 
 # each entity's object id and its Home Assistant component
 COMPONENTS = {"activity": "binary_sensor", "score": "sensor", "s_v": "sensor", "s_a": "sensor", "status": "sensor",
-              "snapshot": "image"}  # fmt: skip
-STATUS_OPTIONS = [s.value for s in SourceState]
+              "snapshot": "image", "detection": "switch", "threshold": "number"}  # fmt: skip
+STATUS_OPTIONS = [s.value for s in SourceState] + [DISABLED]
 REGISTRY_WAIT = 2.0  # seconds after connecting with no retained registry: there is none
 ONLINE_ONLY = "{{ 'online' if value == 'online' else 'offline' }}"
 
@@ -72,7 +78,14 @@ def zone_object(zone: str) -> str:
     return f"zone_{zone}"
 
 
-def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> dict[str, dict[str, Any]]:
+def zone_threshold_object(zone: str) -> str:
+    """A zone's threshold entity's object id (its component: ``number``; with live control)."""
+    return f"zone_{zone}_threshold"
+
+
+def discovery_configs(
+    stream: StreamConfig, topics: Topics, ha_prefix: str, *, control: bool = False
+) -> dict[str, dict[str, Any]]:
     """``{config topic: payload}`` for one stream's entities (the documented payloads)."""
     sid = stream.stream_id
     node = node_id(topics.prefix, sid)
@@ -87,8 +100,8 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
     }
     origin = {"name": "streamer", "sw_version": streamer_version()}
 
-    def entity(obj: str, name: str, live: bool, **fields: Any) -> tuple[str, dict[str, Any]]:
-        component, unique = COMPONENTS.get(obj, "binary_sensor"), f"{node}_{obj}"  # not listed: a zone's
+    def entity(obj: str, name: str, live: bool, component: str = "", **fields: Any) -> tuple[str, dict[str, Any]]:
+        component, unique = component or COMPONENTS.get(obj, "binary_sensor"), f"{node}_{obj}"  # not listed: a zone's
         payload: dict[str, Any] = {
             "name": name,
             "unique_id": unique,
@@ -108,7 +121,25 @@ def discovery_configs(stream: StreamConfig, topics: Topics, ha_prefix: str) -> d
         for key, label, icon in (("score", "Activity score", "mdi:pulse"), ("s_v", "Video activity", "mdi:cctv"),
                                  ("s_a", "Audio activity", "mdi:microphone"))
     ]  # fmt: skip
+    controls = []
+    if control:  # live control (pipelines.stages.control): bound to the stream's set and settings topics
+        command, settings = topics.stream(sid, "set"), topics.stream(sid, "settings")
+        slider: dict[str, Any] = {"command_topic": command, "state_topic": settings, "min": 0.01, "max": 1.0,
+                                  "step": 0.01, "mode": "slider", "entity_category": "config"}  # fmt: skip
+        controls = [
+            entity("detection", "Detection", False, command_topic=command, state_topic=settings,
+                   payload_on='{"enabled":true}', payload_off='{"enabled":false}', state_on="ON", state_off="OFF",
+                   value_template="{{ 'ON' if value_json.enabled else 'OFF' }}", entity_category="config",
+                   icon="mdi:motion-sensor"),
+            entity("threshold", "Threshold", False, command_template='{"threshold": {{ value }}}',
+                   value_template="{{ value_json.threshold }}", icon="mdi:tune", **slider),
+            *[entity(zone_threshold_object(z.name), f"{z.name} threshold", False, component="number",
+                     command_template=f'{{"zones": {{"{z.name}": {{{{ value }}}}}}}}',
+                     value_template=f"{{{{ value_json.zones['{z.name}'] }}}}", icon="mdi:tune", **slider)
+              for z in stream.zones],
+        ]  # fmt: skip
     return dict([
+        *controls,
         entity("activity", "Activity", True, state_topic=topics.stream(sid, "activity"),
                payload_on="ON", payload_off="OFF", device_class=stream.activity_class),
         *sensors,
@@ -146,9 +177,10 @@ class HomeAssistant(Observer):
 
     def __init__(
         self, config: HomeAssistantConfig, topics: Topics, outbox: Outbox, *, registry: bool = True,
-        snapshots: bool = True,
+        snapshots: bool = True, control: bool = False,
     ) -> None:  # fmt: skip
         self.config = config
+        self.control = control  # announce the live-control switch and numbers
         self.snapshots = snapshots  # announce the image entity (the snapshots are published)
         self.topics = topics
         self.outbox = outbox
@@ -257,7 +289,7 @@ class HomeAssistant(Observer):
             self._send_configs(stream)
 
     def _send_configs(self, stream: StreamConfig) -> None:
-        for topic, payload in discovery_configs(stream, self.topics, self.config.prefix).items():
+        for topic, payload in discovery_configs(stream, self.topics, self.config.prefix, control=self.control).items():
             if not self.snapshots and topic.endswith("/snapshot/config"):
                 continue
             self._queue(topic, json.dumps(payload, separators=(",", ":")).encode(), "state")
@@ -273,6 +305,7 @@ class HomeAssistant(Observer):
     def _remove_zone(self, stream_id: str, zone: str) -> None:
         node = node_id(self.topics.prefix, stream_id)
         self._queue(config_topic(self.config.prefix, "binary_sensor", node, zone_object(zone)), b"", "state")
+        self._queue(config_topic(self.config.prefix, "number", node, zone_threshold_object(zone)), b"", "state")
         self._queue(self.topics.zone(stream_id, zone, "activity"), b"", "status")
 
     def _zones(self, stream_id: str) -> list[str]:

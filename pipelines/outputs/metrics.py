@@ -21,6 +21,7 @@ when scraped; only the histograms are fed per timestep.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
+from pipelines.config import StreamConfig
 from pipelines.outputs.observers import AnalyzerView, Observer, streamer_version
 from pipelines.stages.events import Event, Scores
 from pipelines.stages.stats import STAGE_NAMES, Rates, Stamps
@@ -53,6 +55,7 @@ class Metrics(Observer, Collector):
         self.started: dict[str, int] = {}  # events started per stream
         self.reconnects: dict[str, int] = {}
         self.clips: dict[str, tuple[int, int, int]] = {}  # per stream: clips written, their bytes, clips failed
+        self._settings: dict[str, tuple[float, bool]] = {}  # per stream: its threshold, detection on
         self._states: dict[str, SourceState] = {}
         self._rates = Rates(RATE_WINDOW)
 
@@ -76,6 +79,12 @@ class Metrics(Observer, Collector):
         if was is SourceState.ONLINE and state in (SourceState.RECONNECTING, SourceState.OFFLINE):
             self.reconnects[stream_id] = self.reconnects.get(stream_id, 0) + 1
 
+    def stream_added(self, stream: StreamConfig) -> None:
+        self._settings[stream.stream_id] = (stream.events.threshold, stream.enabled)
+
+    def settings_changed(self, stream: StreamConfig) -> None:
+        self.stream_added(stream)
+
     def clip(self, stream_id: str, clip: dict[str, Any]) -> None:
         written, size, failed = self.clips.get(stream_id, (0, 0, 0))
         self.clips[stream_id] = (written + 1, size + int(clip["bytes"]), failed)
@@ -87,6 +96,7 @@ class Metrics(Observer, Collector):
     def stream_removed(self, stream_id: str) -> None:
         self.started.pop(stream_id, None)
         self.clips.pop(stream_id, None)
+        self._settings.pop(stream_id, None)
         self.reconnects.pop(stream_id, None)
         self._states.pop(stream_id, None)
 
@@ -119,6 +129,10 @@ class Metrics(Observer, Collector):
             "fps_out": GaugeMetricFamily("streamer_stream_output_fps", f"Timesteps scored per second over the "
                                          f"last {RATE_WINDOW:g} s", labels=label),
             "media": GaugeMetricFamily("streamer_stream_media_seconds", "Media time reached", labels=label),
+            "threshold": GaugeMetricFamily("streamer_stream_threshold", "The threshold S must reach for an event "
+                                           "(changed live with --control)", labels=label),
+            "enabled": GaugeMetricFamily("streamer_stream_enabled", "1 while the stream's detection is on",
+                                         labels=label),
             "clips": CounterMetricFamily("streamer_clips", "Event clips written (--clips)", labels=label),
             "clip_bytes": CounterMetricFamily("streamer_clip_bytes", "Bytes of the event clips written",
                                               labels=label),
@@ -137,6 +151,8 @@ class Metrics(Observer, Collector):
                 "fps_in": round(fps_in, 3), "fps_out": round(fps_out, 3), "media": c.media_t,
             }  # fmt: skip
             values["clips"], values["clip_bytes"], values["clip_failures"] = self.clips.get(sid, (0, 0, 0))
+            threshold, enabled = self._settings.get(sid, (math.nan, True))
+            values["threshold"], values["enabled"] = threshold, int(enabled)
             for key, family in fam.items():
                 family.add_metric([sid], values[key])
             status.add_metric([sid], {state: state == c.state for state in STATES})

@@ -78,6 +78,8 @@ class Observer:
 
     def clip_failed(self, stream_id: str) -> None: ...
 
+    def settings_changed(self, stream: StreamConfig) -> None: ...
+
     async def run(self) -> None:
         """Background work while the analyzer runs (cancelled at its end)."""
 
@@ -128,6 +130,9 @@ class Observers(Observer):
 
     def clip_failed(self, stream_id: str) -> None:
         self._each("clip_failed", stream_id)
+
+    def settings_changed(self, stream: StreamConfig) -> None:
+        self._each("settings_changed", stream)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -13,6 +13,7 @@
   the first timestep below the threshold, so the gap shows in latency, not in the reported times.
 * At the end of a stream an open event ends with the last timestep (``reason`` ``"stream ended"``); when its
   source is lost (reconnecting, offline) it ends with the last timestep before the outage (``"source lost"``);
+  when detection is switched off over MQTT (:mod:`pipelines.stages.control`) it ends then (``"disabled"``);
   otherwise its ``reason`` is ``"quiet"``.
 
 :func:`event_intervals` gives the same events from whole arrays of scores (calibration and evaluation).
@@ -35,7 +36,7 @@ from pipelines.config import EventOptions
 from streamer.media import Box, VideoFrame
 
 Intervals = list[tuple[float, float]]
-EndReason = Literal["quiet", "source lost", "stream ended"]
+EndReason = Literal["quiet", "source lost", "stream ended", "disabled"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamer")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
+DISABLED = "disabled"  # a stream's status while its detection is off and its source online
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Publishing:
     # when several are encoded at once, is dropped: the retained snapshot is the last event's)
     _snapshots_asked: dict[str, int] = field(default_factory=dict, init=False)
     _snapshot_shown: dict[str, int] = field(default_factory=dict, init=False)
+    _states: dict[str, SourceState] = field(default_factory=dict, init=False)  # each stream's last source state
+    _disabled: set[str] = field(default_factory=set, init=False)  # streams whose detection is off
 
     def open(self) -> None:
         """Open the events-out file (appending), for the run."""
@@ -170,10 +173,26 @@ class Publishing:
             self.status(change.stream_id, change.state)
 
     def status(self, stream_id: str, state: SourceState) -> None:
-        """A stream's retained status."""
+        """A stream's retained status (``disabled`` for an online stream whose detection is off)."""
         self.stats.stream(stream_id).state = state.value
         self.observers.state(stream_id, state)
-        self._queue(self.topics.stream_status(stream_id), state.value.encode(), "status")
+        self._states[stream_id] = state
+        shown = DISABLED if state is SourceState.ONLINE and stream_id in self._disabled else state.value
+        self._queue(self.topics.stream_status(stream_id), shown.encode(), "status")
+
+    def enabled(self, stream_id: str, on: bool) -> None:
+        """A stream's detection was switched on or off (:mod:`pipelines.stages.control`): its status says so."""
+        if on:
+            self._disabled.discard(stream_id)
+        else:
+            self._disabled.add(stream_id)
+        state = self._states.get(stream_id)
+        if state is not None:
+            self.status(stream_id, state)
+
+    def queue_state(self, topic: str, payload: bytes, retain: bool) -> None:
+        """A control message (a stream's live settings, retained; a command's result, not)."""
+        self._queue(topic, payload, "state", retain=retain)
 
     # -- stats ----------------------------------------------------------------------------------------------------
 

@@ -106,8 +106,8 @@ class Scoring:
         """A provisional score: it may start a clear event (of the stream or of a zone) now."""
         ts = job.ts
         rt = self.streams[ts.stream_id]
-        if np.isnan(result["s"][i]):
-            return  # a model that cannot score provisionally
+        if np.isnan(result["s"][i]) or not rt.config.enabled:
+            return  # a model that cannot score provisionally, or detection switched off
         counters = self.stats.stream(ts.stream_id)
         counters.provisional += 1
         cells = self.runner.cells(ts.stream_id)
@@ -142,9 +142,10 @@ class Scoring:
         counters.media_t = ts.end
         frame = ts.frames[len(ts.frames) // 2] if ts.frames else None
         peak = rt.detector.peak_frame
-        self.publishing.events(rt, rt.detector.update(scores, frame))
-        if rt.zones and cells is not None:
-            self.publishing.events(rt, rt.zones.update(scores, result["video_unusual"][i], cells))
+        if rt.config.enabled:  # detection switched off (pipelines.stages.control): scored, no events
+            self.publishing.events(rt, rt.detector.update(scores, frame))
+            if rt.zones and cells is not None:
+                self.publishing.events(rt, rt.zones.update(scores, result["video_unusual"][i], cells))
         new_peak = rt.detector.peak_frame
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
