@@ -159,3 +159,32 @@ def _answers(base: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def test_an_events_clip_plays_in_the_view(browser: Any, tmp_path: Path) -> None:
+    """With --clips, an ended event's row links its clip, and clicking it plays the clip in the page's video
+    element (its currentTime advances): H.264 and Opus in MP4, served with ranges."""
+    from .media import make_clip
+
+    source = make_clip(tmp_path / "door.mp4", duration=12.0, flashes=(3.0,), beeps=(3.0,), audio_codec="libopus")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "streamer.log").open("w") as log:
+        proc = subprocess.Popen(
+            [*STREAMER, "run", f"door={source}", "--realtime", "--mqtt", "none", "--clips", str(tmp_path / "clips"),
+             "--clip-post-roll", "1", "--ui", f"127.0.0.1:{port}", "-q"], stdout=log, stderr=log,
+        )  # fmt: skip
+    try:
+        wait(lambda: _answers(base), 60, f"the web view answers at {base}")
+        browser.get(base + "/")
+        js = browser.execute_script
+        wait(lambda: js("return document.querySelectorAll('#events a.clip').length") >= 1, 30, "a clip link")
+        js("document.querySelector('#events a.clip').click()")
+        player = "document.getElementById('player')"
+        first = wait(lambda: js(f"return {player}.currentTime") or None, 15, "the clip playing")
+        wait(lambda: js(f"return {player}.currentTime") > first + 0.5, 15, "the clip's time advancing")
+        assert js(f"return {player}.error") is None
+        assert js(f"return {player}.videoWidth") == 320
+    finally:
+        end_process(proc, signal.SIGTERM)
+    assert proc.returncode == 0, (tmp_path / "streamer.log").read_text()[-2000:]

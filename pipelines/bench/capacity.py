@@ -33,7 +33,7 @@ def probe_options(options: CapacityOptions, streams: int, *, decode_only: bool) 
     return LatencyOptions(
         streams=streams, impulses=options.impulses, interval=options.interval, device=options.device,
         size=options.size, fps=options.fps, audio_frame_ms=options.audio_frame_ms,
-        decode_only=decode_only, hwaccel=options.hwaccel, early=options.early,
+        decode_only=decode_only, hwaccel=options.hwaccel, early=options.early, clips=options.clips and not decode_only,
     )  # fmt: skip
 
 

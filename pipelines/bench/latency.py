@@ -181,6 +181,8 @@ async def run_latency(
             run_args += ["--hwaccel", options.hwaccel]
         if not options.early:
             run_args.append("--no-early-start")
+        if options.clips:
+            run_args += ["--clips", str(workdir / "clips")]
         analyzer = await spawn("analyzer.log", sys.executable, "-m", "pipelines.cli.main", "run", *run_args,
                                stdout=asyncio.subprocess.DEVNULL)  # fmt: skip
         say(f"server {url}, broker {broker.url}, {options.streams} analyzer stream(s); waiting for them to go online")

@@ -22,6 +22,7 @@ from streamer.options import SourceOptions
 from streamer.settings import (
     Check,
     Setting,
+    boolean,
     choice,
     command_setting,
     fail,
@@ -107,6 +108,8 @@ class LatencyOptions:
     # decode video on this hardware device (streamer.hwaccel): the analyzer and the decode-only clients
     hwaccel: str | None = shared(SourceOptions, "hwaccel", LATENCY)
     early: bool = shared(SyncOptions, "early", LATENCY)  # the analyzer's: --no-early-start measures without it
+    clips: bool = command_setting(False, check=boolean, commands=LATENCY, flag="--clips",
+                                  help="the analyzer writes each event's clip (into the work folder)")  # fmt: skip
     interval: float = command_setting(
         2.0,
         check=number(0, lo_open=True),
@@ -156,6 +159,7 @@ class CapacityOptions:
     device: str = shared(ModelConfig, "device", CAPACITY)
     hwaccel: str | None = shared(SourceOptions, "hwaccel", CAPACITY)  # in both modes
     early: bool = shared(SyncOptions, "early", CAPACITY)
+    clips: bool = shared(LatencyOptions, "clips", CAPACITY)  # the analyzer's probes write clips
 
 
 STREAM_COUNTS = (1, 2, 4, 8)  # throughput's stream counts unless given
