@@ -373,6 +373,8 @@ class Analyzer:
             if rt.state is StreamState.ENDED and self.scoring.settled(rt):
                 rt.advance(StreamState.FLUSHED)
                 self.publishing.events(rt, rt.flush())
+                if self.clips is not None:
+                    self.clips.stopped(rt)  # its last clip ends with its last packet
             if rt.removed and rt.state is StreamState.FLUSHED:
                 rt.advance(StreamState.RELEASING)
                 self._spawn(self._release(rt), "release")

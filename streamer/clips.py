@@ -28,6 +28,7 @@ import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,6 +43,18 @@ LONGEST_CLIP = 3600.0  # seconds: a recording ends here even if its event goes o
 AUDIO_CHUNK = 1.0  # seconds: an audio-only stream's packets are kept and dropped in pieces this long
 CLIP_EXTENSIONS = (".mp4", ".mkv")
 _TICK = object()  # a recording's queue: the analysis came further, or its end is known
+_writers: set[threading.Thread] = set()  # the clips being written (a process waits for them before it exits)
+
+
+def wait_for_writers(timeout: float) -> int:
+    """Wait up to ``timeout`` s in all for the clips being written (their recordings finished); returns how many
+    are still being written."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_writers):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in list(_writers))
+
+
 # codecs FFmpeg's MP4 muxer takes (and browsers mostly play); anything else goes into Matroska
 _MP4_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4", "aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"})
 
@@ -146,10 +159,16 @@ class PacketRing:
             self._open = True
 
     def close_session(self) -> None:
-        """The connection ended (end of file, an error, a reconnect to come): its recordings end here."""
+        """The connection ended (end of file, an error, a reconnect to come): no more packets for its recordings.
+        Those whose end is known finish now; the others when :meth:`end` says it (the analysis, behind the
+        capture, still has their events open), with what came."""
         with self._lock:
             self._open = False
-            self._finish_all()
+            for key, recording in list(self._recordings.items()):
+                recording.closed = True
+                if recording.until < math.inf:
+                    del self._recordings[key]
+                    recording.finish()
 
     def learn(self, video: bool, t: float, raw: float) -> None:
         """A decoded frame (``video``) or audio chunk at media time ``t`` had raw time ``raw``."""
@@ -242,6 +261,9 @@ class PacketRing:
             if recording is not None:
                 recording.until = until
                 recording.tick()
+                if recording.closed:  # no packet will come past its end: it ends now
+                    del self._recordings[key]
+                    recording.finish()
 
     def _record(self, start: float, path: str, on_done: Done, until: float) -> Recording | None:
         """A recording of the kept packets from the key frame before ``start`` up to ``until``."""
@@ -262,6 +284,7 @@ class PacketRing:
         """The stream is done: finish every recording, those still waiting for their end with what was kept."""
         self.close_session()
         with self._lock:
+            self._finish_all()
             self._flush_pending()
 
     def _flush_pending(self) -> None:
@@ -288,6 +311,7 @@ class Recording:
         self.stream_id = stream_id
         self.path = path
         self.until = math.inf
+        self.closed = False  # its connection ended: no more packets come
         self._session = session
         self._queue: queue.SimpleQueue[_Entry | object | None] = queue.SimpleQueue()
         self._horizon = horizon
@@ -300,7 +324,9 @@ class Recording:
         for entry in entries:
             self._queue.put(entry)
         self._first_t = entries[0].t if entries else math.inf
-        threading.Thread(target=self._write, name=f"clip-{stream_id}", daemon=True).start()
+        thread = threading.Thread(target=self._write, name=f"clip-{stream_id}", daemon=True)
+        _writers.add(thread)
+        thread.start()
 
     def past(self, entry: _Entry) -> bool:
         """Whether ``entry`` lies past the recording's end (its primary track's packet after ``until``, or the
@@ -318,6 +344,12 @@ class Recording:
         self._queue.put(None)
 
     def _write(self) -> None:
+        try:
+            self._write_clip()
+        finally:
+            _writers.discard(threading.current_thread())
+
+    def _write_clip(self) -> None:
         part = self.path + ".part"
         try:
             info = self._mux(part)

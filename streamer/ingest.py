@@ -56,7 +56,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from . import errors
-from .clips import ClipInfo
+from .clips import ClipInfo, wait_for_writers
 from .errors import SourceError
 from .media import Box, Discontinuity, FullFrame, SourceState, StateChange, StreamInfo, Timestep, VideoFrame
 from .options import SourceOptions
@@ -75,6 +75,7 @@ INBOX = 4  # messages a RemoteStream holds before it stops reading its connectio
 FILE_INBOX = 256
 RESIDENT_LIMIT = 48
 SNAPSHOT_TIMEOUT = 10.0
+CLIP_WRITE_GRACE = 5.0  # seconds an exiting ingest process waits for the clips being written
 # Live streams beyond this many processes a core share them. A process's fixed costs (its interpreter, event
 # loop, wake-ups, scheduling) then serve several streams: 16 live 320x240 streams on 2 cores cost 4.8% of a core
 # each, 4 to a process, against 6.6% alone; at 32 streams 2 a core (8 to a process) gave the lowest added p99 of
@@ -705,6 +706,7 @@ def main() -> int:
             os.nice(job.nice)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(job))
+    wait_for_writers(CLIP_WRITE_GRACE)  # clips the stopping streams finished are written whole, not left as .part
     return 0
 
 

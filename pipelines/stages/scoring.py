@@ -58,6 +58,8 @@ class Scoring:
         """The source was lost and every timestep from before is scored: an open event ends there."""
         rt.lost = False
         self.publishing.events(rt, rt.flush("source lost"))
+        if self.publishing.clips is not None:
+            self.publishing.clips.stopped(rt)  # its clip ends where the source was lost
 
     async def run(self) -> None:
         """Until the batcher has no more: every lane closed (and, serving, released by the analyzer's stop)."""
@@ -146,6 +148,8 @@ class Scoring:
             self.publishing.events(rt, rt.detector.update(scores, frame))
             if rt.zones and cells is not None:
                 self.publishing.events(rt, rt.zones.update(scores, result["video_unusual"][i], cells))
+        if self.publishing.clips is not None:  # a clip whose end the analysis has passed is told where it ends
+            self.publishing.clips.progress(rt, ts.end)
         new_peak = rt.detector.peak_frame
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture
