@@ -41,6 +41,7 @@ log = logging.getLogger("streamer")
 RING_BYTES = 64 * 1024 * 1024  # a stream's kept packets at most (about 2 min at 4 Mbit/s)
 LONGEST_CLIP = 3600.0  # seconds: a recording ends here even if its event goes on
 AUDIO_CHUNK = 1.0  # seconds: an audio-only stream's packets are kept and dropped in pieces this long
+HAND_OVER = 0.5  # seconds of analysis between hand-overs of a recording's packets to its writer thread
 CLIP_EXTENSIONS = (".mp4", ".mkv")
 _TICK = object()  # a recording's queue: the analysis came further, or its end is known
 _writers: set[threading.Thread] = set()  # the clips being written (a process waits for them before it exits)
@@ -129,6 +130,7 @@ class PacketRing:
         self._open = False  # a connection is delivering packets
         self._recordings: dict[str, Recording] = {}
         self._progress = -math.inf  # how far the analysis has come, media time (its timesteps scored)
+        self._handed = -math.inf  # the progress at the recordings' last hand-over
         # clips asked for after the stream stopped, waiting for their end: key -> (start, path, on_done)
         self._pending: dict[str, tuple[float, str, Done]] = {}
 
@@ -242,6 +244,9 @@ class PacketRing:
             if t <= self._progress:
                 return
             self._progress = t
+            if t - self._handed < HAND_OVER:
+                return
+            self._handed = t
             for recording in self._recordings.values():
                 recording.tick()
 
@@ -313,7 +318,9 @@ class Recording:
         self.until = math.inf
         self.closed = False  # its connection ended: no more packets come
         self._session = session
-        self._queue: queue.SimpleQueue[_Entry | object | None] = queue.SimpleQueue()
+        # the writer's queue takes packets in batches (each wake-up of its thread costs more than a packet)
+        self._queue: queue.SimpleQueue[list[_Entry] | object | None] = queue.SimpleQueue()
+        self._batch: list[_Entry] = []  # packets since the last hand-over (the ring's lock held)
         self._horizon = horizon
         self._primary_video = session.video is not None
         self._on_done = on_done
@@ -321,8 +328,7 @@ class Recording:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path + ".part", "wb"):  # can it be written at all: a one-line reason now, not in the thread
             pass
-        for entry in entries:
-            self._queue.put(entry)
+        self._queue.put(list(entries))
         self._first_t = entries[0].t if entries else math.inf
         thread = threading.Thread(target=self._write, name=f"clip-{stream_id}", daemon=True)
         _writers.add(thread)
@@ -338,9 +344,10 @@ class Recording:
     def put(self, entry: _Entry) -> None:
         if self._first_t == math.inf:
             self._first_t = entry.t
-        self._queue.put(entry)
+        self._batch.append(entry)
 
     def finish(self) -> None:
+        self.tick()
         self._queue.put(None)
 
     def _write(self) -> None:
@@ -375,8 +382,8 @@ class Recording:
             item = self._queue.get()
             if item is None:
                 finished = True
-            elif isinstance(item, _Entry):
-                waiting.append(item)
+            elif isinstance(item, list):
+                waiting.extend(item)
             horizon = math.inf if finished else self._horizon()
             while waiting and waiting[0].t <= min(horizon, self.until):
                 yield waiting.popleft()
@@ -389,8 +396,10 @@ class Recording:
                 return
 
     def tick(self) -> None:
-        """The analysis came further (or the end is known): packets waiting may go."""
-        self._queue.put(_TICK)
+        """The analysis came further (or the end is known): the packets since the last hand-over go to the
+        writer, and those waiting there may be written."""
+        batch, self._batch = self._batch, []
+        self._queue.put(batch if batch else _TICK)
 
     def _mux(self, part: str) -> ClipInfo | None:
         session = self._session
