@@ -58,7 +58,8 @@ def settings_markdown() -> str:
             flag = f"`{s.option}`" if s.option else ""
             if s.off_option:
                 flag += f", `{s.off_option}`"
-            cells = (key, s.check.allowed, s.default_value or "none", s.unit, flag, s.help)
+            what = s.help + (" *Live*: changeable while running ([control.md](control.md))." if s.live else "")
+            cells = (key, s.check.allowed, s.default_value or "none", s.unit, flag, what)
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
