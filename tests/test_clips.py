@@ -245,3 +245,19 @@ def test_a_clip_of_a_file_read_to_its_end_ahead_of_the_analysis_ends_where_its_e
     (clip,) = done
     assert isinstance(clip, ClipInfo), clip
     assert clip.start <= 2.0 and 6.0 - 0.1 <= clip.end <= 6.0 + 0.1, clip
+
+
+async def test_an_event_open_when_its_stream_stops_gets_its_clip_to_the_last_packet(tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "door.mp4", duration=10.0, beeps=(8.5,), beep_len=1.5, audio_codec="libopus",
+                       bframes=False, keyint=30)  # fmt: skip
+    folder, out = tmp_path / "clips", tmp_path / "events.jsonl"
+    code, _, stderr = await run_streamer(f"door={source}", "--mqtt", "none", "--events-out", str(out), "--clips",
+                                         str(folder), "--clip-pre-roll", "2", "-q")  # fmt: skip
+    assert code == 0, stderr
+    (end,) = [e for e in read_events(out) if e["type"] == "end"]
+    assert end["reason"] == "stream ended"
+    with av.open(str(folder / end["clip"]["path"])) as clip:
+        video = clip.streams.video[0]
+        assert video.duration is not None
+        span = float(video.duration * video.time_base)
+    assert 10.0 - 6.5 - 0.15 <= span <= 10.0 - 6.5 + 1.0 + 0.15  # from the key frame before 6.5 s to the end
