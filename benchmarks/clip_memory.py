@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.bench.latency import SERVER_SCRIPT, SYSTEM_PYTHON  # noqa: E402
-from pipelines.bench.mosquitto import free_port  # noqa: E402
+from pipelines.bench.latency import impulse_server  # noqa: E402
 from pipelines.config import CLIP_MARGIN  # noqa: E402
 
 CHILD = """
@@ -45,10 +44,9 @@ async def main():
     tasks = [asyncio.create_task(drain(s)) for s in streams]
     await asyncio.sleep({seconds})
     rings = [s.ring for s in streams if s.ring is not None]
-    chunks = sum(len(r._chunks) for r in rings)
-    span = [r._chunks[-1].entries[-1].t - r._chunks[0].t for r in rings if r._chunks]
+    span = [r.span for r in rings]
     print(json.dumps({{"rss": psutil.Process().memory_info().rss, "ring_bytes": sum(r.size for r in rings),
-                      "rings": len(rings), "gops": chunks, "ring_seconds": sum(span) / max(1, len(span))}}), flush=True)
+                      "rings": len(rings), "ring_seconds": sum(span) / max(1, len(span))}}), flush=True)
     os._exit(0)
 
 asyncio.run(main())
@@ -74,24 +72,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     width, height = args.size.split("x")
-    port = free_port()
-    server = subprocess.Popen(
-        [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width", width,
-         "--height", height, "--box", "--interval", "1.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        if not ready.startswith("READY "):
-            raise SystemExit("the impulse server did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
-        url = ready.split()[1]
-        keep = args.pre_roll + CLIP_MARGIN
+    keep = args.pre_roll + CLIP_MARGIN
+    with impulse_server("--width", width, "--height", height, "--box", "--interval", "1.5") as url:
         with_rings = measure(url, args.streams, args.seconds, keep)
         without = measure(url, args.streams, args.seconds, None)
-    finally:
-        server.terminate()
-        server.wait(10)
     per_stream = with_rings["ring_bytes"] / args.streams
     bitrate = per_stream * 8 / max(with_rings["ring_seconds"], 1e-9)
     added = (with_rings["rss"] - without["rss"]) / args.streams

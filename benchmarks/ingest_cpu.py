@@ -30,8 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.bench.latency import SERVER_SCRIPT, SYSTEM_PYTHON  # noqa: E402
-from pipelines.bench.mosquitto import free_port  # noqa: E402
+from pipelines.bench.latency import impulse_server  # noqa: E402
 
 CHILD = """
 import asyncio, os, pickle, sys, time
@@ -98,18 +97,7 @@ def main() -> None:
     base = "against" if args.against else "pyav"
     labels = {"code": "the code", "pyav": "PyAV's read timeout", "against": str(args.against)}
     width, height = args.size.split("x")
-    port = free_port()
-    server = subprocess.Popen(
-        [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(port), "--path", "/impulse", "--width", width,
-         "--height", height, "--audio-frame-ms", str(args.audio_frame_ms)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        if not ready.startswith("READY "):
-            raise SystemExit("the impulse server did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
-        url = ready.split()[1]
+    with impulse_server("--width", width, "--height", height, "--audio-frame-ms", str(args.audio_frame_ms)) as url:
         pairs: list[dict[str, dict[str, float]]] = []
         for pair in range(args.pairs):
             row: dict[str, dict[str, float]] = {}
@@ -119,9 +107,6 @@ def main() -> None:
             pairs.append(row)
             said = "; ".join(_describe(labels[name], row[name]) for name in ("code", base))
             print(f"pair {pair + 1}: {said}", flush=True)
-    finally:
-        server.terminate()
-        server.wait(10)
     medians = {name: {key: statistics.median(p[name][key] for p in pairs) for key in pairs[0][name]}
                for name in ("code", base)}  # fmt: skip
     ratio = medians["code"]["cpu"] / medians[base]["cpu"]

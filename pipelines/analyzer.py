@@ -29,16 +29,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import AnalyzerConfig, StreamConfig
+from pipelines.config import AnalyzerConfig, StreamConfig, control_file
 from pipelines.outputs.clips import ClipKeeper
 from pipelines.outputs.observers import Observer, Observers
 from pipelines.stages.batcher import Batcher
-from pipelines.stages.control import CONTROL_FILE, Control
+from pipelines.stages.control import Control
 from pipelines.stages.events import EventDetector
 from pipelines.stages.inference import ModelRunner
 from pipelines.stages.lifecycle import Job, StreamRuntime, StreamState
@@ -49,7 +48,6 @@ from pipelines.stages.scoring import Scoring
 from pipelines.stages.sources import Sources, open_lane
 from pipelines.stages.stats import PipelineStats, StreamCounts, percentiles
 from pipelines.stages.topics import Topics
-from pipelines.stages.zones import threshold as zone_threshold
 from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
 from streamer.ingest import IngestHub
 
@@ -133,9 +131,9 @@ class Analyzer:
         # live control over MQTT (--control): the settings kept by an earlier run are made again now
         self.control: Control | None = None
         if config.mqtt.control and self.publisher is not None:
-            state_file = config.mqtt.control_file or Path(CONTROL_FILE)
-            self.control = Control(self.topics, state_file, lambda: {s: rt.config for s, rt in self.streams.items()},
-                                   self._apply_live, self.publishing.queue_state)  # fmt: skip
+            configs = lambda: {sid: rt.config for sid, rt in self.streams.items()}  # noqa: E731
+            self.control = Control(self.topics, control_file(config.mqtt), configs, self._apply_live,
+                                   self.publishing.queue_state)  # fmt: skip
             self.control.load()
             self.publisher.listeners.append(self.control)
         self._tg: asyncio.TaskGroup | None = None  # while run() runs
@@ -210,8 +208,7 @@ class Analyzer:
         old, rt.config = rt.config, config
         self.observers.settings_changed(config)
         rt.detector.options = config.events
-        for detector, zone in zip(rt.zones.detectors, config.zones, strict=True):
-            detector.options = replace(config.events, threshold=zone_threshold(config, zone))
+        rt.zones.configure(config)
         if (old.alpha, old.beta) != (config.alpha, config.beta) and self.runner.learned is None:
             rt.detector.alpha, rt.detector.beta = config.alpha, config.beta
             self.runner.set_weights(stream_id, config.alpha, config.beta)

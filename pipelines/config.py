@@ -789,6 +789,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+CONTROL_FILE = "streamer-control.json"  # live settings kept here when no config file says where
+
+
+def control_file(mqtt: MqttConfig, config_file: Path | None = None) -> Path:
+    """Where live settings are kept (:mod:`pipelines.stages.control`): ``[mqtt] control_file``, else
+    ``CONFIG.control.json`` next to the config file the run was given, else CONTROL_FILE in the working folder."""
+    if mqtt.control_file is not None:
+        return mqtt.control_file
+    return config_file.with_suffix(".control.json") if config_file is not None else Path(CONTROL_FILE)
+
+
 def mqtt_config(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> MqttConfig:
     """The broker settings from checked ``[mqtt]`` values (MQTT_KEYS; absent: the defaults). Credentials come
     from, in order: the URL, ``username``/``password`` keys, ``password_file``, and the environment

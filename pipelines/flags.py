@@ -27,7 +27,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import SCHEMA, SETTINGS, AnalyzerConfig, Values, configure, load_toml
+from pipelines.config import (
+    SCHEMA,
+    SETTINGS,
+    AnalyzerConfig,
+    Values,
+    configure,
+    control_file,
+    load_toml,
+)
 from streamer.errors import ConfigError
 from streamer.settings import ANALYZE, SECTIONS, Setting, output_file, settings_of
 
@@ -139,7 +147,6 @@ def analyzer_config(args: argparse.Namespace, sources: Sequence[str], file: Path
     """``streamer run``'s (``demo``'s, ``cluster run``'s) configuration: ``file`` with the flags over it."""
     config = configure(load_toml(file) if file is not None else None, sources=sources,
                        flags=flag_values(args, *ANALYZE))  # fmt: skip
-    if config.mqtt.control and config.mqtt.control_file is None and file is not None:
-        # live settings kept next to the config file that configured the run
-        config = replace(config, mqtt=replace(config.mqtt, control_file=file.with_suffix(".control.json")))
+    if config.mqtt.control:  # live settings kept next to the config file that configured the run
+        config = replace(config, mqtt=replace(config.mqtt, control_file=control_file(config.mqtt, file)))
     return config

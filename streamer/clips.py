@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
-import logging
 import math
 import os
 import queue
@@ -36,13 +35,13 @@ from typing import Any
 
 import av
 
-log = logging.getLogger("streamer")
-
 RING_BYTES = 64 * 1024 * 1024  # a stream's kept packets at most (about 2 min at 4 Mbit/s)
 LONGEST_CLIP = 3600.0  # seconds: a recording ends here even if its event goes on
 AUDIO_CHUNK = 1.0  # seconds: an audio-only stream's packets are kept and dropped in pieces this long
 HAND_OVER = 0.5  # seconds of analysis between hand-overs of a recording's packets to its writer thread
 CLIP_EXTENSIONS = (".mp4", ".mkv")
+PART = ".part"  # a clip being written is its file's name + this, renamed when complete
+PART_EXTENSIONS = tuple(e + PART for e in CLIP_EXTENSIONS)
 _TICK = object()  # a recording's queue: the analysis came further, or its end is known
 _writers: set[threading.Thread] = set()  # the clips being written (a process waits for them before it exits)
 
@@ -139,6 +138,12 @@ class PacketRing:
         """Bytes of packets kept."""
         return self._size
 
+    @property
+    def span(self) -> float:
+        """Seconds of packets kept (from the first kept key frame to the newest packet)."""
+        with self._lock:
+            return self._chunks[-1].entries[-1].t - self._chunks[0].t if self._chunks else 0.0
+
     # -- the capture thread ------------------------------------------------------------------------------------
 
     def open_session(self, video: Any | None, audio: Any | None) -> None:
@@ -191,6 +196,8 @@ class PacketRing:
         entry = _Entry(video, bytes(packet), packet.pts, packet.dts, packet.duration or 0, packet.is_keyframe, t)
         with self._lock:
             self._keep(entry, session)
+            if not self._recordings:
+                return  # the usual case, on every packet: nothing being recorded
             for key, recording in list(self._recordings.items()):
                 if recording.past(entry):
                     del self._recordings[key]
@@ -326,7 +333,7 @@ class Recording:
         self._on_done = on_done
         self._start: float | None = None
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path + ".part", "wb"):  # can it be written at all: a one-line reason now, not in the thread
+        with open(path + PART, "wb"):  # can it be written at all: a one-line reason now, not in the thread
             pass
         self._queue.put(list(entries))
         self._first_t = entries[0].t if entries else math.inf
@@ -357,7 +364,7 @@ class Recording:
             _writers.discard(threading.current_thread())
 
     def _write_clip(self) -> None:
-        part = self.path + ".part"
+        part = self.path + PART
         try:
             info = self._mux(part)
         except Exception as exc:  # a clip is a nicety: one line, the stream goes on

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,25 @@ PREFIX = "bench"
 CONNECT_GRACE = 1.5  # seconds after every analyzer stream is online before impulses count
 # An impulse's flash turns the whole picture white alike, which S_v rejects as global flicker: impulses are heard,
 # S = 0.5 * S_a at the default weights, over the default threshold 0.3 as any clear sound alone.
+
+
+@contextlib.contextmanager
+def impulse_server(*args: str) -> Iterator[str]:
+    """The impulse server (``args``: its options, e.g. ``--width 320 --height 240``) on a free port, for a
+    benchmark's own clients: its URL while it runs; SystemExit when it cannot start."""
+    server = subprocess.Popen(
+        [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(free_port()), "--path", "/impulse", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        if not ready.startswith("READY "):
+            raise SystemExit("the impulse server did not start (needs python3-gi and gir1.2-gst-rtsp-server-1.0)")
+        yield ready.split()[1]
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config import ClipsConfig
-from streamer.clips import CLIP_EXTENSIONS, ClipInfo, container_suffix
+from streamer.clips import CLIP_EXTENSIONS, PART_EXTENSIONS, ClipInfo, container_suffix
 from streamer.media import StreamInfo
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class ClipKeeper:
         stale = time.time() - STALE_PART
         for root, _, names in os.walk(folder):
             for name in names:
-                if name.endswith(tuple(e + ".part" for e in CLIP_EXTENSIONS)):
+                if name.endswith(PART_EXTENSIONS):
                     _remove_if_older(os.path.join(root, name), stale)  # a clip whose writer was killed
                 elif name.endswith(CLIP_EXTENSIONS):
                     path = os.path.join(root, name)

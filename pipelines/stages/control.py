@@ -8,9 +8,9 @@ home automation while it runs ("no motion events from the garden camera while th
   refuses the whole command: nothing changes and ``{prefix}/{stream}/set/result`` says why in one line,
   ``{"ok": false, "error": "..."}``; an accepted command gets ``{"ok": true, "changed": [...]}``.
 * An accepted change applies from the stream's next timestep (the detectors' options, the model's weights), is
-  kept in the state file (``[mqtt] control_file``: next to the config file, ``CONFIG.control.json``, else
-  ``streamer-control.json`` in the working folder) and so survives a restart, and the stream's current live
-  settings are published retained on ``{prefix}/{stream}/settings``.
+  kept in the state file (:func:`pipelines.config.control_file`: ``[mqtt] control_file``, else next to the config
+  file) and so survives a restart, and the stream's current live settings are published retained on
+  ``{prefix}/{stream}/settings``.
 * ``enabled: false``: the stream is still decoded and scored (turning it on again is instant, its scores still
   go out), but it has no events: an open event ends (``reason`` ``"disabled"``), and its status is ``disabled``
   while its source is online.
@@ -27,28 +27,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import STREAM_KEYS, StreamConfig, section_settings
+from pipelines.config import STREAM_KEYS, EventOptions, StreamConfig, section_settings
 from pipelines.stages.topics import Topics
 from streamer.errors import ConfigError
-from streamer.settings import number
+from streamer.settings import Setting, number
 
 log = logging.getLogger("streamer")
 
-LIVE_KEYS: tuple[str, ...] = tuple(k for k, s in section_settings("stream").items() if s.live)
+_LIVE: dict[str, Setting] = {k: s for k, s in section_settings("stream").items() if s.live}
+LIVE_KEYS: tuple[str, ...] = tuple(_LIVE)
 _ZONE_THRESHOLD = number(0, 1, lo_open=True)
 MAX_PAYLOAD = 4096  # bytes of a command
-CONTROL_FILE = "streamer-control.json"  # the state file without a config file (or a control_file): here
+
+
+def _events(setting: Setting) -> bool:
+    """Whether a live setting is one of the stream's event options (``config.events``), else its own."""
+    return setting.owner == EventOptions.__name__
 
 
 def live_settings(config: StreamConfig) -> dict[str, Any]:
     """A stream's live settings as ``{prefix}/{stream}/settings`` shows them (zones: each one's threshold)."""
     from pipelines.stages.zones import threshold
 
-    values = {
-        "enabled": config.enabled, "threshold": config.events.threshold, "alpha": config.alpha,
-        "beta": config.beta, "min_gap": config.events.min_gap, "zone_threshold": config.zone_threshold,
-    }  # fmt: skip
-    assert set(values) == set(LIVE_KEYS), "a live setting without its place here"
+    values = {key: getattr(config.events if _events(s) else config, s.name) for key, s in _LIVE.items()}
     return values | {"zones": {z.name: threshold(config, z) for z in config.zones}}
 
 
@@ -78,11 +79,9 @@ def checked(config: StreamConfig, command: Any) -> dict[str, Any]:
 
 def changed(config: StreamConfig, changes: Mapping[str, Any]) -> StreamConfig:
     """``config`` with ``changes`` (:func:`checked`'s) made."""
-    events = config.events
-    for key in ("threshold", "min_gap"):
-        if key in changes:
-            events = replace(events, **{key: changes[key]})
-    top = {k: v for k, v in changes.items() if k in ("enabled", "alpha", "beta", "zone_threshold")}
+    given = [(s, changes[key]) for key, s in _LIVE.items() if key in changes]
+    events = replace(config.events, **{s.name: value for s, value in given if _events(s)})
+    top = {s.name: value for s, value in given if not _events(s)}
     zones = config.zones
     if "zones" in changes:
         zones = tuple(replace(z, threshold=changes["zones"].get(z.name, z.threshold)) for z in zones)
@@ -90,9 +89,8 @@ def changed(config: StreamConfig, changes: Mapping[str, Any]) -> StreamConfig:
 
 
 class Control:
-    """The publisher's listener for ``{prefix}/+/set``. ``streams``: the analyzer's stream configs by id;
-    ``apply(stream_id, new_config, old_config)`` makes a change happen; ``queue(topic, payload, retain)``
-    publishes."""
+    """The publisher's listener for ``{prefix}/+/set``. ``configs()``: the analyzer's stream configs by id now;
+    ``apply(stream_id, new_config)`` makes a change happen; ``queue(topic, payload, retain)`` publishes."""
 
     def __init__(
         self, topics: Topics, state_file: Path, configs: Callable[[], Mapping[str, StreamConfig]],

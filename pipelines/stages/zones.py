@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.video import box_of, region_score
-from pipelines.config import Polygon, StreamConfig, Zone
+from pipelines.config import EventOptions, Polygon, StreamConfig, Zone
 from pipelines.stages.events import Ended, EndReason, Event, EventDetector, Scores
 from streamer.media import Box
 
@@ -94,16 +94,25 @@ def threshold(config: StreamConfig, zone: Zone) -> float:
     return zone.threshold if zone.threshold is not None else config.zone_threshold
 
 
+def zone_options(config: StreamConfig) -> list[EventOptions]:
+    """Each zone's event options: the stream's, with the zone's threshold."""
+    return [replace(config.events, threshold=threshold(config, zone)) for zone in config.zones]
+
+
 class ZoneEvents:
     """A stream's zones' detectors, fed every timestep the zones' S_v (and the stream's S_a, shown alongside)."""
 
     def __init__(self, config: StreamConfig) -> None:
         # a zone's S is its S_v: the stream's alpha and beta play no part (None)
         self.detectors = [
-            EventDetector(config.stream_id, replace(config.events, threshold=threshold(config, zone)), None, None,
-                          zone=zone.name)
-            for zone in config.zones
-        ]  # fmt: skip
+            EventDetector(config.stream_id, options, None, None, zone=zone.name)
+            for zone, options in zip(config.zones, zone_options(config), strict=True)
+        ]
+
+    def configure(self, config: StreamConfig) -> None:
+        """The stream's settings changed while it runs (its zones the same, their thresholds maybe not)."""
+        for detector, options in zip(self.detectors, zone_options(config), strict=True):
+            detector.options = options
 
     def __bool__(self) -> bool:
         """Whether the stream has zones."""
