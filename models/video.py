@@ -14,7 +14,8 @@ their predecessor (the previous frame of the timestep, or the last frame of the 
   share of its pixels that changed over the timestep's frame pairs and over the hop (the timestep's last frame
   against the previous timestep's);
 * each cell has its own *usual*: the ``quantile`` (0.9) of its activity over the last ``window`` seconds (20), the
-  largest over its neighbours ``dilate`` cells around (2). A road lane, a tree in the wind or a screen that is
+  largest over its neighbours ``dilate`` cells around (2), read again every ``refresh`` seconds (0.5: a usual of
+  20 s moves slowly, and reading it is the model's largest cost). A road lane, a tree in the wind or a screen that is
   busy more than a tenth of the time is its own usual and settles, cars drifting a lane over included, while a
   person walking into a quiet part of the picture (a few seconds of the 20 in any cell) does not move it;
 * a cell's *unusual* change is ``relu(f - usual - cell_margin) / C`` (a share of the whole picture; the feature
@@ -64,7 +65,7 @@ class VideoActivity(SlotStateMixin):
     docstring). Rows without any valid frame get score 0 and leave the state untouched.
     """
 
-    _slot_buffers = ("prev", "has_prev", "recent", "count", "keep")
+    _slot_buffers = ("prev", "has_prev", "recent", "count", "usual", "keep")
     _slot_defaults: ClassVar[dict[str, float]] = {"recent": -1.0, "keep": 1.0}
     _slot_settings: ClassVar[tuple[str, ...]] = ("keep",)  # the mask: kept over a reconnect, not exported
     # The noise level is the median over every 11th pixel (11 divides no common width, so the sample spreads
@@ -75,6 +76,7 @@ class VideoActivity(SlotStateMixin):
     has_prev: Tensor  # (capacity,) bool
     recent: Tensor  # (capacity, window steps, C): the last measurements of each cell's activity, a ring (-1: none)
     count: Tensor  # (capacity,) float: measurements so far
+    usual: Tensor  # (capacity, C): each cell's usual as last read (every ``refresh_steps`` measurements)
     keep: Tensor  # (capacity, h, w) 1 where the picture counts, 0 under the stream's mask
 
     def __init__(
@@ -95,10 +97,13 @@ class VideoActivity(SlotStateMixin):
         warmup: float = LEARNING_S,
         capacity: int = 8,
         lighting: float = 0.3,
+        refresh: float = 0.5,
     ) -> None:
         super().__init__()
         if not (hop > 0 and window > 0 and scale > 0 and k > 0 and min_threshold >= 0 and cell_margin >= 0):
             raise ValueError("hop, window, scale and k must be > 0; min_threshold and cell_margin >= 0")
+        if refresh < 0:
+            raise ValueError(f"refresh must be >= 0, got {refresh}")
         if not (0 < quantile <= 1 and dilate >= 0):
             raise ValueError(f"quantile must be in (0, 1] and dilate >= 0, got {quantile} and {dilate}")
         if pool < 1 or height // pool < 4 or width // pool < 4:
@@ -115,6 +120,7 @@ class VideoActivity(SlotStateMixin):
         self.dilate = dilate
         self.lighting = lighting
         self.warmup_steps = max(1, round(warmup / hop))
+        self.refresh_steps = max(1, round(refresh / hop))
         steps = max(self.warmup_steps, round(window / hop))
         # each pixel's cell, for a sum per cell by index_add (cells of unequal size where the grid does not divide)
         rows = torch.arange(height) * gh // height
@@ -126,6 +132,7 @@ class VideoActivity(SlotStateMixin):
         self.register_buffer("has_prev", torch.zeros(capacity, dtype=torch.bool))
         self.register_buffer("recent", torch.full((capacity, steps, gw * gh), -1.0))
         self.register_buffer("count", torch.zeros(capacity))
+        self.register_buffer("usual", torch.zeros(capacity, gw * gh))
         self.register_buffer("keep", torch.ones(capacity, height, width))
         self.cell_of: Tensor
         self.cell_pixels: Tensor
@@ -231,18 +238,45 @@ class VideoActivity(SlotStateMixin):
         """Score each cell against its own recent activity and add the measurements to it, in order."""
         cells = measured["cells"]  # (B, C)
         learn = present & has_prev
-        gw, gh = self.grid
         count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
         warm = count >= self.warmup_steps
-        entered = window[:, :, :1] >= 0  # (B, W, 1): -1 is an entry not measured yet
-        bar = upper_quantile(window, entered, self.quantile).nan_to_num(0.0)  # (B, C): 0 where none yet
-        if self.dilate:
-            bar = torch.nn.functional.max_pool2d(bar.view(-1, 1, gh, gw), 2 * self.dilate + 1, stride=1,
-                                                 padding=self.dilate).view_as(bar)  # fmt: skip
+        bar = self._usual(window, count % self.refresh_steps == 0, rounds)  # (B, C)
         unusual = torch.relu(cells - bar - self.cell_margin) / self.cells  # (B, C) share of the picture
         unusual = torch.where((present & warm).unsqueeze(1), unusual, 0.0)
         score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)
         return score, {name: measured[name] for name in ("changed", "span", "energy")} | {"unusual": unusual}
+
+    def _usual(self, window: Tensor, read: Tensor, rounds: Rounds) -> Tensor:
+        """Each row's cells' usual ``(B, C)``: read from its ``window (B, W, C)`` where ``read (B,)``, else as its
+        stream last read it (an earlier row of the batch, or the state); the state keeps each stream's latest."""
+        picked = read.nonzero().squeeze(1)
+        fresh = self._read_usual(window[picked])  # (R, C)
+        if rounds.n == 1:
+            slots = rounds.slots
+            self.usual[slots[picked]] = fresh
+            return self.usual[slots]
+        # column 0: the state; column r + 1: row r's reading. For row r, the latest column <= r + 1 with one.
+        values = torch.zeros_like(window[:, 0])
+        values[picked] = fresh
+        columns = torch.cat([self.usual[rounds.unique].unsqueeze(1), rounds.grid(values, 0.0)], dim=1)  # (U, n+1, C)
+        state = torch.ones_like(rounds.unique, dtype=torch.bool).unsqueeze(1)
+        has = torch.cat([state, rounds.grid(read, False)], dim=1)
+        column = torch.arange(rounds.n + 1, device=window.device).expand_as(has)
+        latest = torch.where(has, column, 0).cummax(dim=1).values  # (U, n + 1)
+        everyone = torch.arange(rounds.size, device=window.device)
+        self.usual[rounds.unique] = columns[everyone, latest[:, -1]]
+        return columns[rounds.row_of, latest[rounds.row_of, rounds.order + 1]]
+
+    def _read_usual(self, window: Tensor) -> Tensor:
+        """The cells' usual from their windows ``(R, W, C)`` (-1: an entry not measured yet): ``(R, C)``, 0 where
+        a window is empty."""
+        gw, gh = self.grid
+        entered = window[:, :, :1] >= 0  # (R, W, 1)
+        bar = upper_quantile(window, entered, self.quantile).nan_to_num(0.0)
+        if self.dilate and bar.shape[0]:
+            bar = torch.nn.functional.max_pool2d(bar.view(-1, 1, gh, gw), 2 * self.dilate + 1, stride=1,
+                                                 padding=self.dilate).view_as(bar)  # fmt: skip
+        return bar
 
     @staticmethod
     def _fill_forward(frames: Tensor, valid: Tensor) -> Tensor:
