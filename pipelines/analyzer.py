@@ -47,6 +47,7 @@ from pipelines.stages.publishing import Hooks, Publishing
 from pipelines.stages.scoring import Scoring
 from pipelines.stages.sources import Sources, open_lane
 from pipelines.stages.stats import PipelineStats, StreamCounts, percentiles
+from pipelines.stages.tagging import AudioTagger, SpeechTagger, Tagging
 from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
 from streamer.ingest import IngestHub
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from pipelines.outputs.webui import LiveView
 
 __all__ = ["Analyzer", "Hooks", "RunSummary"]
+
+TAGS_DRAIN_S = 10.0  # at the end of a run, the last events' tags are waited for this long at most
 
 log = logging.getLogger("streamer")
 
@@ -119,6 +122,9 @@ class Analyzer:
             else None
         )
         self.publishing.clips = self.clips
+        # tags (what an event heard), after each event's start, on a thread of their own
+        self.tagging = self._tagging(config)
+        self.publishing.tagging = self.tagging
         if self.clips is not None and self.view is not None:
             self.view.clip_paths = self.clips.paths  # the web view serves the clips this run wrote
         self.web: WebServer | None = None  # the HTTP endpoints (--metrics, --ui), while running
@@ -177,7 +183,8 @@ class Analyzer:
             from pipelines.outputs.homeassistant import HomeAssistant
 
             ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None,
-                               snapshots=c.mqtt.snapshots, control=c.mqtt.control)  # fmt: skip
+                               snapshots=c.mqtt.snapshots, control=c.mqtt.control,
+                               tags=("speech",) if c.tags.speech else ())  # fmt: skip
             self.publisher.listeners.append(ha)
             items.append(ha)
         if c.metrics is not None:
@@ -324,10 +331,14 @@ class Analyzer:
                 mqtt_task = tg.create_task(self.publisher.run(), name="mqtt") if self.publisher else None
                 stats_task = tg.create_task(self.publishing.report_every_interval(self.streams), name="stats")
                 observers_task = tg.create_task(self.observers.run(), name="observers")
+                tagging_task = tg.create_task(self.tagging.run(), name="tagging") if self.tagging else None
                 for rt in self.streams.values():
                     if rt.state is StreamState.READY:  # one being added (STARTING) starts its own once ready
                         self.sources.start(tg, rt)
                 await tg.create_task(self.scoring.run(), name="model")
+                if self.tagging is not None and tagging_task is not None:
+                    await self.tagging.drain(TAGS_DRAIN_S)  # the last events' tags, told before the end
+                    tagging_task.cancel()
                 stats_task.cancel()
                 observers_task.cancel()
                 if self.clips is not None:
@@ -389,6 +400,15 @@ class Analyzer:
         del self.streams[sid]
         self.stats.streams.pop(sid, None)
         self.observers.stream_removed(sid)
+
+    def _tagging(self, config: AnalyzerConfig) -> Tagging | None:
+        """The tagging stage with the taggers the settings ask for; None when none is."""
+        if not config.tags.on:
+            return None
+        taggers: list[AudioTagger] = []
+        if config.tags.speech:
+            taggers.append(SpeechTagger(config.tags.min_confidence, str(self.runner.device)))
+        return Tagging(config.tags, taggers, self.publishing.tagged)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """A background task (a snapshot, a release) that the run waits for, a while, before it ends."""

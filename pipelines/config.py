@@ -32,6 +32,9 @@ A file describes many streams with per-stream options, plus the ``mqtt``, ``mode
     [clips]                    # a clip of each event, with its sound (pipelines.outputs.clips)
     dir = "/var/lib/streamer/clips"
 
+    [tags]                     # what an event heard (pipelines.stages.tagging)
+    speech = true
+
     metrics = ":9108"          # Prometheus /metrics (pipelines.outputs.metrics)
     ui = ":8080"               # the live web view (pipelines.outputs.webui), on localhost unless a host is given
 
@@ -350,6 +353,23 @@ class HomeAssistantConfig:
                               "last)")  # fmt: skip
 
 
+@dataclass(frozen=True, kw_only=True)
+class TagsConfig:
+    """What an event heard, named after its start (:mod:`pipelines.stages.tagging`)."""
+
+    speech: bool = setting(True, section="tags", check=boolean, flag="--speech-tags", commands=ANALYZE,
+                           help="tag events whose sound is speech (silero-vad, shipped with streamer)")  # fmt: skip
+    min_confidence: float = setting(0.5, section="tags", check=number(0, 1), commands=ANALYZE,
+                                    help="a tag is given at this confidence or more")  # fmt: skip
+    budget: float = setting(0.05, section="tags", check=number(0.001, 64), unit="cores", commands=ANALYZE,
+                            help="CPU the tagging may take on average (a share of one core): past it, events wait "
+                            "for their tags and, after 30 s, go without")  # fmt: skip
+
+    @property
+    def on(self) -> bool:
+        return self.speech
+
+
 CLIP_MARGIN = 2.0  # seconds a stream keeps beyond the pre-roll (the analysis runs a little behind the capture)
 
 
@@ -425,6 +445,7 @@ class AnalyzerConfig:
     )  # fmt: skip
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     clips: ClipsConfig = field(default_factory=ClipsConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
     metrics: Address | None = setting(  # noqa: RUF009
         None, section="top", check=_Endpoint(METRICS_HOST), commands=IN_PROCESS, metavar="[HOST]:PORT",
         help="serve Prometheus /metrics here, e.g. :9108 (no host: localhost only; 0.0.0.0:9108 for a scraper "
@@ -443,7 +464,7 @@ class AnalyzerConfig:
 # -- the schema: every setting, by the config file's section ---------------------------------------------------
 
 SCHEMA: tuple[type, ...] = (StreamConfig, EventOptions, SyncOptions, SourceOptions, ModelConfig, MqttConfig,
-                            HomeAssistantConfig, ClipsConfig, AnalyzerConfig)  # fmt: skip
+                            HomeAssistantConfig, ClipsConfig, TagsConfig, AnalyzerConfig)  # fmt: skip
 SETTINGS: tuple[Setting, ...] = tuple(s for cls in SCHEMA for s in settings_of(cls))
 
 
@@ -455,7 +476,8 @@ def section_settings(section: str, *, file_only: bool = True) -> dict[str, Setti
 STREAM_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("stream").items()}
 STREAM_ENTRY_KEYS: dict[str, Check] = {"name": string, "source": string, **STREAM_KEYS}
 MQTT_KEYS: dict[str, Check] = {k: s.check for k, s in section_settings("mqtt").items()}
-TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", "clips", *section_settings("top"))
+TOP_KEYS = ("defaults", "streams", "mqtt", "model", "device", "homeassistant", "clips", "tags",
+            *section_settings("top"))  # fmt: skip
 
 Values = dict[str, dict[str, Any]]  # section -> key -> checked value (in the config file's units)
 
@@ -630,8 +652,9 @@ def _configure(
     if m is not None and u is not None and m.port == u.port and m.port != 0:
         raise ConfigError(f"metrics and ui: both on port {m.port}; give them different ports")
     clips = ClipsConfig(**field_values(ClipsConfig, sections))
+    tags = TagsConfig(**field_values(TagsConfig, sections))
     return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, homeassistant=homeassistant, clips=clips,
-                          **top)  # fmt: skip
+                          tags=tags, **top)  # fmt: skip
 
 
 def analysis_settings(

@@ -22,6 +22,7 @@ _TITLES = {
     "mqtt": ("`[mqtt]`", "The broker and what is published."),
     "homeassistant": ("`[homeassistant]`", "MQTT discovery for Home Assistant."),
     "clips": ("`[clips]`", "Event clips: each event's own video and audio, not re-encoded, into a folder."),
+    "tags": ("`[tags]`", "What an event heard, named after its start (docs/tags.md)."),
     "top": ("Top level, and flags only", "Keys outside any table; a setting marked *flag only* is not a config "
             "file key."),
 }  # fmt: skip

@@ -31,7 +31,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-SECTIONS = ("stream", "model", "device", "mqtt", "homeassistant", "clips", "top")  # "top": a key outside any table
+# "top": a key outside any table
+SECTIONS = ("stream", "model", "device", "mqtt", "homeassistant", "clips", "tags", "top")
 _KEY = "streamer.setting"  # where setting() keeps its Setting in a field's metadata
 
 # The commands whose flags set a setting (pipelines.cli.main): those that open sources, those that run the

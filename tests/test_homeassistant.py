@@ -63,7 +63,7 @@ def check_config(topic: str, payload: dict[str, Any]) -> None:
     match = CONFIG_RE.match(topic)
     assert match, topic
     component, node, obj = match.groups()
-    assert COMPONENTS[obj] == component
+    assert COMPONENTS.get(obj, "binary_sensor") == component  # not listed: a zone's or a tag's binary sensor
     for key in ["name", "unique_id", "availability", *REQUIRED[component]]:
         assert key in payload, (topic, key)
     assert re.fullmatch(r"[a-zA-Z0-9_-]+", payload["unique_id"]) and payload["unique_id"] == f"{node}_{obj}"
@@ -83,7 +83,7 @@ async def test_discovery_configs_states_and_removal(tmp_path: Path, mqtt_broker:
         proc = await start_streamer("run", "--config", str(config))
         try:
             await sub.wait_for("test/cam/activity", "ON", within=60)
-            assert await until(lambda: len({m.topic for m in sub.messages if m.topic.endswith("/config")}) == 18, 10)
+            assert await until(lambda: len({m.topic for m in sub.messages if m.topic.endswith("/config")}) == 21, 10)
             configs = {m.topic: json.loads(m.payload) for m in sub.messages if m.topic.endswith("/config")}
             for topic, payload in configs.items():
                 check_config(topic, payload)
@@ -92,12 +92,14 @@ async def test_discovery_configs_states_and_removal(tmp_path: Path, mqtt_broker:
             door = node_id("test", "door")
             assert configs[f"homeassistant/binary_sensor/{door}/activity/config"]["device_class"] == "sound"
             assert configs[f"homeassistant/image/{cam}/snapshot/config"]["image_topic"] == "test/cam/snapshot"
+            speech = configs[f"homeassistant/binary_sensor/{cam}/tag_speech/config"]  # speech tags: on by default
+            assert speech["state_topic"] == "test/cam/tags/speech" and speech["device_class"] == "sound"
 
             # Home Assistant restarts and announces itself: every config comes again
             before = len([m for m in sub.messages if m.topic.endswith("/config")])
             async with aiomqtt.Client(broker.host, broker.port) as ha:
                 await ha.publish("homeassistant/status", b"online", qos=1)
-            assert await until(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) >= before + 18, 20)
+            assert await until(lambda: len([m for m in sub.messages if m.topic.endswith("/config")]) >= before + 21, 20)
 
             # the activity follows the events; the sensors' levels come at their interval
             assert await until(lambda: sub.payloads("test/cam/activity").count("OFF") >= 3, 30)
@@ -120,7 +122,7 @@ async def test_discovery_configs_states_and_removal(tmp_path: Path, mqtt_broker:
         assert SECRET.encode() not in everything
 
     kept = await retained(broker.host, broker.port, "homeassistant/#")
-    assert len([t for t, p in kept.items() if p]) == 18
+    assert len([t for t, p in kept.items() if p]) == 21
 
     # the next run no longer has door and the camera: their entities are removed, cam's stay
     write_config(config, broker.url, '[[streams]]\nname = "cam"\nsource = "synthetic:?events=av@3.5&duration=5"\n')

@@ -527,7 +527,8 @@ def unambiguous_homes() -> dict[Any, set[str]]:
 
 
 # Restatements in files owned elsewhere, still to be cleared (then delete the entry):
-ALLOWED: set[tuple[str, str]] = set()  # restatements kept on purpose (none)
+# restatements kept on purpose: silero-vad's own input rate, which the analysis's sample_rate does not set
+ALLOWED: set[tuple[str, str]] = {("models/speech.py", "16000 outside streamer/sync.py")}
 
 
 def test_no_default_is_written_twice() -> None:

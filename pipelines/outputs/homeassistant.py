@@ -22,6 +22,9 @@ object              component      state
 ``threshold``       number         with live control: the stream's threshold (0.01-1), likewise
 ``zone_{zone}_``    number         with live control: each zone's threshold, likewise
 ``threshold``
+``tag_{label}``     binary_sensor  per tag label announced (``speech`` with speech tags on, ``docs/tags.md``),
+                                   named "{Label}": ``{prefix}/{stream}/tags/{label}`` (JSON ``state``):
+                                   ``ON`` while an event with that tag is open, else ``OFF``
 ==================  =============  ========================================================================
 
 Availability: the analyzer's ``{prefix}/status`` (its will says ``offline``) and, for the activities and the
@@ -64,6 +67,9 @@ REGISTRY_WAIT = 2.0  # seconds after connecting with no retained registry: there
 ONLINE_ONLY = "{{ 'online' if value == 'online' else 'offline' }}"
 
 
+AUDIO_LABELS = frozenset({"speech"})  # labels of sounds: their sensors' device class is "sound"
+
+
 def node_id(prefix: str, stream_id: str) -> str:
     """``{prefix}_{stream}`` with ``/`` as ``_`` (``streamer_front``): unique per site and stream."""
     return f"{prefix.replace('/', '_')}_{stream_id}"
@@ -83,8 +89,13 @@ def zone_threshold_object(zone: str) -> str:
     return f"zone_{zone}_threshold"
 
 
+def tag_object(label: str) -> str:
+    """A tag label's entity's object id (its component: ``binary_sensor``)."""
+    return f"tag_{label}"
+
+
 def discovery_configs(
-    stream: StreamConfig, topics: Topics, ha_prefix: str, *, control: bool = False
+    stream: StreamConfig, topics: Topics, ha_prefix: str, *, control: bool = False, tags: tuple[str, ...] = ()
 ) -> dict[str, dict[str, Any]]:
     """``{config topic: payload}`` for one stream's entities (the documented payloads)."""
     sid = stream.stream_id
@@ -148,6 +159,9 @@ def discovery_configs(
         entity("snapshot", "Last event", False, image_topic=topics.snapshot(sid), content_type="image/jpeg"),
         *[entity(zone_object(z.name), f"{z.name} motion", True, state_topic=topics.zone(sid, z.name, "activity"),
                  payload_on="ON", payload_off="OFF", device_class="motion") for z in stream.zones],
+        *[entity(tag_object(label), label.replace("_", " ").capitalize(), True, state_topic=topics.tag(sid, label),
+                 value_template="{{ value_json.state }}", payload_on="ON", payload_off="OFF",
+                 device_class="sound" if label in AUDIO_LABELS else "occupancy") for label in tags],
     ])  # fmt: skip
 
 
@@ -177,9 +191,10 @@ class HomeAssistant(Observer):
 
     def __init__(
         self, config: HomeAssistantConfig, topics: Topics, outbox: Outbox, *, registry: bool = True,
-        snapshots: bool = True, control: bool = False,
+        snapshots: bool = True, control: bool = False, tags: tuple[str, ...] = (),
     ) -> None:  # fmt: skip
         self.config = config
+        self.tags = tags  # the tag labels announced as binary sensors
         self.control = control  # announce the live-control switch and numbers
         self.snapshots = snapshots  # announce the image entity (the snapshots are published)
         self.topics = topics
@@ -289,7 +304,8 @@ class HomeAssistant(Observer):
             self._send_configs(stream)
 
     def _send_configs(self, stream: StreamConfig) -> None:
-        for topic, payload in discovery_configs(stream, self.topics, self.config.prefix, control=self.control).items():
+        configs = discovery_configs(stream, self.topics, self.config.prefix, control=self.control, tags=self.tags)
+        for topic, payload in configs.items():
             if not self.snapshots and topic.endswith("/snapshot/config"):
                 continue
             self._queue(topic, json.dumps(payload, separators=(",", ":")).encode(), "state")
@@ -298,6 +314,8 @@ class HomeAssistant(Observer):
         node = node_id(self.topics.prefix, stream_id)
         for obj, component in COMPONENTS.items():
             self._queue(config_topic(self.config.prefix, component, node, obj), b"", "state")
+        for label in self.tags:
+            self._queue(config_topic(self.config.prefix, "binary_sensor", node, tag_object(label)), b"", "state")
         self._queue(self.topics.stream(stream_id, "activity"), b"", "status")  # its retained state goes too
         for zone in self._zones(stream_id):
             self._remove_zone(stream_id, zone)

@@ -78,6 +78,8 @@ class Observer:
 
     def clip_failed(self, stream_id: str) -> None: ...
 
+    def tagged(self, event: Event, tags: list[dict[str, Any]]) -> None: ...
+
     def settings_changed(self, stream: StreamConfig) -> None: ...
 
     async def run(self) -> None:
@@ -130,6 +132,9 @@ class Observers(Observer):
 
     def clip_failed(self, stream_id: str) -> None:
         self._each("clip_failed", stream_id)
+
+    def tagged(self, event: Event, tags: list[dict[str, Any]]) -> None:
+        self._each("tagged", event, tags)
 
     def settings_changed(self, stream: StreamConfig) -> None:
         self._each("settings_changed", stream)

@@ -20,7 +20,7 @@ import asyncio
 import json
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -80,6 +80,8 @@ class LiveView(Observer):
         self.clip_paths: Mapping[str, Path] = {}
         self.clips: deque[str] = deque(maxlen=RECENT_EVENTS)
         self._fresh_clips: list[str] = []
+        self.tags: OrderedDict[str, list[str]] = OrderedDict()  # event id -> its tags ("speech 0.83"), the recent
+        self._fresh_tags: dict[str, list[str]] = {}
 
     # -- fed by the analyzer ----------------------------------------------------------------------------------
 
@@ -120,6 +122,13 @@ class LiveView(Observer):
         self.clips.append(clip["id"])
         self._fresh_clips.append(clip["id"])
 
+    def tagged(self, event: Event, tags: list[dict[str, Any]]) -> None:
+        shown = [f"{t['label']} {t['confidence']:.2f}" for t in tags]
+        self.tags[event.id] = self._fresh_tags[event.id] = shown
+        self.tags.move_to_end(event.id)
+        while len(self.tags) > RECENT_EVENTS:
+            self.tags.popitem(last=False)
+
     # -- what the browsers get ---------------------------------------------------------------------------------
 
     def _info(self, sid: str, s: _Stream) -> dict[str, Any]:
@@ -138,6 +147,7 @@ class LiveView(Observer):
             },
             "events": list(self.events),
             "clips": list(self.clips),
+            "tags": dict(self.tags),
         }
 
     def _update(self) -> dict[str, Any]:
@@ -148,10 +158,12 @@ class LiveView(Observer):
         added = [sid for sid in self._changed if sid in self.streams]
         update = {
             "type": "update", "wall_time": time.time(), "points": points, "info": info,
-            "events": self._fresh_events, "clips": self._fresh_clips, "removed": self._removed,
+            "events": self._fresh_events, "clips": self._fresh_clips, "tags": self._fresh_tags,
+            "removed": self._removed,
             "added": {sid: self.streams[sid].describe() for sid in added},
         }  # fmt: skip
         self._fresh_events, self._fresh_clips, self._removed, self._changed = [], [], [], set()
+        self._fresh_tags = {}
         return update
 
     async def run(self) -> None:

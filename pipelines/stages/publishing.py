@@ -25,12 +25,15 @@ from pipelines.stages.events import Ended, Event, Scores
 from pipelines.stages.lifecycle import StreamRuntime
 from pipelines.stages.outbox import Kind, Message, Outbox
 from pipelines.stages.stats import PipelineStats, Stamps
+from pipelines.stages.tagging import tags_payload
 from pipelines.stages.topics import Topics
+from streamer.errors import ConfigError
 from streamer.media import Box, SourceState, StateChange, VideoFrame
 
 if TYPE_CHECKING:
     from pipelines.outputs.clips import ClipKeeper
     from pipelines.outputs.observers import Observer
+    from pipelines.stages.tagging import Tag, Tagging
 
 log = logging.getLogger("streamer")
 
@@ -64,6 +67,7 @@ class Publishing:
     snapshots: bool
     spawn: Spawn
     clips: ClipKeeper | None = None
+    tagging: Tagging | None = None
     _events_out: IO[str] | None = field(default=None, init=False)
     # per stream: the snapshots asked for so far, and the latest of them published (an older one finishing later,
     # when several are encoded at once, is dropped: the retained snapshot is the last event's)
@@ -114,6 +118,14 @@ class Publishing:
                 if message.peak_frame is not None and self.snapshots and event.zone is None:
                     self._take_snapshot(rt, message.peak_frame, message.peak_box)
             payload = event.as_dict()
+            if self.tagging is not None and event.zone is None:  # a zone's event: its stream's tags
+                if isinstance(message, Ended):
+                    tags = self.tagging.ended(event)
+                    payload["tags"] = tags_payload(tags)
+                    for label in tags:  # the label's sensor: off with the event
+                        self._tag_state(event, label, None)
+                else:
+                    self.tagging.started(event)
             if self.clips is not None and event.zone is None:  # a zone's event is in its stream's clip
                 if isinstance(message, Ended):
                     payload["clip"] = self.clips.ended(rt, event)
@@ -126,6 +138,36 @@ class Publishing:
             self.observers.event(event)
             if self.hooks.on_event is not None:
                 self.hooks.on_event(event)
+
+    def tagged(self, event: Event, tags: dict[str, Tag]) -> None:
+        """An event's tags changed (:mod:`pipelines.stages.tagging`): its ``update`` message, each new label's
+        state (on, or off at once for an event that has ended), the observers."""
+        if self.tagging is None:
+            return
+        told = tags_payload(tags)
+        payload = {"type": "update", "id": event.id, "stream": event.stream, "t": event.t, "wall_time": time.time(),
+                   "tags": told}  # fmt: skip
+        self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
+        if self._events_out is not None:
+            self._events_out.write(json.dumps(payload) + "\n")
+            self._events_out.flush()
+        still_open = self.tagging.is_open(event.id)
+        for label, tag in tags.items():
+            self._tag_state(event, label, tag)
+            if not still_open:
+                self._tag_state(event, label, None)
+        self.observers.tagged(event, told)
+
+    def _tag_state(self, event: Event, label: str, tag: Tag | None) -> None:
+        """``{prefix}/{stream}/tags/{label}``, retained: ON while an event with that tag is open, else OFF."""
+        state = {"state": "ON" if tag is not None else "OFF", "id": event.id, "t": event.t}
+        if tag is not None:
+            state["confidence"] = round(tag.confidence, 3)
+        try:
+            topic = self.topics.tag(event.stream, label)
+        except ConfigError:
+            return  # a label that cannot be a topic level: in the messages only
+        self._queue(topic, _json(state), "state")
 
     def _take_snapshot(self, rt: StreamRuntime, frame: VideoFrame, box: Box | None) -> None:
         """Ask for the peak frame's snapshot now (an ingest process is told before a later pin, of the next

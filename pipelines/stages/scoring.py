@@ -150,6 +150,8 @@ class Scoring:
                 self.publishing.events(rt, rt.zones.update(scores, result["video_unusual"][i], cells))
         if self.publishing.clips is not None:  # a clip whose end the analysis has passed is told where it ends
             self.publishing.clips.progress(rt, ts.end)
+        if self.publishing.tagging is not None:  # its sound, for the tags of its stream's events
+            self.publishing.tagging.observe(ts, scores, rt.config.sync.sample_rate)
         new_peak = rt.detector.peak_frame
         if new_peak is not None and new_peak is not peak and rt.stream is not None:
             rt.stream.pin(new_peak)  # an open event's peak: an ingest process keeps its picture

@@ -1,10 +1,10 @@
 """The MQTT topics streamer publishes on, and the checks that keep names from injecting wildcards or levels.
 
 ``{prefix}/status``, ``{prefix}/stats``, ``{prefix}/cluster`` (a cluster's layout), per stream
-``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, ``/clip``, and per zone of a stream
-``{prefix}/{stream}/zones/{zone}/events``. A prefix is one or more levels of ``[A-Za-z0-9_-]`` separated by ``/``
-(``home/streamer``); stream ids are already one such level (:func:`streamer.spec.sanitize_stream_id`), and so
-are zone names (:data:`LEVEL_RE`).
+``{prefix}/{stream}/events``, ``/scores``, ``/status``, ``/snapshot``, ``/clip``, ``/tags/{label}``, and per zone
+of a stream ``{prefix}/{stream}/zones/{zone}/events``. A prefix is one or more levels of ``[A-Za-z0-9_-]``
+separated by ``/`` (``home/streamer``); stream ids are already one such level
+(:func:`streamer.spec.sanitize_stream_id`), and so are zone names and tag labels (:data:`LEVEL_RE`).
 """
 
 from __future__ import annotations
@@ -64,3 +64,10 @@ class Topics:
 
     def clip(self, stream_id: str) -> str:
         return self.stream(stream_id, "clip")
+
+    def tag(self, stream_id: str, label: str) -> str:
+        """``{prefix}/{stream}/tags/{label}``: whether an event with that tag is open (a label that is not one
+        topic level is refused)."""
+        if not LEVEL_RE.match(label):
+            raise ConfigError(f"tag {label!r} cannot be an MQTT topic level")
+        return self.stream(stream_id, f"tags/{label}")

@@ -1,0 +1,338 @@
+"""What an event heard: tags (a label and a confidence) for each event, found after its start, never delaying it.
+
+The stage keeps each stream's last few seconds of scored audio (:class:`AudioTail`, the timesteps' own samples).
+An event's *sound* is the audio of its timesteps where the audio model heard something (S_a > ``SOUND_S_A``): a
+word, a bark, a knock, not the quiet around them (an A+V event that lasts as long as a person walking gets the
+sound, not the walk). Its sound goes to the taggers:
+
+* when it holds ``FIRST_S`` (1 s) of sound, or the event ends with less;
+* again every ``AGAIN_S`` (2 s) of new sound while it lasts, up to ``WINDOW_S`` (4 s) of sound;
+* and at its end, when there is sound not heard yet.
+
+A tagging that finds something new (a label, or a confidence 0.1 higher) is published as the event's ``update``
+message; the end message carries the tags known by then (a short event's tags follow its end). The speech tagger
+(:mod:`models.speech`) compares the sound with its bed: the last ``BED_S`` (2 s) of quiet audio (no sound of its
+own) before the event.
+
+**Budget.** Tagging runs on one thread of its own, on at most ``budget`` of a core on average (a token bucket of
+CPU seconds, ``budget`` a second, up to ``BURST_S`` seconds' worth), so that a box at its capacity of live streams
+stays there. Requests wait in a bounded queue (``QUEUE``): a newer request of the same event replaces its older
+one (it holds more sound); when the queue is full the oldest request is dropped, and so is one that waited past
+``MAX_WAIT_S`` for the budget (both counted as ``tag_drops``): the event keeps the tags it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.speech import VAD_RATE
+from pipelines.config import TagsConfig
+from pipelines.stages.events import Event, Scores, rounded
+from streamer.media import Timestep
+
+log = logging.getLogger("streamer")
+
+SOUND_S_A = 0.1  # a timestep is part of an event's sound where S_a exceeds this
+FIRST_S = 1.0  # seconds of sound before an event's first tagging
+AGAIN_S = 2.0  # seconds of new sound before it is tagged again
+WINDOW_S = 4.0  # the most sound of one event tagged
+BED_S = 2.0  # the audio before an event taken as its bed
+TAIL_S = WINDOW_S + BED_S  # how much scored audio each stream keeps
+QUEUE = 64  # requests waiting for the tagger at most
+MAX_WAIT_S = 30.0  # a request older than this is dropped
+BURST_S = 60.0  # the budget saved up while idle: this many seconds' worth
+NEWER = 0.1  # a confidence this much higher than the one told is told again
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    label: str
+    confidence: float
+    modality: str  # "audio" or "video": what was tagged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": rounded(self.confidence), "modality": self.modality}
+
+
+def tags_payload(tags: dict[str, Tag]) -> list[dict[str, Any]]:
+    """Tags as messages carry them: the most confident first."""
+    return [t.as_dict() for t in sorted(tags.values(), key=lambda t: (-t.confidence, t.label))]
+
+
+class AudioTail:
+    """A stream's last ``TAIL_S`` seconds of scored timesteps: ``(t, samples, S_a)``, oldest first, at ``rate``
+    samples a second."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._steps: collections.deque[tuple[float, npt.NDArray[np.float32], float]] = collections.deque()
+
+    def add(self, t: float, audio: npt.NDArray[np.float32], s_a: float) -> None:
+        self._steps.append((t, audio, s_a))
+        while self._steps and self._steps[0][0] < t - TAIL_S:
+            self._steps.popleft()
+
+    def since(self, t: float) -> list[tuple[float, npt.NDArray[np.float32], float]]:
+        return [step for step in self._steps if step[0] >= t - 1e-6]
+
+    def bed(self, t: float, seconds: float) -> npt.NDArray[np.float32]:
+        """The latest ``seconds`` of quiet audio (S_a <= ``SOUND_S_A``: no sound of its own) before ``t``."""
+        parts: list[npt.NDArray[np.float32]] = []
+        held = 0.0
+        for ts, audio, s_a in reversed(self._steps):
+            if held >= seconds:
+                break
+            if ts < t - 1e-6 and s_a <= SOUND_S_A:
+                parts.append(audio)
+                held += len(audio) / self.rate
+        return np.concatenate(parts[::-1]) if parts else np.zeros(0, np.float32)
+
+
+@dataclass(eq=False)
+class _Tagged:
+    """An event being tagged."""
+
+    event: Event
+    bed: npt.NDArray[np.float32]
+    rate: int
+    sound: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    sound_s: float = 0.0
+    asked_s: float = 0.0  # the sound seconds the latest request held
+    ended: bool = False
+    tags: dict[str, Tag] = field(default_factory=dict)
+    seen_t: float = -1.0  # the last timestep of it taken
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    stream_id: str
+    event_id: str
+    sound: npt.NDArray[np.float32]
+    bed: npt.NDArray[np.float32]
+    rate: int  # their sample rate
+    asked: float  # monotonic time
+
+
+class AudioTagger:
+    """What the tagging thread runs: tags for a batch of requests (one list per request)."""
+
+    def tag(self, requests: list[Request]) -> list[list[Tag]]:
+        raise NotImplementedError
+
+
+class SpeechTagger(AudioTagger):
+    """``speech`` (:mod:`models.speech`), at ``min_confidence`` or more."""
+
+    def __init__(self, min_confidence: float, device: str = "cpu") -> None:
+        from models.speech import SpeechDetector
+
+        self.min_confidence = min_confidence
+        self._vad = SpeechDetector(device)
+
+    def tag(self, requests: list[Request]) -> list[list[Tag]]:
+        from models.speech import at_16k, speech_confidence, speech_share
+
+        sounds = self._vad.probabilities([at_16k(r.sound, r.rate) for r in requests])
+        # the bed only where the sound could be speech: most events' sounds are not, and the bed costs as much
+        maybe = [i for i, p in enumerate(sounds) if speech_share(p) >= self.min_confidence and len(requests[i].bed)]
+        beds = self._vad.probabilities([at_16k(requests[i].bed, requests[i].rate) for i in maybe])
+        bed_of = dict(zip(maybe, beds, strict=True))
+        out: list[list[Tag]] = []
+        for i, p in enumerate(sounds):
+            confidence = speech_confidence(p, bed_of.get(i))
+            out.append([Tag("speech", confidence, "audio")] if confidence >= self.min_confidence else [])
+        return out
+
+
+Tell = Callable[[Event, dict[str, Tag]], None]
+
+
+class Tagging:
+    """The stage: :meth:`observe` each scored timestep, :meth:`started` / :meth:`ended` each event of a stream
+    (not a zone's); :meth:`run` is its task. ``tell(event, tags)``: an event's tags changed (Publishing)."""
+
+    def __init__(self, config: TagsConfig, taggers: list[AudioTagger], tell: Tell) -> None:
+        self.config = config
+        self.taggers = taggers
+        self.tell = tell
+        self.drops = 0  # requests dropped (queue full, or waited too long for the budget)
+        self.tagged = 0  # requests tagged
+        self.cpu_s = 0.0  # CPU seconds the taggers took
+        self._tails: dict[str, AudioTail] = {}
+        self._open: dict[str, _Tagged] = {}  # event id -> event being tagged
+        self._queue: collections.OrderedDict[str, Request] = collections.OrderedDict()  # by event id
+        self._busy: set[str] = set()  # event ids being tagged now
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued, nothing being tagged
+        self._idle.set()
+        self._tokens = config.budget * BURST_S
+        self._refilled = time.monotonic()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tagger")
+
+    # -- the scoring side (event loop) ---------------------------------------------------------------------------
+
+    def observe(self, ts: Timestep, scores: Scores, rate: int) -> None:
+        """A scored timestep of a stream (after its events were told; ``rate`` its audio's sample rate): its
+        audio joins the stream's tail and the sound of its open events."""
+        if ts.audio_missing:
+            return
+        audio = np.asarray(ts.audio, dtype=np.float32)
+        s_a = scores.s_a if scores.has_a else 0.0
+        tail = self._tails.get(ts.stream_id)
+        if tail is None or tail.rate != rate:
+            tail = self._tails[ts.stream_id] = AudioTail(rate)
+        tail.add(ts.t, audio, s_a)
+        for tagged in self._open.values():
+            if tagged.event.stream == ts.stream_id and not tagged.ended and ts.t > tagged.seen_t:
+                self._hear(tagged, [(ts.t, audio, s_a)])
+
+    def started(self, event: Event) -> None:
+        """An event started: its sound so far (from its first timestep) and its bed, from the stream's tail."""
+        tail = self._tails.get(event.stream)
+        if tail is None:
+            tagged = _Tagged(event, np.zeros(0, np.float32), VAD_RATE)  # no audio heard yet: none will be tagged
+        else:
+            tagged = _Tagged(event, tail.bed(event.t, BED_S), tail.rate)
+        self._open[event.id] = tagged
+        if tail is not None:
+            self._hear(tagged, tail.since(event.t))
+
+    def ended(self, event: Event) -> dict[str, Tag]:
+        """An event ended: its last sound is tagged (when there is any not heard yet); the tags known now."""
+        tagged = self._open.get(event.id)
+        if tagged is None:
+            return {}
+        tagged.ended = True
+        if tagged.sound_s > tagged.asked_s:
+            self._ask(tagged)
+        else:
+            self._settle(event.id)
+        return dict(tagged.tags)
+
+    def is_open(self, event_id: str) -> bool:
+        tagged = self._open.get(event_id)
+        return tagged is not None and not tagged.ended
+
+    def forget(self, stream_id: str) -> None:
+        """A stream is gone: its tail (its events end through :meth:`ended` first)."""
+        self._tails.pop(stream_id, None)
+
+    def _hear(self, tagged: _Tagged, steps: list[tuple[float, npt.NDArray[np.float32], float]]) -> None:
+        for t, audio, s_a in steps:
+            tagged.seen_t = max(tagged.seen_t, t)
+            if s_a > SOUND_S_A and tagged.sound_s < WINDOW_S:
+                tagged.sound.append(audio)
+                tagged.sound_s += len(audio) / tagged.rate
+        due = FIRST_S if tagged.asked_s == 0 else tagged.asked_s + AGAIN_S
+        if tagged.sound_s >= min(due, WINDOW_S) and tagged.sound_s > tagged.asked_s:
+            self._ask(tagged)
+
+    def _ask(self, tagged: _Tagged) -> None:
+        tagged.asked_s = tagged.sound_s
+        event_id = tagged.event.id
+        self._queue.pop(event_id, None)  # a newer request of the same event replaces the older
+        self._queue[event_id] = Request(tagged.event.stream, event_id, np.concatenate(tagged.sound), tagged.bed,
+                                        tagged.rate, time.monotonic())  # fmt: skip
+        while len(self._queue) > QUEUE:
+            dropped, _ = self._queue.popitem(last=False)
+            self.drops += 1
+            self._settle(dropped)
+        self._idle.clear()
+        self._wake.set()
+
+    def _settle(self, event_id: str) -> None:
+        """An ended event with nothing left to tag is let go."""
+        tagged = self._open.get(event_id)
+        if tagged is not None and tagged.ended and event_id not in self._queue and event_id not in self._busy:
+            del self._open[event_id]
+
+    async def drain(self, seconds: float) -> None:
+        """Wait until every request is tagged (the end of a run), ``seconds`` at most."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+
+    # -- the tagging thread ----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: requests to the tagging thread, in batches, within the budget."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._queue:
+                    await self._within_budget()
+                    batch = self._take()
+                    if not batch:
+                        break
+                    self._busy = {r.event_id for r in batch}
+                    try:
+                        results, cpu = await loop.run_in_executor(self._executor, self._tag, batch)
+                    finally:
+                        self._busy = set()
+                    self._tokens -= cpu
+                    self.cpu_s += cpu
+                    self.tagged += len(batch)
+                    for request, tags in zip(batch, results, strict=True):
+                        self._merge(request.event_id, tags)
+                if not self._queue:
+                    self._idle.set()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _within_budget(self) -> None:
+        now = time.monotonic()
+        budget = self.config.budget
+        self._tokens = min(budget * BURST_S, self._tokens + (now - self._refilled) * budget)
+        self._refilled = now
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / budget)
+
+    def _take(self) -> list[Request]:
+        """The queued requests (the oldest first) that did not wait too long."""
+        now, batch = time.monotonic(), []
+        while self._queue:
+            event_id, request = self._queue.popitem(last=False)
+            if now - request.asked > MAX_WAIT_S:
+                self.drops += 1
+                self._settle(event_id)
+                continue
+            batch.append(request)
+        return batch
+
+    def _tag(self, batch: list[Request]) -> tuple[list[list[Tag]], float]:
+        started = time.thread_time()
+        results: list[list[Tag]] = [[] for _ in batch]
+        for tagger in self.taggers:
+            try:
+                for found, tags in zip(results, tagger.tag(batch), strict=True):
+                    found.extend(tags)
+            except Exception as exc:  # a tagger that fails costs its tags, never the analysis
+                log.warning("tags: %s failed: %s", type(tagger).__name__, exc)
+        return results, time.thread_time() - started
+
+    def _merge(self, event_id: str, tags: list[Tag]) -> None:
+        tagged = self._open.get(event_id)
+        if tagged is None:
+            return
+        changed = False
+        for tag in tags:
+            known = tagged.tags.get(tag.label)
+            if known is None or tag.confidence >= known.confidence + NEWER:
+                tagged.tags[tag.label] = tag
+                changed = True
+        if changed:
+            self.tell(tagged.event, dict(tagged.tags))
+        self._settle(event_id)
