@@ -64,15 +64,19 @@ class SpeechDetector:
         return [out[i, : chunks[i]] for i in range(len(clips))]
 
 
-def at_16k(clip: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
-    """A clip of ``rate`` samples a second at the 16 kHz silero-vad takes."""
-    if rate == VAD_RATE:
+def resampled(clip: npt.NDArray[np.float32], rate: int, to: int) -> npt.NDArray[np.float32]:
+    """A mono clip of ``rate`` samples a second at ``to``."""
+    if rate == to:
         return clip
     import torchaudio.functional
 
-    resampled: Tensor = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(clip, np.float32)),
-                                                       rate, VAD_RATE)  # fmt: skip
-    return np.asarray(resampled.numpy(), dtype=np.float32)
+    out: Tensor = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(clip, np.float32)), rate, to)
+    return np.asarray(out.numpy(), dtype=np.float32)
+
+
+def at_16k(clip: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
+    """A clip of ``rate`` samples a second at the 16 kHz silero-vad takes."""
+    return resampled(clip, rate, VAD_RATE)
 
 
 def speech_share(probabilities: npt.NDArray[np.float32]) -> float:

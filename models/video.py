@@ -15,7 +15,8 @@ their predecessor (the previous frame of the timestep, or the last frame of the 
   against the previous timestep's);
 * each cell has its own *usual*: the ``quantile`` (0.9) of its activity over the last ``window`` seconds (20), the
   largest over its neighbours ``dilate`` cells around (2), read again every ``refresh`` seconds (0.5: a usual of
-  20 s moves slowly, and reading it is the model's largest cost). A road lane, a tree in the wind or a screen that is
+  20 s moves slowly, and reading it is the model's largest cost) once the window is full (before, every timestep:
+  a young window moves fast); A road lane, a tree in the wind or a screen that is
   busy more than a tenth of the time is its own usual and settles, cars drifting a lane over included, while a
   person walking into a quiet part of the picture (a few seconds of the 20 in any cell) does not move it;
 * a cell's *unusual* change is ``relu(f - usual - cell_margin) / C`` (a share of the whole picture; the feature
@@ -240,7 +241,9 @@ class VideoActivity(SlotStateMixin):
         learn = present & has_prev
         count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
         warm = count >= self.warmup_steps
-        bar = self._usual(window, count % self.refresh_steps == 0, rounds)  # (B, C)
+        # a young window (a stream's first 20 s, and after a reconnect) moves fast: its usual is read every timestep
+        read = (count % self.refresh_steps == 0) | (count < window.shape[1])
+        bar = self._usual(window, read, rounds)  # (B, C)
         unusual = torch.relu(cells - bar - self.cell_margin) / self.cells  # (B, C) share of the picture
         unusual = torch.where((present & warm).unsqueeze(1), unusual, 0.0)
         score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)

@@ -30,6 +30,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +48,12 @@ from pipelines.stages.publishing import Hooks, Publishing
 from pipelines.stages.scoring import Scoring
 from pipelines.stages.sources import Sources, open_lane
 from pipelines.stages.stats import PipelineStats, StreamCounts, percentiles
-from pipelines.stages.tagging import AudioTagger, SpeechTagger, Tagging
+from pipelines.stages.tagging import PictureTagger, SoundTagger, SpeechTagger, Tagger, Tagging
 from pipelines.stages.topics import Topics
 from streamer.errors import EXIT_NOT_OPENED, EXIT_OK, EXIT_SOURCE, EXIT_UNDELIVERED, SourceError
 from streamer.ingest import IngestHub
+from streamer.settings import default_of
+from streamer.sync import SyncOptions
 
 if TYPE_CHECKING:
     from pipelines.outputs.metrics import Metrics
@@ -184,7 +187,7 @@ class Analyzer:
 
             ha = HomeAssistant(c.homeassistant, self.topics, self.outbox, registry=presence is None,
                                snapshots=c.mqtt.snapshots, control=c.mqtt.control,
-                               tags=("speech",) if c.tags.speech else ())  # fmt: skip
+                               tags=c.tags.announced)  # fmt: skip
             self.publisher.listeners.append(ha)
             items.append(ha)
         if c.metrics is not None:
@@ -402,13 +405,31 @@ class Analyzer:
         self.observers.stream_removed(sid)
 
     def _tagging(self, config: AnalyzerConfig) -> Tagging | None:
-        """The tagging stage with the taggers the settings ask for; None when none is."""
-        if not config.tags.on:
+        """The tagging stage with the taggers the settings ask for (a user's models loaded now: a file that is
+        not one is refused in one line); None when none is."""
+        tags = config.tags
+        if not tags.on:
             return None
-        taggers: list[AudioTagger] = []
-        if config.tags.speech:
-            taggers.append(SpeechTagger(config.tags.min_confidence, str(self.runner.device)))
-        return Tagging(config.tags, taggers, self.publishing.tagged)
+        device = str(self.runner.device)
+        taggers: list[Tagger] = []
+        if tags.speech:
+            taggers.append(SpeechTagger(tags.min_confidence, device))
+        if tags.audio_model is not None and tags.audio_labels is not None:
+            from models.onnx_models import OnnxAudioTagger, load_labels
+
+            labels = load_labels(Path(tags.audio_labels), "tags.audio_labels")
+            rate = tags.audio_rate or default_of(SyncOptions, "sample_rate")
+            model = OnnxAudioTagger(Path(tags.audio_model), labels, rate, device)
+            taggers.append(SoundTagger(model, tags.min_confidence, tags.top))
+        pictures = False
+        if tags.detector_model is not None and tags.detector_labels is not None:
+            from models.onnx_models import OnnxDetector, load_labels
+
+            labels = load_labels(Path(tags.detector_labels), "tags.detector_labels")
+            taggers.append(PictureTagger(OnnxDetector(Path(tags.detector_model), labels, tags.min_confidence, device),
+                                         tags.top))  # fmt: skip
+            pictures = True
+        return Tagging(tags, taggers, self.publishing.tagged, pictures=pictures)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """A background task (a snapshot, a release) that the run waits for, a while, before it ends."""

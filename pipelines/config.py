@@ -78,6 +78,7 @@ from streamer.settings import (
     field_values,
     folder,
     integer,
+    labels,
     number,
     optional_path,
     output_file,
@@ -364,10 +365,40 @@ class TagsConfig:
     budget: float = setting(0.05, section="tags", check=number(0.001, 64), unit="cores", commands=ANALYZE,
                             help="CPU the tagging may take on average (a share of one core): past it, events wait "
                             "for their tags and, after 30 s, go without")  # fmt: skip
+    top: int = setting(3, section="tags", check=integer(1, 20), commands=ANALYZE,
+                       help="the most labels a model gives an event")  # fmt: skip
+    audio_model: str | None = setting(None, section="tags", check=optional_path, commands=ANALYZE, metavar="FILE.onnx",
+                                      help="an ONNX audio tagger (YAMNet, PANNs, CED exports: docs/tags.md) naming "
+                                      "events' sounds")  # fmt: skip
+    audio_labels: str | None = setting(None, section="tags", check=optional_path, commands=ANALYZE,
+                                       help="the audio tagger's labels: one a line, or a CSV with "
+                                       "display_name")  # fmt: skip
+    audio_rate: int | None = setting(None, section="tags", check=integer(8000, 192000), unit="Hz", commands=ANALYZE,
+                                     shown="the analysis's sample_rate",
+                                     help="the sample rate the audio tagger takes (PANNs: 32000)")  # fmt: skip
+    detector_model: str | None = setting(None, section="tags", check=optional_path, commands=ANALYZE,
+                                         metavar="FILE.onnx",
+                                         help="an ONNX object detector (a YOLO-family export: docs/tags.md) naming "
+                                         "what events' best frames show")  # fmt: skip
+    detector_labels: str | None = setting(None, section="tags", check=optional_path, commands=ANALYZE,
+                                          help="the detector's labels, one a line")  # fmt: skip
+    sensors: tuple[str, ...] = setting((), section="tags", check=labels, commands=ANALYZE, shown="none",
+                                       help="labels that get a Home Assistant binary sensor per stream, besides "
+                                       "speech (such as [\"person\", \"dog\"])")  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for model, names in (("audio_model", "audio_labels"), ("detector_model", "detector_labels")):
+            if (getattr(self, model) is None) != (getattr(self, names) is None):
+                raise ConfigError(f"tags.{model} and tags.{names}: give both or neither")
 
     @property
     def on(self) -> bool:
-        return self.speech
+        return self.speech or self.audio_model is not None or self.detector_model is not None
+
+    @property
+    def announced(self) -> tuple[str, ...]:
+        """The labels with a Home Assistant binary sensor per stream."""
+        return tuple(dict.fromkeys((("speech",) if self.speech else ()) + self.sensors))
 
 
 CLIP_MARGIN = 2.0  # seconds a stream keeps beyond the pre-roll (the analysis runs a little behind the capture)

@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass
 from pathlib import Path
@@ -217,6 +218,26 @@ class _StringTable(Check):
 
 
 string_table: Check = _StringTable()
+
+
+class _Labels(Check):
+    """Tag labels (``person``, ``dog``, ``glass_shatter``): a list in a config file, comma-separated on a flag."""
+
+    allowed = 'a list of labels of a-z, 0-9 and _ (such as ["person", "dog"])'
+    metavar = "LABEL,..."
+
+    def __call__(self, path: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) and re.fullmatch(r"[a-z0-9_]+", v) for v in value
+        ):
+            raise fail(path, self.allowed, value)
+        return tuple(dict.fromkeys(value))
+
+    def parse(self, text: str) -> list[str]:
+        return [word.strip() for word in text.split(",") if word.strip()]
+
+
+labels: Check = _Labels()
 
 
 class _ExistingFile(Check):

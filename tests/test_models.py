@@ -382,17 +382,24 @@ def test_run_with_a_checkpoint_missing_a_key_exits_2_with_one_line(tmp_path: Pat
 
 def test_a_cells_usual_is_read_every_refresh_and_kept_between() -> None:
     """The cells' usual (their 0.9 quantile over 20 s, the model's largest cost) is read again every ``refresh``
-    seconds of measurements: between readings each timestep is scored against the last one."""
+    seconds of measurements once its window is full (every timestep before): between readings each timestep is
+    scored against the last one."""
     from models.video import VideoActivity
 
-    video = VideoActivity(hop=0.1, refresh=0.5, warmup=0.1)
+    video = VideoActivity(hop=0.1, refresh=0.5, warmup=0.1, window=0.3)  # a full window: 3 measurements
     rng = np.random.default_rng(0)
-    readings = []
-    for _ in range(12):
+    read_at: list[int] = []
+    reading = video._read_usual
+    video._read_usual = lambda window: (read_at.extend([k] * window.shape[0]), reading(window))[1]  # type: ignore[method-assign]
+    kept = video.usual[0].clone()
+    for k in range(12):
         frames = torch.from_numpy(rng.uniform(0, 255, (1, 3, 90, 160)).astype(np.float32))
         video(frames, torch.ones(1, 3, dtype=torch.bool), torch.tensor([0]))
-        readings.append(video.usual[0].clone())
-    changed = [k for k in range(1, 12) if not torch.equal(readings[k], readings[k - 1])]
-    assert changed == [6, 11], changed  # measured from the second frame on: read with 5 and 10 measurements
+        if k in (4, 5):  # between readings the state keeps the last one
+            assert torch.equal(video.usual[0], kept)
+        kept = video.usual[0].clone()
+    # measured from the second frame on (k = 1: 0 measurements before it): read with 0, 1 and 2 measurements
+    # (a young window), then every 5: with 5 and 10
+    assert read_at == [0, 1, 2, 3, 6, 11], read_at
     with pytest.raises(ValueError, match="refresh"):
         VideoActivity(refresh=-1)

@@ -17,7 +17,7 @@ import pytest
 from models.speech import SpeechDetector, speech_confidence
 from pipelines.config import TagsConfig
 from pipelines.stages.events import Event
-from pipelines.stages.tagging import QUEUE, AudioTagger, Request, Tag, Tagging
+from pipelines.stages.tagging import QUEUE, Request, Tag, Tagger, Tagging
 from tests.analyzer_run import read_events, run_streamer, subscribe
 
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "realworld"
@@ -96,7 +96,7 @@ def test_speech_against_its_bed() -> None:
     assert speech_confidence(said, bed) < 0.2
 
 
-class _Slow(AudioTagger):
+class _Slow(Tagger):
     """A tagger that takes CPU time: the budget must hold the stage back."""
 
     def tag(self, requests: list[Request]) -> list[list[Tag]]:

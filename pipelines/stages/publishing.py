@@ -120,12 +120,14 @@ class Publishing:
             payload = event.as_dict()
             if self.tagging is not None and event.zone is None:  # a zone's event: its stream's tags
                 if isinstance(message, Ended):
+                    self._tag_picture(rt, event, message.peak_frame, message.peak_box)
                     tags = self.tagging.ended(event)
                     payload["tags"] = tags_payload(tags)
                     for label in tags:  # the label's sensor: off with the event
                         self._tag_state(event, label, None)
                 else:
                     self.tagging.started(event)
+                    self._tag_picture(rt, event, rt.detector.peak_frame, event.box)
             if self.clips is not None and event.zone is None:  # a zone's event is in its stream's clip
                 if isinstance(message, Ended):
                     payload["clip"] = self.clips.ended(rt, event)
@@ -157,6 +159,19 @@ class Publishing:
             if not still_open:
                 self._tag_state(event, label, None)
         self.observers.tagged(event, told)
+
+    def _tag_picture(self, rt: StreamRuntime, event: Event, frame: VideoFrame | None, box: Box | None) -> None:
+        """With a detector, the event's best picture (full resolution, nothing drawn) to the tagging."""
+        if self.tagging is None or not self.tagging.pictures or frame is None or rt.stream is None:
+            return
+        try:
+            jpeg = rt.stream.snapshot(frame, None)
+        except Exception as exc:  # a picture is a nicety: never let it take the pipeline down
+            log.warning("stream '%s': tags: no picture: %s", rt.stream_id, exc)
+            return
+        wait = self.tagging.picture(event, jpeg, box)
+        if wait is not None:
+            self.spawn(wait, "tag picture")
 
     def _tag_state(self, event: Event, label: str, tag: Tag | None) -> None:
         """``{prefix}/{stream}/tags/{label}``, retained: ON while an event with that tag is open, else OFF."""

@@ -28,10 +28,10 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,10 @@ import numpy.typing as npt
 from models.speech import VAD_RATE
 from pipelines.config import TagsConfig
 from pipelines.stages.events import Event, Scores, rounded
-from streamer.media import Timestep
+from streamer.media import Box, Timestep
+
+if TYPE_CHECKING:
+    from models.onnx_models import OnnxAudioTagger, OnnxDetector
 
 log = logging.getLogger("streamer")
 
@@ -112,26 +115,32 @@ class _Tagged:
     ended: bool = False
     tags: dict[str, Tag] = field(default_factory=dict)
     seen_t: float = -1.0  # the last timestep of it taken
+    pictures: int = 0  # its pictures being encoded
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """What one event has to be tagged on: its sound (empty: none new) and bed, and its best picture (a JPEG at
+    full resolution, None: none new) with where it changed (``box``, normalized; None: anywhere)."""
+
     stream_id: str
     event_id: str
     sound: npt.NDArray[np.float32]
     bed: npt.NDArray[np.float32]
-    rate: int  # their sample rate
+    rate: int  # the audio's sample rate
     asked: float  # monotonic time
+    picture: bytes | None = None
+    box: Box | None = None
 
 
-class AudioTagger:
+class Tagger:
     """What the tagging thread runs: tags for a batch of requests (one list per request)."""
 
     def tag(self, requests: list[Request]) -> list[list[Tag]]:
         raise NotImplementedError
 
 
-class SpeechTagger(AudioTagger):
+class SpeechTagger(Tagger):
     """``speech`` (:mod:`models.speech`), at ``min_confidence`` or more."""
 
     def __init__(self, min_confidence: float, device: str = "cpu") -> None:
@@ -143,16 +152,78 @@ class SpeechTagger(AudioTagger):
     def tag(self, requests: list[Request]) -> list[list[Tag]]:
         from models.speech import at_16k, speech_confidence, speech_share
 
-        sounds = self._vad.probabilities([at_16k(r.sound, r.rate) for r in requests])
+        sounds = self._vad.probabilities([at_16k(r.sound, r.rate) if len(r.sound) else r.sound for r in requests])
         # the bed only where the sound could be speech: most events' sounds are not, and the bed costs as much
         maybe = [i for i, p in enumerate(sounds) if speech_share(p) >= self.min_confidence and len(requests[i].bed)]
         beds = self._vad.probabilities([at_16k(requests[i].bed, requests[i].rate) for i in maybe])
         bed_of = dict(zip(maybe, beds, strict=True))
         out: list[list[Tag]] = []
         for i, p in enumerate(sounds):
-            confidence = speech_confidence(p, bed_of.get(i))
+            confidence = speech_confidence(p, bed_of.get(i)) if len(requests[i].sound) else 0.0
             out.append([Tag("speech", confidence, "audio")] if confidence >= self.min_confidence else [])
         return out
+
+
+class SoundTagger(Tagger):
+    """A user's ONNX audio tagger (:class:`models.onnx_models.OnnxAudioTagger`): its ``top`` labels at
+    ``min_confidence`` or more."""
+
+    def __init__(self, model: OnnxAudioTagger, min_confidence: float, top: int) -> None:
+        self.model, self.min_confidence, self.top = model, min_confidence, top
+
+    def tag(self, requests: list[Request]) -> list[list[Tag]]:
+        from models.speech import resampled
+
+        heard = [i for i, r in enumerate(requests) if len(r.sound)]
+        out: list[list[Tag]] = [[] for _ in requests]
+        if not heard:
+            return out
+        scores = self.model.scores([resampled(requests[i].sound, requests[i].rate, self.model.rate) for i in heard])
+        for i, row in zip(heard, scores, strict=True):
+            best = np.argsort(-row)[: self.top]
+            out[i] = [Tag(self.model.labels[j], float(row[j]), "audio") for j in best if row[j] >= self.min_confidence]
+        return out
+
+
+class PictureTagger(Tagger):
+    """A user's ONNX object detector (:class:`models.onnx_models.OnnxDetector`) on the event's best picture,
+    cropped around where it changed (the box, widened to at least a third of the picture each way)."""
+
+    def __init__(self, model: OnnxDetector, top: int) -> None:
+        self.model, self.top = model, top
+
+    def tag(self, requests: list[Request]) -> list[list[Tag]]:
+        out: list[list[Tag]] = []
+        for r in requests:
+            picture = _decoded(r.picture) if r.picture is not None else None
+            if picture is None:
+                out.append([])
+                continue
+            found = self.model.detect(_around(picture, r.box))
+            out.append([Tag(label, confidence, "video") for label, confidence, _ in found[: self.top]])
+        return out
+
+
+def _decoded(jpeg: bytes) -> npt.NDArray[np.uint8] | None:
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def _around(picture: npt.NDArray[np.uint8], box: Box | None) -> npt.NDArray[np.uint8]:
+    """The part of ``picture`` around ``box`` (normalized): the box and half its size again each side, at least a
+    third of the picture each way; the whole picture without a box."""
+    if box is None:
+        return picture
+    h, w = picture.shape[:2]
+    x0, y0, x1, y1 = box
+    bw, bh = max(x1 - x0, 1 / 3), max(y1 - y0, 1 / 3)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left, right = max(0.0, cx - bw), min(1.0, cx + bw)
+    top, bottom = max(0.0, cy - bh), min(1.0, cy + bh)
+    return picture[int(top * h) : max(int(top * h) + 1, int(bottom * h)), int(left * w) : max(int(left * w) + 1,
+                   int(right * w))]  # fmt: skip
 
 
 Tell = Callable[[Event, dict[str, Tag]], None]
@@ -162,10 +233,11 @@ class Tagging:
     """The stage: :meth:`observe` each scored timestep, :meth:`started` / :meth:`ended` each event of a stream
     (not a zone's); :meth:`run` is its task. ``tell(event, tags)``: an event's tags changed (Publishing)."""
 
-    def __init__(self, config: TagsConfig, taggers: list[AudioTagger], tell: Tell) -> None:
+    def __init__(self, config: TagsConfig, taggers: list[Tagger], tell: Tell, *, pictures: bool = False) -> None:
         self.config = config
         self.taggers = taggers
         self.tell = tell
+        self.pictures = pictures  # a tagger looks at pictures: each event's best picture is asked for
         self.drops = 0  # requests dropped (queue full, or waited too long for the budget)
         self.tagged = 0  # requests tagged
         self.cpu_s = 0.0  # CPU seconds the taggers took
@@ -173,6 +245,7 @@ class Tagging:
         self._open: dict[str, _Tagged] = {}  # event id -> event being tagged
         self._queue: collections.OrderedDict[str, Request] = collections.OrderedDict()  # by event id
         self._busy: set[str] = set()  # event ids being tagged now
+        self._pending = 0  # pictures being encoded
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # nothing queued, nothing being tagged
         self._idle.set()
@@ -238,12 +311,46 @@ class Tagging:
         if tagged.sound_s >= min(due, WINDOW_S) and tagged.sound_s > tagged.asked_s:
             self._ask(tagged)
 
-    def _ask(self, tagged: _Tagged) -> None:
-        tagged.asked_s = tagged.sound_s
+    def picture(self, event: Event, jpeg: Awaitable[bytes | None], box: Box | None) -> Coroutine[Any, Any, None] | None:
+        """An event's best picture so far (at its start; its peak's at its end), being encoded: what to await
+        (in a task) for its request; None for an event not being tagged. Ask before :meth:`ended`."""
+        tagged = self._open.get(event.id)
+        if tagged is None:
+            return None
+        tagged.pictures += 1
+        self._pending += 1
+        self._idle.clear()
+        return self._picture(tagged, jpeg, box)
+
+    async def _picture(self, tagged: _Tagged, jpeg: Awaitable[bytes | None], box: Box | None) -> None:
+        event = tagged.event
+        try:
+            picture = await jpeg
+        except Exception as exc:  # a picture is a nicety: the event goes on without its tags
+            log.warning("stream '%s': tags: no picture: %s", event.stream, exc)
+            picture = None
+        finally:
+            tagged.pictures -= 1
+            self._pending -= 1
+        if picture is not None and event.id in self._open:
+            self._ask(tagged, picture=picture, box=box)
+        else:
+            self._settle(event.id)
+            self._check_idle()
+
+    def _ask(self, tagged: _Tagged, *, picture: bytes | None = None, box: Box | None = None) -> None:
+        """Queue the event's request: its sound so far when asked for it, else what a queued one holds; a picture
+        when given, else a queued one's."""
         event_id = tagged.event.id
-        self._queue.pop(event_id, None)  # a newer request of the same event replaces the older
-        self._queue[event_id] = Request(tagged.event.stream, event_id, np.concatenate(tagged.sound), tagged.bed,
-                                        tagged.rate, time.monotonic())  # fmt: skip
+        queued = self._queue.pop(event_id, None)  # a newer request of the same event replaces the older
+        if picture is None:
+            tagged.asked_s = tagged.sound_s
+            sound = np.concatenate(tagged.sound) if tagged.sound else np.zeros(0, np.float32)
+            picture, box = (queued.picture, queued.box) if queued is not None else (None, None)
+        else:
+            sound = queued.sound if queued is not None else np.zeros(0, np.float32)
+        self._queue[event_id] = Request(tagged.event.stream, event_id, sound, tagged.bed, tagged.rate,
+                                        time.monotonic(), picture, box)  # fmt: skip
         while len(self._queue) > QUEUE:
             dropped, _ = self._queue.popitem(last=False)
             self.drops += 1
@@ -254,11 +361,17 @@ class Tagging:
     def _settle(self, event_id: str) -> None:
         """An ended event with nothing left to tag is let go."""
         tagged = self._open.get(event_id)
-        if tagged is not None and tagged.ended and event_id not in self._queue and event_id not in self._busy:
+        if (tagged is not None and tagged.ended and event_id not in self._queue and event_id not in self._busy
+                and not tagged.pictures):  # fmt: skip
             del self._open[event_id]
 
+    def _check_idle(self) -> None:
+        if not self._queue and not self._busy and not self._pending:
+            self._idle.set()
+
     async def drain(self, seconds: float) -> None:
-        """Wait until every request is tagged (the end of a run), ``seconds`` at most."""
+        """Wait until every request is tagged and every picture asked for is in (the end of a run), ``seconds`` at
+        most."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._idle.wait()
@@ -287,8 +400,7 @@ class Tagging:
                     self.tagged += len(batch)
                     for request, tags in zip(batch, results, strict=True):
                         self._merge(request.event_id, tags)
-                if not self._queue:
-                    self._idle.set()
+                self._check_idle()
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
