@@ -213,6 +213,12 @@ class StreamConfig:
                                     live=True,
                                     help="S_v in a zone at which the zone has an event (a zone's own threshold "
                                     "overrides it)")  # fmt: skip
+    only: tuple[str, ...] = setting((), section="stream", check=labels, shown="none",
+                                    help="tag labels the stream's events are for: an event with none of them is "
+                                    "published as filtered (docs/tags.md)")  # fmt: skip
+    ignore: tuple[str, ...] = setting((), section="stream", check=labels, shown="none",
+                                      help="tag labels that do not count: an event whose tags are all of them is "
+                                      "published as filtered, and their sensors stay off")  # fmt: skip
     enabled: bool = setting(True, section="stream", check=boolean, live=True,
                             help="detect events (false: the stream is still decoded and scored, so that turning it "
                             "on again is instant, but it has no events)")  # fmt: skip

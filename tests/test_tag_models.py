@@ -58,12 +58,13 @@ def models(tmp_path: Path) -> dict[str, Path]:
             "detector_labels": tmp_path / "detector.txt"}  # fmt: skip
 
 
-def site(tmp_path: Path, models: dict[str, Path], clip: Path, extra: str = "") -> Path:
+def site(tmp_path: Path, models: dict[str, Path], clip: Path, streams: str = "") -> Path:
     config = tmp_path / "site.toml"
     config.write_text(f"""
 [[streams]]
 name = "door"
 source = "{clip}"
+{streams}
 
 [tags]
 speech = false
@@ -72,7 +73,6 @@ audio_labels = "{models["tagger_labels"]}"
 detector_model = "{models["detector"]}"
 detector_labels = "{models["detector_labels"]}"
 sensors = ["loud_sound", "dark"]
-{extra}
 """)
     return config
 
@@ -82,14 +82,32 @@ async def test_a_users_models_tag_events(tmp_path: Path, models: dict[str, Path]
     clip = make_clip(tmp_path / "door.mp4", duration=7.0, beeps=BEEPS, beep_len=0.4, base_luma=40)
     out = tmp_path / "events.jsonl"
     async with subscribe(broker.host, broker.port, "#") as sub:
-        config = site(tmp_path, models, clip)
+        # the same clip twice more: one stream ignores every label the models give, one wants only loud sounds
+        config = site(
+            tmp_path,
+            models,
+            clip,
+            f"""
+[[streams]]
+name = "gate"
+source = "{clip}"
+ignore = ["loud_sound", "dark"]
+
+[[streams]]
+name = "yard"
+source = "{clip}"
+only = ["loud_sound"]
+""",
+        )
         code, _, err = await run_streamer("--config", str(config), "--mqtt", broker.url, "--prefix", "test",
                                           "--homeassistant", "--events-out", str(out), "-q")  # fmt: skip
         assert code == 0, err
         await asyncio.sleep(0.5)
-    messages = read_events(out)
+    everything = read_events(out)
+    messages = [m for m in everything if m["stream"] == "door"]
     starts = [m for m in messages if m["type"] == "start"]
     assert len(starts) == len(BEEPS), messages
+    assert not any("filtered" in m for m in messages)  # no filters: nothing said
     for start in starts:
         tags = {t["label"]: t for m in messages if m["id"] == start["id"] for t in m.get("tags", [])}
         assert tags["loud_sound"]["confidence"] > 0.99 and tags["loud_sound"]["modality"] == "audio", tags
@@ -101,6 +119,15 @@ async def test_a_users_models_tag_events(tmp_path: Path, models: dict[str, Path]
         assert "dark" in tags, messages
         assert tags["dark"]["confidence"] == pytest.approx(1 - 2 * mean, abs=0.03), tags
         assert tags["dark"]["modality"] == "video"
+    # filters: an event whose tags are all ignored is filtered, and its labels' sensors stay off; one with a wanted
+    # tag is not (an end before its tags came says filtered: no wanted tag yet; the update that brings it, not)
+    gate = [m for m in everything if m["stream"] == "gate" and m["type"] == "update"]
+    yard = [m for m in everything if m["stream"] == "yard" and m["type"] == "update"]
+    assert gate and all(m["filtered"] is True for m in gate), gate
+    assert yard and all(m["filtered"] is not any(t["label"] == "loud_sound" for t in m["tags"]) for m in yard), yard
+    assert {m["id"] for m in yard if m["filtered"] is False} == {m["id"] for m in yard}  # each one taken back
+    assert not sub.on("test/gate/tags/loud_sound") and not sub.on("test/gate/tags/dark")
+    assert sub.on("test/yard/tags/loud_sound")
     for label in ("loud_sound", "dark"):
         states = [json.loads(m.payload)["state"] for m in sub.on(f"test/door/tags/{label}")]
         assert states and states[-1] == "OFF", (label, states)

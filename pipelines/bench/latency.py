@@ -363,6 +363,7 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             for key in ("timesteps", "provisional", "early_starts")
         },
         "cpu_ms_per_media_s": _cpu_per_stream(options, obs.cpu),
+        "tags": stats.get("tags"),  # requests tagged and dropped, and the tagging's CPU seconds, over the run
         "targets": targets(options),
         "samples": {
             "event_ms": event_ms,
@@ -447,6 +448,10 @@ def format_report(report: dict[str, Any]) -> str:
     if cpu:
         lines.append("CPU per stream, ms a second of media: " + ", ".join(f"{k.replace('_', '-')} {v:.1f}"
                                                                         for k, v in cpu.items()))  # fmt: skip
+    tags = report.get("tags")
+    if tags:
+        lines.append(f"tags: {tags['tagged']} requests tagged, {tags['dropped']} dropped (past the budget), "
+                     f"{tags['cpu_s']:.2f} s of CPU")  # fmt: skip
     added, verdicts = report["analyzer_added_ms"], []
     for name, limit in report["targets"].items():
         key = "p50" if "p50" in name else "p99"

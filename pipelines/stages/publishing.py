@@ -25,7 +25,7 @@ from pipelines.stages.events import Ended, Event, Scores
 from pipelines.stages.lifecycle import StreamRuntime
 from pipelines.stages.outbox import Kind, Message, Outbox
 from pipelines.stages.stats import PipelineStats, Stamps
-from pipelines.stages.tagging import tags_payload
+from pipelines.stages.tagging import filtered, tags_payload
 from pipelines.stages.topics import Topics
 from streamer.errors import ConfigError
 from streamer.media import Box, SourceState, StateChange, VideoFrame
@@ -75,6 +75,7 @@ class Publishing:
     _snapshot_shown: dict[str, int] = field(default_factory=dict, init=False)
     _states: dict[str, SourceState] = field(default_factory=dict, init=False)  # each stream's last source state
     _disabled: set[str] = field(default_factory=set, init=False)  # streams whose detection is off
+    _filters: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict, init=False)
 
     def open(self) -> None:
         """Open the events-out file (appending), for the run."""
@@ -119,10 +120,12 @@ class Publishing:
                     self._take_snapshot(rt, message.peak_frame, message.peak_box)
             payload = event.as_dict()
             if self.tagging is not None and event.zone is None:  # a zone's event: its stream's tags
+                self._filters[event.stream] = (rt.config.only, rt.config.ignore)
                 if isinstance(message, Ended):
                     self._tag_picture(rt, event, message.peak_frame, message.peak_box)
                     tags = self.tagging.ended(event)
                     payload["tags"] = tags_payload(tags)
+                    self._filtered(payload, event, tags)
                     for label in tags:  # the label's sensor: off with the event
                         self._tag_state(event, label, None)
                 else:
@@ -149,6 +152,7 @@ class Publishing:
         told = tags_payload(tags)
         payload = {"type": "update", "id": event.id, "stream": event.stream, "t": event.t, "wall_time": time.time(),
                    "tags": told}  # fmt: skip
+        self._filtered(payload, event, tags)
         self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
         if self._events_out is not None:
             self._events_out.write(json.dumps(payload) + "\n")
@@ -173,8 +177,18 @@ class Publishing:
         if wait is not None:
             self.spawn(wait, "tag picture")
 
+    def _filtered(self, payload: dict[str, Any], event: Event, tags: dict[str, Tag]) -> None:
+        """``filtered`` in an end or update message, where the stream has filters (``only``, ``ignore``)."""
+        only, ignore = self._filters.get(event.stream, ((), ()))
+        verdict = filtered(tags, only, ignore)
+        if verdict is not None:
+            payload["filtered"] = verdict
+
     def _tag_state(self, event: Event, label: str, tag: Tag | None) -> None:
-        """``{prefix}/{stream}/tags/{label}``, retained: ON while an event with that tag is open, else OFF."""
+        """``{prefix}/{stream}/tags/{label}``, retained: ON while an event with that tag is open, else OFF (never
+        for a label the stream ignores)."""
+        if label in self._filters.get(event.stream, ((), ()))[1]:
+            return
         state = {"state": "ON" if tag is not None else "OFF", "id": event.id, "t": event.t}
         if tag is not None:
             state["confidence"] = round(tag.confidence, 3)
@@ -268,6 +282,9 @@ class Publishing:
             report = self.stats.report(drops, self.outbox.counters(), self.outbox.event_delivery_ms)
         else:
             report = self.stats.report(drops)
+        if self.tagging is not None:  # what the tags cost so far (pipelines.stages.tagging)
+            t = self.tagging
+            report["tags"] = {"tagged": t.tagged, "dropped": t.drops, "cpu_s": round(t.cpu_s, 3)}
         if self.outbox.overflow:
             log.warning("mqtt: %d event(s) dropped so far: the outbox was full", self.outbox.overflow)
         self._queue(self.topics.stats, _json(report), "state", qos=0, retain=False)

@@ -73,6 +73,18 @@ def tags_payload(tags: dict[str, Tag]) -> list[dict[str, Any]]:
     return [t.as_dict() for t in sorted(tags.values(), key=lambda t: (-t.confidence, t.label))]
 
 
+def filtered(tags: dict[str, Tag], only: tuple[str, ...], ignore: tuple[str, ...]) -> bool | None:
+    """Whether a stream's filters set an event aside: its tags are all ``ignore``d (and it has some), or ``only``
+    is given and none of its tags is in it (yet: a tag that comes later can take the event back); None: the stream
+    has no filters."""
+    if not only and not ignore:
+        return None
+    labels = set(tags)
+    if only and not labels & set(only):
+        return True
+    return bool(labels) and labels <= set(ignore)
+
+
 class AudioTail:
     """A stream's last ``TAIL_S`` seconds of scored timesteps: ``(t, samples, S_a)``, oldest first, at ``rate``
     samples a second."""
