@@ -100,7 +100,7 @@ UI_HOST = "127.0.0.1"  # the web view: this machine only unless a host is given
 # Home Assistant binary_sensor device classes an activity may take (per-stream key ``device_class``)
 DEVICE_CLASSES = ("motion", "sound", "occupancy", "presence", "moving", "vibration", "problem")
 MAX_ZONES = 8  # per stream: each is a detector and a Home Assistant entity
-ZONE_KEYS = ("name", "polygon", "threshold")
+ZONE_KEYS = ("name", "polygon", "threshold", "only", "ignore")
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]  # at least 3 points (x, y), normalized picture coordinates: 0..1, y down
@@ -114,6 +114,8 @@ class Zone:
     name: str
     polygon: Polygon
     threshold: float | None = None
+    only: tuple[str, ...] = ()  # tag filters of the zone's events (docs/tags.md)
+    ignore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -821,7 +823,8 @@ def _zone(stream: str, i: int, table: Mapping[str, Any]) -> Zone:
     threshold = table.get("threshold")
     if threshold is not None:
         threshold = number(0, 1, lo_open=True)(f"{where}: threshold", threshold)
-    return Zone(name, polygon, threshold)
+    only, ignore = (labels(f"{where}: {key}", table.get(key, ())) for key in ("only", "ignore"))
+    return Zone(name, polygon, threshold, only, ignore)
 
 
 def _polygon(where: str, value: Any) -> Polygon:

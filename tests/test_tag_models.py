@@ -173,3 +173,45 @@ def test_labels_files_and_slugs(tmp_path: Path) -> None:
     assert load_labels(tmp_path / "yamnet.csv", "x") == ("speech", "dog")
     (tmp_path / "coco.txt").write_text("person\nbicycle\n\ntraffic light\n")
     assert load_labels(tmp_path / "coco.txt", "x") == ("person", "bicycle", "traffic_light")
+
+
+async def test_a_zones_events_are_tagged_and_filtered_by_the_zones_own_lists(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    """A zone's event gets tags of its own (the stream's sound, the picture where the zone changed) and its zone's
+    filters: one zone wants loud sounds (filtered until the audio tag comes), one ignores every label."""
+    config = tmp_path / "zones.toml"
+    config.write_text(f"""
+[[streams]]
+name = "yard"
+source = "synthetic:?events=av@3.5&duration=7"
+[[streams.zones]]
+name = "all"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+only = ["loud_sound"]
+[[streams.zones]]
+name = "none"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+ignore = ["loud_sound", "bright", "dark"]
+
+[tags]
+speech = false
+audio_model = "{models["tagger"]}"
+audio_labels = "{models["tagger_labels"]}"
+detector_model = "{models["detector"]}"
+detector_labels = "{models["detector_labels"]}"
+""")
+    out = tmp_path / "events.jsonl"
+    code, _, err = await run_streamer("--config", str(config), "--mqtt", "none", "--events-out", str(out), "-q")
+    assert code == 0, err
+    messages = read_events(out)
+    for zone in ("all", "none"):
+        ends = [m for m in messages if m.get("zone") == zone and m["type"] == "end"]
+        assert len(ends) == 1, messages
+        tags = {t["label"] for m in messages if m["id"] == ends[0]["id"] for t in m.get("tags", [])}
+        assert "loud_sound" in tags, messages
+    last = {m.get("zone"): m for m in messages if m["type"] != "start"}  # each one's last message
+    assert last["all"]["filtered"] is False and last["none"]["filtered"] is True
+    assert "filtered" not in last[None]  # the stream itself has no filters
+    updates = [m for m in messages if m["type"] == "update" and m.get("zone") == "all"]
+    assert updates and all(m["filtered"] is not any(t["label"] == "loud_sound" for t in m["tags"]) for m in updates)

@@ -75,7 +75,9 @@ class Publishing:
     _snapshot_shown: dict[str, int] = field(default_factory=dict, init=False)
     _states: dict[str, SourceState] = field(default_factory=dict, init=False)  # each stream's last source state
     _disabled: set[str] = field(default_factory=set, init=False)  # streams whose detection is off
-    _filters: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict, init=False)
+    # (stream, zone or None) -> its tag filters (only, ignore)
+    _filters: dict[tuple[str, str | None], tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict,
+                                                                                            init=False)  # fmt: skip
 
     def open(self) -> None:
         """Open the events-out file (appending), for the run."""
@@ -119,10 +121,12 @@ class Publishing:
                 if message.peak_frame is not None and self.snapshots and event.zone is None:
                     self._take_snapshot(rt, message.peak_frame, message.peak_box)
             payload = event.as_dict()
-            if self.tagging is not None and event.zone is None:  # a zone's event: its stream's tags
-                self._filters[event.stream] = (rt.config.only, rt.config.ignore)
+            if self.tagging is not None:  # a zone's event too: the stream's sound, the picture where it changed
+                self._filters[event.stream, event.zone] = _filters_of(rt, event.zone)
+                # a zone's detector keeps no pictures: the stream's event's best one, cropped to the zone's change
                 if isinstance(message, Ended):
-                    self._tag_picture(rt, event, message.peak_frame, message.peak_box)
+                    peak = message.peak_frame if event.zone is None else rt.detector.peak_frame
+                    self._tag_picture(rt, event, peak, message.peak_box or event.box)
                     tags = self.tagging.ended(event)
                     payload["tags"] = tags_payload(tags)
                     self._filtered(payload, event, tags)
@@ -153,7 +157,9 @@ class Publishing:
         payload = {"type": "update", "id": event.id, "stream": event.stream, "t": event.t, "wall_time": time.time(),
                    "tags": told}  # fmt: skip
         self._filtered(payload, event, tags)
-        self._queue(self.topics.events(event.stream), _json(payload), "event", qos=1, retain=False)
+        if event.zone is not None:
+            payload["zone"] = event.zone
+        self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
         if self._events_out is not None:
             self._events_out.write(json.dumps(payload) + "\n")
             self._events_out.flush()
@@ -179,15 +185,15 @@ class Publishing:
 
     def _filtered(self, payload: dict[str, Any], event: Event, tags: dict[str, Tag]) -> None:
         """``filtered`` in an end or update message, where the stream has filters (``only``, ``ignore``)."""
-        only, ignore = self._filters.get(event.stream, ((), ()))
+        only, ignore = self._filters.get((event.stream, event.zone), ((), ()))
         verdict = filtered(tags, only, ignore)
         if verdict is not None:
             payload["filtered"] = verdict
 
     def _tag_state(self, event: Event, label: str, tag: Tag | None) -> None:
-        """``{prefix}/{stream}/tags/{label}``, retained: ON while an event with that tag is open, else OFF (never
-        for a label the stream ignores)."""
-        if label in self._filters.get(event.stream, ((), ()))[1]:
+        """``{prefix}/{stream}/tags/{label}``, retained: ON while an event of the stream (not of a zone) with that
+        tag is open, else OFF (never for a label the stream ignores)."""
+        if event.zone is not None or label in self._filters.get((event.stream, None), ((), ()))[1]:
             return
         state = {"state": "ON" if tag is not None else "OFF", "id": event.id, "t": event.t}
         if tag is not None:
@@ -292,6 +298,14 @@ class Publishing:
     def _queue(self, topic: str, payload: bytes, kind: Kind, *, qos: int = 1, retain: bool = True) -> None:
         if self.broker:
             self.outbox.put(Message(topic, payload, qos, retain, kind, time.time()))
+
+
+def _filters_of(rt: StreamRuntime, zone: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The tag filters (only, ignore) of a stream's events, or of one of its zones'."""
+    if zone is None:
+        return rt.config.only, rt.config.ignore
+    found = next((z for z in rt.config.zones if z.name == zone), None)
+    return ((), ()) if found is None else (found.only, found.ignore)
 
 
 def _json(obj: Any) -> bytes:
