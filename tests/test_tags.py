@@ -139,3 +139,18 @@ async def test_the_budget_and_the_queue_bound_the_tagging() -> None:
     # with no tokens at 0.01 core a second, the first batch waits: nothing more than one batch is tagged in 1 s
     assert stage.tagged <= QUEUE
     assert all(labels == ["thing"] for _, labels in told)
+
+
+async def test_the_tagging_thread_yields_to_the_analysis() -> None:
+    """Its thread runs at the lowest priority: a box at its capacity of live streams keeps the cores for the
+    capture and the model (with the thread at the analyzer's priority, 40 live streams fell behind in `bench
+    capacity` where 44 kept up without tags)."""
+    import os
+    import threading
+
+    stage = Tagging(TagsConfig(), [], lambda e, tags: None)
+    try:
+        nice = stage._executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    finally:
+        stage._executor.shutdown()
+    assert nice == 19

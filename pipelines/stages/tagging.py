@@ -14,8 +14,9 @@ message; the end message carries the tags known by then (a short event's tags fo
 (:mod:`models.speech`) compares the sound with its bed: the last ``BED_S`` (2 s) of quiet audio (no sound of its
 own) before the event.
 
-**Budget.** Tagging runs on one thread of its own, on at most ``budget`` of a core on average (a token bucket of
-CPU seconds, ``budget`` a second, up to ``BURST_S`` seconds' worth), so that a box at its capacity of live streams
+**Budget.** Tagging runs on one thread of its own, at the lowest scheduling priority (it takes only CPU the
+capture, the model and the event loop leave), on at most ``budget`` of a core on average (a token bucket of CPU
+seconds, ``budget`` a second, up to ``BURST_S`` seconds' worth), so that a box at its capacity of live streams
 stays there. Requests wait in a bounded queue (``QUEUE``): a newer request of the same event replaces its older
 one (it holds more sound); when the queue is full the oldest request is dropped, and so is one that waited past
 ``MAX_WAIT_S`` for the budget (both counted as ``tag_drops``): the event keeps the tags it has.
@@ -27,6 +28,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +57,8 @@ BED_S = 2.0  # the audio before an event taken as its bed
 TAIL_S = WINDOW_S + BED_S  # how much scored audio each stream keeps
 QUEUE = 64  # requests waiting for the tagger at most
 MAX_WAIT_S = 30.0  # a request older than this is dropped
-BURST_S = 60.0  # the budget saved up while idle: this many seconds' worth
+BURST_S = 10.0  # the budget saved up while idle: this many seconds' worth
+NICE = 19  # the tagging thread's scheduling priority: it takes only what the analysis leaves
 NEWER = 0.1  # a confidence this much higher than the one told is told again
 
 
@@ -241,6 +245,13 @@ def _around(picture: npt.NDArray[np.uint8], box: Box | None) -> npt.NDArray[np.u
 Tell = Callable[[Event, dict[str, Tag]], None]
 
 
+def _yield_to_the_analysis() -> None:
+    """The tagging thread runs at the lowest priority (Linux schedules threads apart): it never takes a core from
+    the capture, the model or the event loop, only what they leave; its budget bounds it over time."""
+    with contextlib.suppress(AttributeError, OSError):  # another system: the budget alone bounds it
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+
+
 class Tagging:
     """The stage: :meth:`observe` each scored timestep, :meth:`started` / :meth:`ended` each event of a stream
     (not a zone's); :meth:`run` is its task. ``tell(event, tags)``: an event's tags changed (Publishing)."""
@@ -263,7 +274,7 @@ class Tagging:
         self._idle.set()
         self._tokens = config.budget * BURST_S
         self._refilled = time.monotonic()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tagger")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tagger", initializer=_yield_to_the_analysis)
 
     # -- the scoring side (event loop) ---------------------------------------------------------------------------
 
