@@ -107,18 +107,6 @@ Polygon = tuple[Point, ...]  # at least 3 points (x, y), normalized picture coor
 
 
 @dataclass(frozen=True)
-class Zone:
-    """A named part of the picture with events of its own (:mod:`pipelines.stages.zones`, ``docs/zones.md``);
-    ``threshold`` None: the stream's ``zone_threshold``."""
-
-    name: str
-    polygon: Polygon
-    threshold: float | None = None
-    only: tuple[str, ...] = ()  # tag filters of the zone's events (docs/tags.md)
-    ignore: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class _Regions(Check):
     """``mask`` and ``zones``: taken as the file holds them here; :func:`check_regions` checks them per stream,
     so that an error names the stream (and the zone)."""
@@ -242,6 +230,19 @@ class StreamConfig:
     @property
     def activity_class(self) -> str:
         return self.device_class or ("sound" if self.beta > self.alpha else "motion")
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A named part of the picture with events of its own (:mod:`pipelines.stages.zones`, ``docs/zones.md``);
+    ``threshold`` None: the stream's ``zone_threshold``; ``only`` and ``ignore``: the tag filters of the zone's
+    events, as a stream's (docs/tags.md)."""
+
+    name: str
+    polygon: Polygon
+    threshold: float | None = None
+    only: tuple[str, ...] = default_of(StreamConfig, "only")
+    ignore: tuple[str, ...] = default_of(StreamConfig, "ignore")
 
 
 _MQTTS = "mqtts: "

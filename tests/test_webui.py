@@ -188,3 +188,34 @@ def test_an_events_clip_plays_in_the_view(browser: Any, tmp_path: Path) -> None:
     finally:
         end_process(proc, signal.SIGTERM)
     assert proc.returncode == 0, (tmp_path / "streamer.log").read_text()[-2000:]
+
+
+def test_an_events_tags_are_shown_in_the_view(browser: Any, tmp_path: Path) -> None:
+    """The events list's "what" column shows what each event's tags say (here a user's audio tagger, a tiny ONNX
+    model: a loud sound)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import torch
+
+    from tests.test_tag_models import Loudness, export
+
+    model = export(Loudness(), torch.zeros(1, 16000), tmp_path / "tagger.onnx", {"input": {0: "batch", 1: "n"}})
+    (tmp_path / "labels.txt").write_text("Loud sound\nQuiet\n")
+    config = tmp_path / "site.toml"
+    labels = tmp_path / "labels.txt"
+    config.write_text(f'[[streams]]\nname = "door"\nsource = "synthetic:?events=a@3,a@6&duration=30"\n\n[tags]\n'
+                      f'speech = false\naudio_model = "{model}"\naudio_labels = "{labels}"\n')  # fmt: skip
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (tmp_path / "streamer.log").open("w") as log:
+        proc = subprocess.Popen([*STREAMER, "run", "--config", str(config), "--mqtt", "none", "--ui",
+                                 f"127.0.0.1:{port}", "-q"], stdout=log, stderr=log)  # fmt: skip
+    try:
+        wait(lambda: _answers(base), 60, f"the web view answers at {base}")
+        browser.get(base + "/")
+        js = browser.execute_script
+        what = "[...document.querySelectorAll('#events tr[data-stream=\"door\"] td.what')].map(c => c.textContent)"
+        shown = wait(lambda: [w for w in js(f"return {what}") if w], 30, "an event's tags in the list")
+        assert shown[0].startswith("loud_sound 1.00"), shown
+    finally:
+        end_process(proc, signal.SIGTERM)

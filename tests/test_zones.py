@@ -84,7 +84,7 @@ NINE = "".join(zone(f"z{i}") for i in range(9))
     [
         (stream_with(zone(None)), "stream 'front': zones[0]: missing key 'name'"),
         (stream_with(zone("door", extra="sensitivity = 2\n")),
-         "stream 'front': zone 'door': unknown key 'sensitivity' (allowed: name, polygon, threshold)"),
+         "stream 'front': zone 'door': unknown key 'sensitivity' (allowed: name, polygon, threshold, only, ignore)"),
         (stream_with(zone("door", "[[0.5, 0], [1.2, 0], [1, 1]]")),
          "stream 'front': zone 'door': polygon: point [1.2, 0] is outside the picture: x and y go from 0 to 1"),
         (stream_with(zone("door", "[[0.5, 0], [1, -0.1], [1, 1]]")), "stream 'front': zone 'door': polygon: point"),
