@@ -386,6 +386,8 @@ class Analyzer:
                 self.publishing.events(rt, rt.flush())
                 if self.clips is not None:
                     self.clips.stopped(rt)  # its last clip ends with its last packet
+                if self.tagging is not None:
+                    self.tagging.forget(rt.stream_id)  # its events have ended: its audio goes
             if rt.removed and rt.state is StreamState.FLUSHED:
                 rt.advance(StreamState.RELEASING)
                 self._spawn(self._release(rt), "release")

@@ -58,6 +58,18 @@ def models(tmp_path: Path) -> dict[str, Path]:
             "detector_labels": tmp_path / "detector.txt"}  # fmt: skip
 
 
+def tags_section(models: dict[str, Path]) -> str:
+    """``[tags]`` with the two models (speech off: the clips hold none)."""
+    return f"""
+[tags]
+speech = false
+audio_model = "{models["tagger"]}"
+audio_labels = "{models["tagger_labels"]}"
+detector_model = "{models["detector"]}"
+detector_labels = "{models["detector_labels"]}"
+"""
+
+
 def site(tmp_path: Path, models: dict[str, Path], clip: Path, streams: str = "") -> Path:
     config = tmp_path / "site.toml"
     config.write_text(f"""
@@ -65,14 +77,7 @@ def site(tmp_path: Path, models: dict[str, Path], clip: Path, streams: str = "")
 name = "door"
 source = "{clip}"
 {streams}
-
-[tags]
-speech = false
-audio_model = "{models["tagger"]}"
-audio_labels = "{models["tagger_labels"]}"
-detector_model = "{models["detector"]}"
-detector_labels = "{models["detector_labels"]}"
-sensors = ["loud_sound", "dark"]
+{tags_section(models)}sensors = ["loud_sound", "dark"]
 """)
     return config
 
@@ -193,14 +198,7 @@ only = ["loud_sound"]
 name = "none"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 ignore = ["loud_sound", "bright", "dark"]
-
-[tags]
-speech = false
-audio_model = "{models["tagger"]}"
-audio_labels = "{models["tagger_labels"]}"
-detector_model = "{models["detector"]}"
-detector_labels = "{models["detector_labels"]}"
-""")
+{tags_section(models)}""")
     out = tmp_path / "events.jsonl"
     code, _, err = await run_streamer("--config", str(config), "--mqtt", "none", "--events-out", str(out), "-q")
     assert code == 0, err

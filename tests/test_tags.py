@@ -154,3 +154,4 @@ async def test_the_tagging_thread_yields_to_the_analysis() -> None:
     finally:
         stage._executor.shutdown()
     assert nice == 19
+

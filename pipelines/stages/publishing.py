@@ -140,13 +140,17 @@ class Publishing:
                     payload["clip"] = self.clips.ended(rt, event)
                 else:
                     self.clips.started(rt, event)
-            self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
-            if self._events_out is not None:
-                self._events_out.write(json.dumps(payload) + "\n")
-                self._events_out.flush()
+            self._tell(event, payload)
             self.observers.event(event)
             if self.hooks.on_event is not None:
                 self.hooks.on_event(event)
+
+    def _tell(self, event: Event, payload: dict[str, Any]) -> None:
+        """An event message (start, update, end) on its stream's or zone's events topic and in ``--events-out``."""
+        self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
+        if self._events_out is not None:
+            self._events_out.write(json.dumps(payload) + "\n")
+            self._events_out.flush()
 
     def tagged(self, event: Event, tags: dict[str, Tag]) -> None:
         """An event's tags changed (:mod:`pipelines.stages.tagging`): its ``update`` message, each new label's
@@ -159,10 +163,7 @@ class Publishing:
         self._filtered(payload, event, tags)
         if event.zone is not None:
             payload["zone"] = event.zone
-        self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
-        if self._events_out is not None:
-            self._events_out.write(json.dumps(payload) + "\n")
-            self._events_out.flush()
+        self._tell(event, payload)
         still_open = self.tagging.is_open(event.id)
         for label, tag in tags.items():
             self._tag_state(event, label, tag)
@@ -172,12 +173,10 @@ class Publishing:
 
     def _tag_picture(self, rt: StreamRuntime, event: Event, frame: VideoFrame | None, box: Box | None) -> None:
         """With a detector, the event's best picture (full resolution, nothing drawn) to the tagging."""
-        if self.tagging is None or not self.tagging.pictures or frame is None or rt.stream is None:
+        if self.tagging is None or not self.tagging.pictures or frame is None:
             return
-        try:
-            jpeg = rt.stream.snapshot(frame, None)
-        except Exception as exc:  # a picture is a nicety: never let it take the pipeline down
-            log.warning("stream '%s': tags: no picture: %s", rt.stream_id, exc)
+        jpeg = self._jpeg(rt, frame, None, "tags: no picture")
+        if jpeg is None:
             return
         wait = self.tagging.picture(event, jpeg, box)
         if wait is not None:
@@ -207,17 +206,25 @@ class Publishing:
     def _take_snapshot(self, rt: StreamRuntime, frame: VideoFrame, box: Box | None) -> None:
         """Ask for the peak frame's snapshot now (an ingest process is told before a later pin, of the next
         event's peak in the same batch, replaces the picture it keeps); it is awaited and published in a task."""
-        if rt.stream is None:
-            return
-        try:
-            snapshot = rt.stream.snapshot(frame, box)
-        except Exception as exc:  # a snapshot is a nicety: never let it take the pipeline down
-            log.warning("stream '%s': snapshot failed: %s", rt.stream_id, exc)
+        snapshot = self._jpeg(rt, frame, box, "snapshot failed")
+        if snapshot is None:
             return
         n = self._snapshots_asked[rt.stream_id] = self._snapshots_asked.get(rt.stream_id, 0) + 1
         task = self.spawn(self._snapshot(rt.stream_id, n, snapshot), "snapshot")
         rt.snapshots.add(task)
         task.add_done_callback(rt.snapshots.discard)
+
+    @staticmethod
+    def _jpeg(rt: StreamRuntime, frame: VideoFrame, box: Box | None, failed: str) -> Awaitable[bytes | None] | None:
+        """``frame``'s full picture as a JPEG (``box`` drawn), asked for now and awaited later; None where the
+        stream cannot be asked (one warning line: ``failed`` and why)."""
+        if rt.stream is None:
+            return None
+        try:
+            return rt.stream.snapshot(frame, box)
+        except Exception as exc:  # a picture is a nicety: never let it take the pipeline down
+            log.warning("stream '%s': %s: %s", rt.stream_id, failed, exc)
+            return None
 
     async def _snapshot(self, stream_id: str, n: int, snapshot: Awaitable[bytes | None]) -> None:
         """The stream's ``n``-th event snapshot: its peak frame as a JPEG with where it changed at the peak drawn

@@ -238,8 +238,8 @@ def _around(picture: npt.NDArray[np.uint8], box: Box | None) -> npt.NDArray[np.u
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     left, right = max(0.0, cx - bw), min(1.0, cx + bw)
     top, bottom = max(0.0, cy - bh), min(1.0, cy + bh)
-    return picture[int(top * h) : max(int(top * h) + 1, int(bottom * h)), int(left * w) : max(int(left * w) + 1,
-                   int(right * w))]  # fmt: skip
+    y0, x0 = int(top * h), int(left * w)
+    return picture[y0 : max(y0 + 1, int(bottom * h)), x0 : max(x0 + 1, int(right * w))]
 
 
 Tell = Callable[[Event, dict[str, Tag]], None]
@@ -266,9 +266,9 @@ class Tagging:
         self.cpu_s = 0.0  # CPU seconds the taggers took
         self._tails: dict[str, AudioTail] = {}
         self._open: dict[str, _Tagged] = {}  # event id -> event being tagged
+        self._hearing: dict[str, list[_Tagged]] = {}  # stream id -> its events still open (their sound grows)
         self._queue: collections.OrderedDict[str, Request] = collections.OrderedDict()  # by event id
         self._busy: set[str] = set()  # event ids being tagged now
-        self._pending = 0  # pictures being encoded
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # nothing queued, nothing being tagged
         self._idle.set()
@@ -283,14 +283,14 @@ class Tagging:
         audio joins the stream's tail and the sound of its open events."""
         if ts.audio_missing:
             return
-        audio = np.asarray(ts.audio, dtype=np.float32)
+        audio = np.array(ts.audio, dtype=np.float32)  # its own samples: a view would keep the whole window alive
         s_a = scores.s_a if scores.has_a else 0.0
         tail = self._tails.get(ts.stream_id)
         if tail is None or tail.rate != rate:
             tail = self._tails[ts.stream_id] = AudioTail(rate)
         tail.add(ts.t, audio, s_a)
-        for tagged in self._open.values():
-            if tagged.event.stream == ts.stream_id and not tagged.ended and ts.t > tagged.seen_t:
+        for tagged in self._hearing.get(ts.stream_id, ()):
+            if ts.t > tagged.seen_t:
                 self._hear(tagged, [(ts.t, audio, s_a)])
 
     def started(self, event: Event) -> None:
@@ -301,6 +301,7 @@ class Tagging:
         else:
             tagged = _Tagged(event, tail.bed(event.t, BED_S), tail.rate)
         self._open[event.id] = tagged
+        self._hearing.setdefault(event.stream, []).append(tagged)
         if tail is not None:
             self._hear(tagged, tail.since(event.t))
 
@@ -310,6 +311,9 @@ class Tagging:
         if tagged is None:
             return {}
         tagged.ended = True
+        hearing = self._hearing.get(event.stream, [])
+        if tagged in hearing:
+            hearing.remove(tagged)
         if tagged.sound_s > tagged.asked_s:
             self._ask(tagged)
         else:
@@ -321,8 +325,9 @@ class Tagging:
         return tagged is not None and not tagged.ended
 
     def forget(self, stream_id: str) -> None:
-        """A stream is gone: its tail (its events end through :meth:`ended` first)."""
+        """A stream has ended: its tail (its events ended through :meth:`ended` first)."""
         self._tails.pop(stream_id, None)
+        self._hearing.pop(stream_id, None)
 
     def _hear(self, tagged: _Tagged, steps: list[tuple[float, npt.NDArray[np.float32], float]]) -> None:
         for t, audio, s_a in steps:
@@ -341,7 +346,6 @@ class Tagging:
         if tagged is None:
             return None
         tagged.pictures += 1
-        self._pending += 1
         self._idle.clear()
         return self._picture(tagged, jpeg, box)
 
@@ -354,7 +358,6 @@ class Tagging:
             picture = None
         finally:
             tagged.pictures -= 1
-            self._pending -= 1
         if picture is not None and event.id in self._open:
             self._ask(tagged, picture=picture, box=box)
         else:
@@ -389,7 +392,8 @@ class Tagging:
             del self._open[event_id]
 
     def _check_idle(self) -> None:
-        if not self._queue and not self._busy and not self._pending:
+        """Nothing queued, being tagged, or being encoded (an event waiting for its picture stays open)."""
+        if not self._queue and not self._busy and not any(t.pictures for t in self._open.values()):
             self._idle.set()
 
     async def drain(self, seconds: float) -> None:
