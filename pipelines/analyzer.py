@@ -46,7 +46,7 @@ from pipelines.stages.mqtt import Publisher
 from pipelines.stages.outbox import Outbox, OutboxCounts
 from pipelines.stages.publishing import Hooks, Publishing
 from pipelines.stages.scoring import Scoring
-from pipelines.stages.sources import Sources, open_lane
+from pipelines.stages.sources import Sources, open_lane, paced
 from pipelines.stages.stats import PipelineStats, StreamCounts, percentiles
 from pipelines.stages.tagging import PictureTagger, SoundTagger, SpeechTagger, Tagger, Tagging
 from pipelines.stages.topics import Topics
@@ -431,7 +431,8 @@ class Analyzer:
             taggers.append(PictureTagger(OnnxDetector(Path(tags.detector_model), labels, tags.min_confidence, device),
                                          tags.top))  # fmt: skip
             pictures = True
-        return Tagging(tags, taggers, self.publishing.tagged, pictures=pictures)
+        live = any(paced(sc, sc.spec.is_live) for sc in config.streams)  # none: files alone, at full speed
+        return Tagging(tags, taggers, self.publishing.tagged, pictures=pictures, live=live)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """A background task (a snapshot, a release) that the run waits for, a while, before it ends."""
