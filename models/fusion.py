@@ -262,15 +262,20 @@ class FusionModel(nn.Module):
 
     def _score_rounds(self, batch: ModelInput, rounds: Rounds) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
-            s_v, f_v = _as_score(cast(Any, self.video).forward_rounds(batch.frames.float(), batch.valid, rounds))
+            s_v, f_v = _as_score(cast(Any, self.video).forward_rounds(self._frames(batch.frames), batch.valid, rounds))
             s_a, f_a = _as_score(cast(Any, self.audio).forward_rounds(batch.audio, batch.audio_present, rounds))
         return self._output(s_v, f_v, s_a, f_a, batch.valid, batch.audio_present, rounds)
 
     def _score(self, frames: Tensor, valid: Tensor, audio: Tensor, present: Tensor, slots: Tensor) -> ModelOutput:
         with torch.autocast(self.device.type, enabled=self.autocast and self.device.type == "cuda"):
-            s_v, f_v = _as_score(self.video(frames.float(), valid, slots))
+            s_v, f_v = _as_score(self.video(self._frames(frames), valid, slots))
             s_a, f_a = _as_score(self.audio(audio, present, slots))
         return self._output(s_v, f_v, s_a, f_a, valid, present, Rounds.distinct(slots))
+
+    def _frames(self, frames: Tensor) -> Tensor:
+        """The batch's uint8 luma as the video encoder takes it: as it is where it says so (``takes_bytes``), else
+        float 0-255."""
+        return frames if getattr(self.video, "takes_bytes", False) else frames.float()
 
     def _output(
         self, s_v: Tensor, f_v: dict[str, Tensor], s_a: Tensor, f_a: dict[str, Tensor], valid: Tensor,

@@ -151,27 +151,33 @@ class Rounds:
             return (before.long().unsqueeze(1) - 1 - age) % width
         return (width - 1 - age).expand(before.shape[0], count)
 
-    def push(self, count: Tensor, keep: Tensor, *rings: tuple[Tensor, Tensor]) -> tuple[Tensor, list[Tensor]]:
+    def push(
+        self, count: Tensor, keep: Tensor, *rings: tuple[Tensor, Tensor], windows: bool = True
+    ) -> tuple[Tensor, list[Tensor]]:
         """Rings of each slot's last ``W`` kept measurements (``ring (capacity, W, ...)``, written at ``count %
         W``: the newest replaces the oldest), given each row's ``values (B, ...)`` and ``keep (B,)``.
 
         Returns each row's count of kept measurements before it ``(B,)`` and, per ring, each row's window
         ``(B, W, ...)`` as it stands before the row; the rings and ``count (capacity,)`` are updated in place
-        with every kept row.
+        with every kept row. Without ``windows``, for distinct slots, no window is gathered (an empty list: the
+        caller reads the few it needs from the rings before the push, :meth:`window_of`); slots that repeat need
+        them in order, so they are given anyway.
         """
-        windows: list[Tensor] = []
+        out: list[Tensor] = []
         if self.n == 1:  # distinct slots: each ring as it is (their order does not matter to its statistics)
             slots, before = self.slots, count[self.slots]
             for ring, values in rings:
-                rows = ring[slots]
-                windows.append(rows)
                 at = before.long() % ring.shape[1]
-                kept = torch.where(
-                    keep.view(-1, *([1] * (values.dim() - 1))), values.to(ring.dtype), rows[self.row_of, at]
-                )
+                if windows:
+                    rows = ring[slots]
+                    out.append(rows)
+                    old = rows[self.row_of, at]
+                else:
+                    old = ring[slots, at]
+                kept = torch.where(keep.view(-1, *([1] * (values.dim() - 1))), values.to(ring.dtype), old)
                 ring[slots, at] = kept
             count[slots] = before + keep.to(count.dtype)
-            return before, windows
+            return before, out
         device = count.device
         base = count[self.unique].long()  # (U,)
         kept = self.grid(keep.long(), 0)  # (U, n)
@@ -188,9 +194,9 @@ class Rounds:
             fresh = ring.new_full((self.size, self.n + 1, *ring.shape[2:]), float("nan"))
             fresh[self.row_of, at] = values.to(ring.dtype)
             combined = torch.cat([oldest_first, fresh[:, : self.n]], dim=1)  # (U, W + n, ...)
-            windows.append(combined[self.row_of.unsqueeze(1), before.unsqueeze(1) + j])
+            out.append(combined[self.row_of.unsqueeze(1), before.unsqueeze(1) + j])
             ring[self.unique.unsqueeze(1), (base + total).unsqueeze(1).add(j) % width] = combined[
                 everyone, total.unsqueeze(1) + j
             ]
         count[self.unique] = (base + total).to(count.dtype)
-        return base[self.row_of] + before, windows
+        return base[self.row_of] + before, out

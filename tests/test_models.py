@@ -403,3 +403,41 @@ def test_a_cells_usual_is_read_every_refresh_and_kept_between() -> None:
     assert read_at == [0, 1, 2, 3, 6, 11], read_at
     with pytest.raises(ValueError, match="refresh"):
         VideoActivity(refresh=-1)
+
+
+@pytest.mark.parametrize("grid", [(16, 9), (7, 5)])  # cells of equal size (a reshaped sum) and not (a sum by index)
+def test_video_scores_the_same_from_uint8_luma_as_from_float(grid: tuple[int, int]) -> None:
+    """The model hands the video encoder its uint8 luma as it is (pooled sums in int16): every score and feature
+    is exactly what the same frames as float give, masks, streams that join late and a batch of one stream's
+    timesteps (rounds) included."""
+    from models.slots import Rounds
+    from models.video import VideoActivity
+
+    as_bytes, as_float = (VideoActivity(hop=0.1, warmup=0.2, window=1.0, grid=grid, capacity=4) for _ in range(2))
+    ignore = torch.zeros(90, 160, dtype=torch.bool)
+    ignore[:40, :60] = True
+    for video in (as_bytes, as_float):
+        video.set_mask(2, ignore)
+    rng = np.random.default_rng(3)
+    scene = rng.integers(30, 220, (4, 90, 160))
+    highest = 0.0
+    for k in range(30):
+        frames = np.clip(scene[:, None] + rng.normal(0, 3, (4, 3, 90, 160)), 0, 255).astype(np.uint8)
+        frames[:, :, (k * 7) % 60 : (k * 7) % 60 + 25, 40:70] = 250  # something moving
+        valid = torch.ones(4, 3, dtype=torch.bool)
+        valid[1, 2] = k % 3 != 0  # a short timestep now and then
+        if k % 10 == 9:  # a file's batch: two timesteps each of slots 0 and 1
+            slots, order = torch.tensor([0, 1, 0, 1]), torch.tensor([0, 0, 1, 1])
+            rounds = Rounds(slots, order, 2)
+        else:
+            rounds = Rounds.distinct(torch.tensor([0, 1, 2, 3]) if k > 3 else torch.tensor([0, 1, 2, 3])[:3])
+        rows = rounds.slots.shape[0]
+        u8 = torch.from_numpy(frames[:rows])
+        score_b, feats_b = as_bytes.forward_rounds(u8, valid[:rows], rounds)
+        score_f, feats_f = as_float.forward_rounds(u8.float(), valid[:rows], rounds)
+        assert torch.equal(score_b, score_f), k
+        highest = max(highest, float(score_f.max()))
+        for name in feats_f:
+            assert torch.equal(feats_b[name], feats_f[name]), (k, name)
+    assert torch.equal(as_bytes.prev, as_float.prev) and torch.equal(as_bytes.usual, as_float.usual)
+    assert highest > 0.5  # the moving box was seen
