@@ -321,10 +321,13 @@ class Analyzer:
         self.publishing.open()
         try:
             if self.metrics is not None or self.view is not None:
+                from pipelines.outputs.access import OPEN, load_web_config
                 from pipelines.outputs.web import WebServer, start_endpoints  # aiohttp: only when asked for
 
                 self.web = WebServer()
-                await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui)
+                given = self.config.web_config
+                access = OPEN if given is None else load_web_config(Path(given))
+                await start_endpoints(self.web, self.metrics, self.view, self.config.metrics, self.config.ui, access)
             if self.clips is not None:
                 await asyncio.to_thread(self.clips.retain)
             if self._hub is not None:

@@ -495,6 +495,11 @@ class AnalyzerConfig:
         None, section="top", check=_Endpoint(UI_HOST), commands=IN_PROCESS, metavar="[HOST]:PORT",
         help="serve the live web view here, e.g. :8080 (no host: localhost only)",
     )  # fmt: skip
+    web_config: str | None = setting(
+        None, section="top", check=optional_path, commands=IN_PROCESS, metavar="FILE.yml",
+        help="TLS and HTTP basic authentication for metrics and ui: a web configuration file in Prometheus's "
+        "format (tls_server_config: cert_file, key_file; basic_auth_users: name: bcrypt hash); docs/integrations.md",
+    )  # fmt: skip
 
     def ingest_stream(self, sc: StreamConfig) -> IngestStream:
         """What an ingest process needs to capture stream ``sc``, clips included."""
@@ -691,6 +696,10 @@ def _configure(
     m, u = top.get("metrics"), top.get("ui")
     if m is not None and u is not None and m.port == u.port and m.port != 0:
         raise ConfigError(f"metrics and ui: both on port {m.port}; give them different ports")
+    if top.get("web_config") is not None:
+        from pipelines.outputs.access import load_web_config
+
+        load_web_config(Path(top["web_config"]))  # refused now, in one line, rather than when serving
     clips = ClipsConfig(**field_values(ClipsConfig, sections))
     tags = TagsConfig(**field_values(TagsConfig, sections))
     return AnalyzerConfig(streams=tuple(streams), mqtt=mqtt, model=model, homeassistant=homeassistant, clips=clips,

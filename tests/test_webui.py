@@ -6,6 +6,7 @@ says of its own drawing: the span shown, the axis labels and where they landed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,8 +29,10 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 T = TypeVar("T")
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium(*flags: str) -> Iterator[Any]:
+    """Headless Chromium through chromedriver (``flags``: more of its command-line flags); skipped where it is
+    missing, but a failure on CI."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         if os.environ.get("CI"):
@@ -42,13 +45,19 @@ def browser() -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900"):  # fmt: skip
+                 "--window-size=1280,900", *flags):  # fmt: skip
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium() as driver:
+        yield driver
 
 
 def wait(condition: Callable[[], T], seconds: float, what: str) -> T:

@@ -135,9 +135,10 @@ class ClipKeeper:
             del self._open[stream_id]  # it ended without being told (its stream stopped): no event joins it now
         if isinstance(result, str):
             self.failed(stream_id)
-            if (stream_id, result) not in self._warned:
-                self._warned.add((stream_id, result))
-                log.warning("stream '%s': no clip: %s", stream_id, result)
+            cause = result.rpartition(": ")[2]  # "clip PATH: why": one line per stream and cause, not per clip
+            if (stream_id, cause) not in self._warned:
+                self._warned.add((stream_id, cause))
+                log.warning("stream '%s': no clip: %s (said once per stream and cause)", stream_id, result)
             return
         path = Path(result.path)
         for event_id in clip.ends:

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pipelines.config import Address
+from pipelines.outputs.access import OPEN, Gate, WebAccess, is_loopback
 from streamer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -63,10 +64,13 @@ class WebServer:
         self._runners: list[web.AppRunner] = []
         self.urls: dict[str, str] = {}
 
-    async def serve(self, name: str, app: web.Application, where: Address) -> str:
+    async def serve(self, name: str, app: web.Application, where: Address, access: WebAccess = OPEN) -> str:
+        """Serve ``app`` at ``where`` (GET and HEAD only; TLS and basic authentication as ``access`` says); its
+        URL."""
+        app.middlewares.append(Gate(access).middleware)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0, logger=server_log)
         await runner.setup()
-        site = web.TCPSite(runner, where.host, where.port)
+        site = web.TCPSite(runner, where.host, where.port, ssl_context=access.tls)
         try:
             await site.start()
         except OSError as exc:
@@ -76,7 +80,7 @@ class WebServer:
         self._runners.append(runner)
         host, port = runner.addresses[0][:2]
         shown = "localhost" if host in ("127.0.0.1", "::1") else host
-        url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        url = f"{access.scheme}://[{shown}]:{port}" if ":" in shown else f"{access.scheme}://{shown}:{port}"
         self.urls[name] = url
         return url
 
@@ -88,13 +92,23 @@ class WebServer:
 
 async def start_endpoints(
     server: WebServer, metrics: Metrics | None, view: LiveView | None, metrics_at: Address | None,
-    ui_at: Address | None,
+    ui_at: Address | None, access: WebAccess = OPEN,
 ) -> None:  # fmt: skip
     if metrics is not None and metrics_at is not None:
-        url = await server.serve("metrics", metrics_app(metrics), metrics_at)
+        url = await server.serve("metrics", metrics_app(metrics), metrics_at, access)
         log.warning("metrics at %s/metrics", url)
+        _warn_if_open("metrics", metrics_at, access)
     if view is not None and ui_at is not None:
         from pipelines.outputs.webui import ui_app
 
-        url = await server.serve("ui", ui_app(view), ui_at)
+        url = await server.serve("ui", ui_app(view), ui_at, access)
         log.warning("live view at %s/", url)
+        _warn_if_open("the live view", ui_at, access)
+
+
+def _warn_if_open(what: str, where: Address, access: WebAccess) -> None:
+    """One line when an endpoint listens beyond this machine with no password."""
+    if not access.users and not is_loopback(where.host):
+        log.warning("%s: listening on %s:%d without a password: anyone who can reach this port can read it "
+                    "(give --web-config with basic_auth_users, or a host of 127.0.0.1)", what, where.host or "*",
+                    where.port)  # fmt: skip

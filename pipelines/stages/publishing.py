@@ -18,9 +18,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import AnalyzerConfig
+from pipelines.outputs.lines import AppendedLines
 from pipelines.stages.events import Ended, Event, Scores
 from pipelines.stages.lifecycle import StreamRuntime
 from pipelines.stages.outbox import Kind, Message, Outbox
@@ -68,7 +69,7 @@ class Publishing:
     spawn: Spawn
     clips: ClipKeeper | None = None
     tagging: Tagging | None = None
-    _events_out: IO[str] | None = field(default=None, init=False)
+    _events_out: AppendedLines | None = field(default=None, init=False)
     # per stream: the snapshots asked for so far, and the latest of them published (an older one finishing later,
     # when several are encoded at once, is dropped: the retained snapshot is the last event's)
     _snapshots_asked: dict[str, int] = field(default_factory=dict, init=False)
@@ -82,7 +83,7 @@ class Publishing:
     def open(self) -> None:
         """Open the events-out file (appending), for the run."""
         if self.config.events_out is not None:
-            self._events_out = self.config.events_out.open("a", encoding="utf-8")
+            self._events_out = AppendedLines(self.config.events_out)
 
     def close(self) -> None:
         if self._events_out is not None:
@@ -149,8 +150,7 @@ class Publishing:
         """An event message (start, update, end) on its stream's or zone's events topic and in ``--events-out``."""
         self._queue(self.topics.events(event.stream, event.zone), _json(payload), "event", qos=1, retain=False)
         if self._events_out is not None:
-            self._events_out.write(json.dumps(payload) + "\n")
-            self._events_out.flush()
+            self._events_out.write(json.dumps(payload))
 
     def tagged(self, event: Event, tags: dict[str, Tag]) -> None:
         """An event's tags changed (:mod:`pipelines.stages.tagging`): its ``update`` message, each new label's
