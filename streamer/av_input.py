@@ -130,6 +130,16 @@ def explain(exc: BaseException, spec: SourceSpec) -> str:
     return " ".join(str(text).replace(spec.uri, spec.redacted).split())
 
 
+def _demuxed(container: Any, streams: list[Any]) -> Iterator[Any]:
+    """``container.demux(streams)``, ending cleanly where PyAV cannot: a stream that appeared mid-file (MPEG-TS
+    may add one at any time) has no PyAV stream, and the end-of-file flush raises IndexError on it after every
+    packet of ``streams`` (their flush included: they come first) was given."""
+    try:
+        yield from container.demux(streams)
+    except IndexError:
+        return
+
+
 def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
     target = spec.params.get("path", spec.uri) if spec.kind is SourceKind.FILE else spec.uri
     try:
@@ -140,6 +150,7 @@ def open_container(spec: SourceSpec, options: SourceOptions) -> Any:
                 options=demux_options(spec, options),
                 timeout=(options.open_timeout, read_timeout(spec, options)) if spec.is_live else None,
                 hwaccel=decoder_device(spec.stream_id, options.hwaccel),
+                metadata_errors="replace",  # a damaged file's tags may not be UTF-8: they are not worth failing on
             )
     except CertificateError as exc:
         raise SourceCertificateError(spec.stream_id, f"cannot open {spec.redacted}: {exc}") from exc
@@ -479,6 +490,7 @@ class _Decoder:
         self.held_audio: collections.deque[tuple[AudioChunk, float]] | None = collections.deque() if hold else None
         self.video_end = -math.inf  # where the decoded video has reached, media time
         self.video_demuxed = -math.inf  # the latest raw time of a video packet read from the file
+        self.raw_span = [math.inf, -math.inf]  # the earliest and latest raw time of any packet of our tracks
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
         self.ring = ctx.ring
         if self.ring is not None:
@@ -492,11 +504,14 @@ class _Decoder:
             self.announcer.announce()
         bad = 0
         streams = [s for s in (self.video, self.audio) if s is not None]
-        for packet in self.container.demux(streams):
+        for packet in _demuxed(self.container, streams):
             if ctx.quit.is_set():
                 return
             if packet.stream is not self.video and packet.stream is not self.audio:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
+            if packet.pts is not None and packet.time_base is not None:
+                raw = float(packet.pts * packet.time_base)
+                self.raw_span = [min(self.raw_span[0], raw), max(self.raw_span[1], raw)]
             if packet.stream is self.video and self.gops is not None:
                 self.gops.add(packet)
             if self.ring is not None:
@@ -509,7 +524,9 @@ class _Decoder:
                 frames = packet.decode()
             except av.error.EOFError:
                 break
-            except (av.error.InvalidDataError, av.error.DecoderNotFoundError) as exc:
+            except av.FFmpegError as exc:
+                # damaged data: InvalidDataError mostly, but many decoders still return a bare -1, which PyAV
+                # raises as EPERM (PermissionError): a bad packet either way, not a permission
                 bad += 1
                 if bad >= _MAX_BAD_PACKETS:
                     raise DecodeError(spec.stream_id, f"{spec.redacted}: cannot decode: {explain(exc, spec)}") from exc
@@ -526,7 +543,7 @@ class _Decoder:
         if self.held_audio is not None:
             self._release_audio(everything=True)
         self.announcer.announce()
-        _check_complete(ctx, self.announcer.info)
+        _check_complete(ctx, self.announcer.info, self.raw_span[1] - self.raw_span[0])
 
     def _video(self, frame: Any, now: float) -> None:
         ctx, options = self.ctx, self.ctx.options
@@ -636,11 +653,13 @@ class _Decoder:
         self.ctx.timeline.reached(chunk.end(self.ctx.options.sample_rate))
 
 
-def _check_complete(ctx: WorkerContext, info: StreamInfo) -> None:
-    """A file that ends well before the duration its header declares was cut short."""
+def _check_complete(ctx: WorkerContext, info: StreamInfo, raw_span: float) -> None:
+    """A file that ends well before the duration its header declares was cut short. Its packets' own times
+    count too (``raw_span``): a file whose timestamps jump ahead declares the span they cover, and holds media up
+    to its end although the timeline closed the gap."""
     if info.live or not info.duration:
         return
-    reached = ctx.timeline.end - ctx.timeline.segment_start
+    reached = max(ctx.timeline.end - ctx.timeline.segment_start, raw_span)
     if reached < info.duration - max(0.5, 0.05 * info.duration):
         raise DecodeError(
             ctx.spec.stream_id,
