@@ -84,6 +84,7 @@ from streamer.settings import (
     output_file,
     setting,
     settings_of,
+    shown_value,
     string,
 )
 from streamer.spec import SourceSpec, parse_source
@@ -841,7 +842,7 @@ def _polygon(where: str, value: Any) -> Polygon:
     """At least 3 points [x, y], each coordinate a number from 0 to 1."""
     if not _is_list(value) or len(value) < 3:
         raise ConfigError(f"{where}: expected a polygon of at least 3 points [[x, y], [x, y], [x, y], ...], "
-                          f"got {value!r}")  # fmt: skip
+                          f"got {shown_value(value)}")  # fmt: skip
     points: list[Point] = []
     for point in value:
         if not _is_list(point) or len(point) != 2 or not all(_is_number(c) for c in point):

@@ -48,7 +48,14 @@ CLUSTER_ADMIN = frozenset({"cluster status", "cluster stop"})
 
 
 def fail(path: str, allowed: str, value: Any) -> ConfigError:
-    return ConfigError(f"{path}: expected {allowed}, got {value!r}")
+    return ConfigError(f"{path}: expected {allowed}, got {shown_value(value)}")
+
+
+def shown_value(value: Any, limit: int = 80) -> str:
+    """``value`` as an error line shows it: its repr, cut to ``limit`` characters (a command or a file may hold
+    anything, of any size: the line stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Check:

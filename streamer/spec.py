@@ -123,7 +123,10 @@ def parse_source(text: str) -> SourceSpec:
     uri = text.strip()
     if not uri:
         raise SourceSpecError(name or "?", "empty source")
-    kind, params, derived = _classify(uri, name)
+    try:
+        kind, params, derived = _classify(uri, name)
+    except ValueError as exc:  # urllib's: an address it cannot split (a bad IPv6 host, odd Unicode in the host)
+        raise SourceSpecError(name or sanitize_stream_id(redact(uri)), f"malformed address: {exc}") from None
     return SourceSpec(stream_id=name or derived, uri=uri, kind=kind, params=MappingProxyType(params))
 
 

@@ -155,12 +155,12 @@ def _on_message(record: Record, topic: str, payload: Any) -> None:
         return
     if parts[-1] == "status" and len(parts) == 3:
         record.statuses.append((now, parts[1], payload.decode(errors="replace")))
-    elif parts[-1] == "events" and len(parts) in (3, 4):
+    elif parts[-1] == "events" and (len(parts) == 3 or (len(parts) == 5 and parts[2] == "zones")):
         try:
             message = json.loads(payload)
         except ValueError:
             return
-        key = (parts[1] if len(parts) == 3 else f"{parts[1]}/{parts[2]}", str(message.get("id")))
+        key = (parts[1] if len(parts) == 3 else f"{parts[1]}/{parts[3]}", str(message.get("id")))
         if message.get("type") == "start":
             if len(parts) == 3:
                 record.starts.setdefault(key, []).append(now)

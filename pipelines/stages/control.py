@@ -30,7 +30,7 @@ from typing import Any
 from pipelines.config import STREAM_KEYS, EventOptions, StreamConfig, section_settings
 from pipelines.stages.topics import Topics
 from streamer.errors import ConfigError
-from streamer.settings import Setting, number
+from streamer.settings import Setting, number, shown_value
 
 log = logging.getLogger("streamer")
 
@@ -62,18 +62,22 @@ def checked(config: StreamConfig, command: Any) -> dict[str, Any]:
     for key, value in command.items():
         if key == "zones":
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}.zones: expected an object {{zone: threshold}}, got {value!r}")
+                raise ConfigError(f"{where}.zones: expected an object {{zone: threshold}}, got {shown_value(value)}")
             names = {z.name for z in config.zones}
             zones: dict[str, float] = {}
             for name, raw in value.items():
                 if name not in names:
-                    raise ConfigError(f"{where}.zones: no zone {name!r} (zones: {', '.join(sorted(names)) or 'none'})")
+                    raise ConfigError(
+                        f"{where}.zones: no zone {shown_value(name)} (zones: {', '.join(sorted(names)) or 'none'})"
+                    )
                 zones[name] = _ZONE_THRESHOLD(f"{where}.zones.{name}", raw)
             changes["zones"] = zones
         elif key in LIVE_KEYS:
             changes[key] = STREAM_KEYS[key](f"{where}.{key}", value)
         else:
-            raise ConfigError(f"{where}: {key!r} is not a live setting (live: {', '.join(LIVE_KEYS)}, zones)")
+            raise ConfigError(
+                f"{where}: {shown_value(key)} is not a live setting (live: {', '.join(LIVE_KEYS)}, zones)"
+            )
     return changes
 
 
