@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", default="1,8,64,256")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--steady", default="16,48", help="batch sizes of the live steady state (windows full)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.threads:
@@ -99,6 +100,22 @@ def main() -> int:
     one_by_one = timed(lambda: [file_model.score([ts], [file_slot]) for ts in run], args.repeats)
     results["one_stream_16_ms"] = round(one_stream * 1e3, 2)
     results["one_stream_16_single_calls_ms"] = round(one_by_one * 1e3, 2)
+    # live, steady: B streams whose windows are full (a cell's usual read every 0.5 s, as after 20 s of a stream)
+    for size in (int(b) for b in args.steady.split(",") if b):
+        live = FusionModel(tau=TAU, capacity=size).to(device)
+        live_slots = [live.add_stream(*WEIGHTS) for _ in range(size)]
+        base = make_timesteps(size, seed=2)
+
+        def step(k: int, live: FusionModel = live, live_slots: list[int] = live_slots,
+                 base: list[Timestep] = base) -> None:  # fmt: skip
+            live.score([replace(ts, k=k, t=k / 10) for ts in base], live_slots)
+
+        for k in range(260):
+            step(k)
+        calls = iter(range(260, 10**9))
+        per_call = timed(lambda step=step, calls=calls: [step(next(calls)) for _ in range(50)], args.repeats) / 50
+        steady: dict[str, float] = results.setdefault("steady_ms_per_call", {})  # type: ignore[assignment]
+        steady[str(size)] = round(per_call * 1e3, 3)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
