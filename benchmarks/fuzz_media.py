@@ -13,6 +13,7 @@ the outcomes (analyzed, one line) and the crashes; exit 1 when there was one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -40,7 +41,9 @@ def one_run(folder: Path, bases: list[Path], healthy: Path, n: int, rng: random.
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pipelines.cli.main", "run", f"healthy={healthy}", *args, "--mqtt", "none",
                "--events-out", str(out), "-q"]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = folder / "stderr.txt"
+    with log.open("w") as sink:  # a file, not a pipe: a run that says a lot never blocks on it
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=sink)
     children: dict[int, psutil.Process] = {}
     started = time.monotonic()
     while proc.poll() is None and time.monotonic() - started < RUN_LIMIT:
@@ -53,8 +56,12 @@ def one_run(folder: Path, bases: list[Path], healthy: Path, n: int, rng: random.
     timed_out = proc.poll() is None
     if timed_out:
         proc.kill()
-    _, err = proc.communicate()
+    proc.wait()
+    err = log.read_text(errors="replace")
     left = [c.pid for c in children.values() if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    for pid in left:  # not to pile up over a long run (a crash all the same)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
     failed = sum(1 for i in range(n) if any(f"stream 'm{i}'" in line for line in err.splitlines()))
     crowded = [i for i in range(n) if sum(f"stream 'm{i}'" in line for line in err.splitlines()) > 1]
     events = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
@@ -94,7 +101,6 @@ def main() -> int:
                 totals["crashes"] += 1
                 kept = args.keep / f"run{totals['runs']}"
                 shutil.copytree(work, kept)
-                (kept / "stderr.txt").write_text(str(result["stderr"]))
                 print(f"run {totals['runs']}: CRASH {result['crash']} (inputs in {kept})", file=sys.stderr)
             else:
                 print(f"run {totals['runs']}: {result['analyzed']} analyzed, {result['one_line']} one line, "

@@ -67,8 +67,10 @@ class VideoActivity(SlotStateMixin):
     docstring). Rows without any valid frame get score 0 and leave the state untouched.
     """
 
-    # The model hands it the batch's uint8 luma as it is: the pixel work runs on pooled sums in int16 (exact, and
-    # half the memory traffic of float32, which at live batch sizes is most of this module's time).
+    # The model hands it the batch's uint8 luma as it is: the pixel work runs on pooled sums in int16 (half the
+    # memory traffic of float32, which at live batch sizes is most of this module's time). The scores are those of
+    # block means in float bit for bit where pool * pool is a power of two (the default, 2: the sums are the means
+    # times 4 exactly); other pools may differ in the last bit.
     takes_bytes: ClassVar[bool] = True
     _slot_buffers = ("prev", "has_prev", "recent", "count", "usual", "keep")
     _slot_defaults: ClassVar[dict[str, float]] = {"recent": -1.0, "keep": 1.0}
@@ -242,7 +244,7 @@ class VideoActivity(SlotStateMixin):
         cells = torch.where(ok.unsqueeze(2), counts.float() / self.cell_pixels, 0.0).amax(dim=1)  # (B, C)
         changed = torch.where(ok[:, :-1], share[:, :-1], 0.0).amax(dim=1)
         span = torch.where(ok[:, -1], share[:, -1], 0.0)
-        level = diff[:, :-1].sum(dim=2, dtype=torch.float64 if diff.dtype.is_floating_point else torch.int32)
+        level = diff[:, :-1].sum(dim=2, dtype=torch.float64 if diff.dtype.is_floating_point else torch.int64)
         energy = torch.where(pair_ok, level.float() / diff.shape[2] / self._area, 0.0).amax(dim=1)
         return {"cells": cells, "changed": changed, "span": span, "energy": energy}
 
@@ -262,7 +264,7 @@ class VideoActivity(SlotStateMixin):
             gw, gh = self.grid
             h, w = self.prev.shape[1:]
             blocks = moved.view(torch.uint8).view(*moved.shape[:2], gh, h // gh, gw, w // gw)
-            return blocks.sum(dim=5, dtype=torch.int16).sum(dim=3).flatten(2)
+            return blocks.sum(dim=5, dtype=torch.int32).sum(dim=3).flatten(2)
         return moved.new_zeros(*moved.shape[:2], self.cells, dtype=torch.float).index_add_(
             2, self.cell_of, moved.float()
         )

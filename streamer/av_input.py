@@ -491,6 +491,8 @@ class _Decoder:
         self.video_end = -math.inf  # where the decoded video has reached, media time
         self.video_demuxed = -math.inf  # the latest raw time of a video packet read from the file
         self.raw_span = [math.inf, -math.inf]  # the earliest and latest raw time of any packet of our tracks
+        self.latest_raw: float | None = None  # the last packet's (a stamp further from it than the file is long
+        # is a wild one, a damaged header: it does not widen the span)
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
         self.ring = ctx.ring
         if self.ring is not None:
@@ -503,6 +505,7 @@ class _Decoder:
         if self.info.video is None and self.info.audio is None:
             self.announcer.announce()
         bad = 0
+        info_duration = self.info.duration or math.inf
         streams = [s for s in (self.video, self.audio) if s is not None]
         for packet in _demuxed(self.container, streams):
             if ctx.quit.is_set():
@@ -511,7 +514,9 @@ class _Decoder:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
             if packet.pts is not None and packet.time_base is not None:
                 raw = float(packet.pts * packet.time_base)
-                self.raw_span = [min(self.raw_span[0], raw), max(self.raw_span[1], raw)]
+                if self.latest_raw is None or abs(raw - self.latest_raw) <= info_duration:  # not a wild stamp
+                    self.raw_span = [min(self.raw_span[0], raw), max(self.raw_span[1], raw)]
+                self.latest_raw = raw
             if packet.stream is self.video and self.gops is not None:
                 self.gops.add(packet)
             if self.ring is not None:

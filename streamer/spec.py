@@ -125,8 +125,10 @@ def parse_source(text: str) -> SourceSpec:
         raise SourceSpecError(name or "?", "empty source")
     try:
         kind, params, derived = _classify(uri, name)
-    except ValueError as exc:  # urllib's: an address it cannot split (a bad IPv6 host, odd Unicode in the host)
-        raise SourceSpecError(name or sanitize_stream_id(redact(uri)), f"malformed address: {exc}") from None
+    except ValueError:  # urllib's: an address it cannot split (a bad IPv6 host, odd Unicode in the host); its
+        # message would show the address, password included
+        label = name or sanitize_stream_id(uri.partition("://")[0] or "source")
+        raise SourceSpecError(label, "malformed address: its host or port cannot be read") from None
     return SourceSpec(stream_id=name or derived, uri=uri, kind=kind, params=MappingProxyType(params))
 
 

@@ -104,7 +104,11 @@ async def test_malformed_streams_served_live_leave_the_run_and_the_healthy_strea
     async with subscribe(broker.host, broker.port, "test/#") as got:
         proc = await start_streamer("run", *(f"{n}=udp://127.0.0.1:{p}" for n, p in ports.items()), "--mqtt",
                                     broker.url, "--prefix", "test", "--stats-interval", "1", "-q")  # fmt: skip
-        await asyncio.sleep(6.0)  # the listeners open (torch loads first)
+        async with asyncio.timeout(60):  # the analyzer is up (its own status), and so its listeners soon after
+            while "online" not in [m.payload.decode() for m in got.on("test/status")]:
+                got.arrived.clear()
+                await got.arrived.wait()
+        await asyncio.sleep(1.0)
         senders = [asyncio.to_thread(_send_udp, files[n], p, 12.0 if "change" in n else 6.0, 2)
                    for n, p in ports.items()]  # fmt: skip
         await asyncio.gather(*senders)

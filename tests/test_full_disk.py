@@ -49,8 +49,8 @@ async def test_a_full_disk_is_one_line_per_stream_and_cause_and_every_event_is_p
         fill(disk, 16384)  # no room for a clip
         fill(lines, 4096)  # room for a few event lines: a page
         out = lines / "events.jsonl"
-        earlier = [json.dumps({"type": "start", "earlier": "x" * 460}) for _ in range(7)]  # a run before
-        out.write_text("".join(line + "\n" for line in earlier))  # 3.4 KB of the page: a few lines fit after
+        earlier = [json.dumps({"type": "start", "earlier": "x" * 460}) for _ in range(6)]  # a run before
+        out.write_text("".join(line + "\n" for line in earlier))  # 2.9 KB of the page: a few lines fit after
         async with subscribe(broker.host, broker.port, "test/+/events") as got:
             proc = await start_streamer("run", f"door={sources[0]}", f"yard={sources[1]}", "--mqtt", broker.url,
                                         "--prefix", "test", "--events-out", str(out), "--clips", str(disk / "clips"),

@@ -130,6 +130,12 @@ async def test_metrics_and_the_view_over_https_with_a_password(tmp_path: Path) -
             assert await status_of(session, "GET", scrape, ssl=tls, headers={"Authorization": "Basic !!"}) == 401
             view = f"https://127.0.0.1:{ui}"
             assert await status_of(session, "GET", view + "/api/state", ssl=tls) == 401
+            assert await status_of(session, "GET", view + "/no/such/path", ssl=tls) == 401  # not a 404: says nothing
+            assert await status_of(session, "HEAD", scrape, ssl=tls) == 401
+            async with asyncio.timeout(5):  # HEAD of the live stream: its headers, not a live view held open
+                assert (
+                    await status_of(session, "HEAD", view + "/api/live", ssl=tls, headers=basic(USER, PASSWORD)) == 200
+                )
             async with session.get(view + "/api/state", ssl=tls, headers=basic(USER, PASSWORD)) as response:
                 assert response.status == 200 and "cam" in (await response.json())["streams"]
             for method in ("POST", "PUT", "DELETE", "OPTIONS", "PATCH"):

@@ -197,13 +197,13 @@ def _tree(pid: int) -> list[psutil.Process]:
 def _sample(pid: int, at: float) -> dict[str, Any]:
     out: dict[str, Any] = {"t": round(at, 1), "analyzer_rss_mb": 0.0, "ingest_rss_mb": 0.0, "fds": 0, "threads": 0,
                            "processes": 0}  # fmt: skip
-    for i, proc in enumerate(_tree(pid)):
-        with contextlib.suppress(psutil.Error):
-            with proc.oneshot():
-                rss = proc.memory_info().rss / 2**20
-                out["fds"] += proc.num_fds()
-                out["threads"] += proc.num_threads()
-            out["processes"] += 1
+    tree = _tree(pid)
+    out["processes"] = len(tree)
+    for i, proc in enumerate(tree):
+        with contextlib.suppress(psutil.Error), proc.oneshot():
+            rss = proc.memory_info().rss / 2**20
+            out["fds"] += proc.num_fds()
+            out["threads"] += proc.num_threads()
             out["analyzer_rss_mb" if i == 0 else "ingest_rss_mb"] += rss
     out["analyzer_rss_mb"] = round(out["analyzer_rss_mb"], 1)
     out["ingest_rss_mb"] = round(out["ingest_rss_mb"], 1)
@@ -277,18 +277,19 @@ async def run_soak(
         # the outbox drained: no new start for a while (at most a minute)
         detected: dict[str, float] = {}
         if stayed_up:
+            await server.kill()  # no more impulses: the counts hold still while the outbox drains
             quiet_since, seen = time.monotonic(), len(record.starts)
-            async with asyncio.timeout(120):
-                while time.monotonic() - quiet_since < 3 * options.interval:
-                    await asyncio.sleep(1.0)
-                    if len(record.starts) != seen:
-                        seen, quiet_since = len(record.starts), time.monotonic()
-                    with contextlib.suppress(aiohttp.ClientError):
-                        detected = await _scrape_events(f"http://127.0.0.1:{metrics}/metrics")
-                    received = sum(1 for (s, _) in record.starts if s in detected)
-                    if detected and received >= sum(detected.values()):
-                        break
-            await server.kill()  # no more impulses: the counts hold still while the analyzer stops
+            with contextlib.suppress(TimeoutError):  # a loss never drains: it is reported, not raised
+                async with asyncio.timeout(120):
+                    while time.monotonic() - quiet_since < 3 * options.interval:
+                        await asyncio.sleep(1.0)
+                        if len(record.starts) != seen:
+                            seen, quiet_since = len(record.starts), time.monotonic()
+                        with contextlib.suppress(aiohttp.ClientError):
+                            detected = await _scrape_events(f"http://127.0.0.1:{metrics}/metrics")
+                        received = sum(1 for (s, _) in record.starts if s in detected)
+                        if detected and received >= sum(detected.values()):
+                            break
             with contextlib.suppress(aiohttp.ClientError):
                 detected = await _scrape_events(f"http://127.0.0.1:{metrics}/metrics")
         analyzer.send_signal(signal.SIGTERM)
@@ -302,7 +303,9 @@ async def run_soak(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if analyzer is not None and analyzer.returncode is None:
-            analyzer.kill()
+            for proc in reversed(_tree(analyzer.pid)):  # its ingest processes too
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
             await analyzer.wait()
         await server.kill()
         broker.stop()

@@ -15,7 +15,9 @@ hash) is refused at start in one line naming ``web_config``.
 
 Whatever the configuration, the endpoints answer only GET and HEAD (405 otherwise). A password is checked with
 bcrypt on a worker thread, one at a time; a wrong one then waits :data:`FAILED_WAIT` before the next check, so
-guessing costs the analysis little CPU. A right one is remembered (a hash of it, for the process's life) and not
+guessing costs the analysis little CPU; past :data:`WAITING` checks waiting their turn, a request is answered
+429 at once (a flood of guesses neither queues without bound nor holds up the scraper for long). A right one is
+remembered (a hash of it, for the process's life) and not
 checked again: a scraper every 15 s costs one bcrypt, not one each scrape. An unknown user costs the same as a
 known one with a wrong password.
 """
@@ -40,7 +42,8 @@ from streamer.errors import ConfigError
 
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 REALM = "streamer"
-FAILED_WAIT = 0.5  # seconds a wrong password holds the checker (bcrypt costs ~0.05-0.3 s of CPU a check)
+FAILED_WAIT = 0.5  # seconds a wrong password waits for its answer (bcrypt costs ~0.05-0.3 s of CPU a check)
+WAITING = 8  # password checks that may wait their turn; past that a request gets 429 at once
 REMEMBERED = 64  # right passwords remembered at most
 _TOP_KEYS = ("tls_server_config", "basic_auth_users")
 _TLS_KEYS = ("cert_file", "key_file", "min_version")
@@ -153,17 +156,22 @@ class Gate:
         self.access = access
         self._remembered: set[tuple[str, bytes]] = set()
         self._checking = asyncio.Lock()
+        self._waiting = 0
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in ALLOWED_METHODS:
             return web.Response(status=405, text="only GET and HEAD\n", headers={"Allow": "GET, HEAD"})
-        if self.access.users and not await self._authorized(request.headers.get("Authorization", "")):
+        if self.access.users and not (right := await self._authorized(request.headers.get("Authorization", ""))):
+            if right is None:
+                return web.Response(status=429, text="too many password checks at once: try again\n",
+                                    headers={"Retry-After": "1"})  # fmt: skip
             return web.Response(status=401, text="unauthorized\n",
                                 headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})  # fmt: skip
         return await handler(request)
 
-    async def _authorized(self, header: str) -> bool:
+    async def _authorized(self, header: str) -> bool | None:
+        """Whether the credentials are right; None: too many checks are waiting to check them now."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or len(encoded) > 1024:
             return False
@@ -176,21 +184,27 @@ class Gate:
         token = (user, hashlib.sha256(password.encode()).digest())
         if token in self._remembered:
             return True
-        async with self._checking:
-            if token in self._remembered:
-                return True
-            # an unknown user is checked against a known one's hash (and refused): it costs what a known one does
-            users = self.access.users
-            hashed = users.get(user)
-            right = await asyncio.to_thread(_check, password.encode(), hashed or next(iter(users.values())))
-            right = right and hashed is not None
-            if not right:
-                await asyncio.sleep(FAILED_WAIT)
-                return False
-            if len(self._remembered) >= REMEMBERED:
-                self._remembered.clear()
-            self._remembered.add(token)
-            return True
+        if self._waiting >= WAITING:
+            return None
+        self._waiting += 1
+        try:
+            async with self._checking:
+                if token in self._remembered:
+                    return True
+                # an unknown user is checked against a known one's hash (and refused): it costs what a known one does
+                users = self.access.users
+                hashed = users.get(user)
+                right = await asyncio.to_thread(_check, password.encode(), hashed or next(iter(users.values())))
+                right = right and hashed is not None
+                if right:
+                    if len(self._remembered) >= REMEMBERED:
+                        self._remembered.clear()
+                    self._remembered.add(token)
+        finally:
+            self._waiting -= 1
+        if not right:
+            await asyncio.sleep(FAILED_WAIT)  # outside the lock: the next check need not wait for it
+        return right
 
 
 def _check(password: bytes, hashed: bytes) -> bool:

@@ -135,7 +135,8 @@ class ClipKeeper:
             del self._open[stream_id]  # it ended without being told (its stream stopped): no event joins it now
         if isinstance(result, str):
             self.failed(stream_id)
-            cause = result.rpartition(": ")[2]  # "clip PATH: why": one line per stream and cause, not per clip
+            # "clip PATH: why": one line per stream and cause, not per clip (the cause may name the path too)
+            cause = result.split(": ", 1)[-1].replace(result.split(": ", 1)[0].removeprefix("clip "), "PATH")
             if (stream_id, cause) not in self._warned:
                 self._warned.add((stream_id, cause))
                 log.warning("stream '%s': no clip: %s (said once per stream and cause)", stream_id, result)

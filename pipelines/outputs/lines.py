@@ -26,12 +26,13 @@ class AppendedLines:
 
     def write(self, line: str) -> bool:
         """Append ``line`` (without its newline); whether it went in."""
+        if self._fd < 0:
+            return False  # closed
         data = line.encode() + b"\n"
         try:
-            end = os.fstat(self._fd).st_size
             written = os.write(self._fd, data)
-            if written != len(data):
-                os.ftruncate(self._fd, end)  # no half line: a reader of the file sees whole messages only
+            if written != len(data):  # no half line: a reader of the file sees whole messages only
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError as exc:
             self.lost += 1
@@ -44,6 +45,9 @@ class AppendedLines:
         return True
 
     def close(self) -> None:
+        if self._fd < 0:
+            return
         os.close(self._fd)
+        self._fd = -1
         if self.lost:
             log.warning("events-out %s: %d line(s) could not be written", self.path, self.lost)

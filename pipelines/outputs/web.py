@@ -107,7 +107,10 @@ async def start_endpoints(
 
 
 def _warn_if_open(what: str, where: Address, access: WebAccess) -> None:
-    """One line when an endpoint listens beyond this machine with no password."""
+    """One line when an endpoint listens beyond this machine with no password, or with passwords in clear."""
+    if access.users and access.tls is None and not is_loopback(where.host):
+        log.warning("%s: listening on %s:%d with passwords over plain HTTP: anyone on the way can read them "
+                    "(give tls_server_config in --web-config)", what, where.host or "*", where.port)  # fmt: skip
     if not access.users and not is_loopback(where.host):
         log.warning("%s: listening on %s:%d without a password: anyone who can reach this port can read it "
                     "(give --web-config with basic_auth_users, or a host of 127.0.0.1)", what, where.host or "*",

@@ -189,6 +189,8 @@ class LiveView(Observer):
                 _end(queue)
 
     async def live(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":  # what it would be, without taking a live view's place for ever
+            return web.Response(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         if len(self._clients) >= MAX_CLIENTS:
             return web.Response(status=503, text=BUSY, headers={"Retry-After": "10"})
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)

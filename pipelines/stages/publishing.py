@@ -88,6 +88,7 @@ class Publishing:
     def close(self) -> None:
         if self._events_out is not None:
             self._events_out.close()
+            self._events_out = None
 
     # -- per timestep and per batch -------------------------------------------------------------------------
 
