@@ -148,7 +148,7 @@ def build(folder: Path) -> list[Case]:
     write("ts_dts_back", "ts", data["ts"] + overlap, ANALYZED, min_t=5.0)
     # mid-stream changes (MPEG-TS segments: the decoder meets new parameters in band)
     bigger = encode(folder / "bigger.ts", fmt="mpegts", size=(640, 360), offset=6.0).read_bytes()
-    slower = encode(folder / "slower.ts", fmt="mpegts", rate=16000, offset=6.0).read_bytes()
+    slower = encode(folder / "slower.ts", fmt="mpegts", rate=22050, offset=6.0).read_bytes()
     mono = encode(folder / "mono.ts", fmt="mpegts", layout="mono", offset=6.0).read_bytes()
     write("ts_resolution_change", "ts", data["ts"] + bigger, ANALYZED, min_t=10.0)
     write("ts_rate_change", "ts", data["ts"] + slower, ANALYZED, min_t=10.0)
