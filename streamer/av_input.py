@@ -490,9 +490,9 @@ class _Decoder:
         self.held_audio: collections.deque[tuple[AudioChunk, float]] | None = collections.deque() if hold else None
         self.video_end = -math.inf  # where the decoded video has reached, media time
         self.video_demuxed = -math.inf  # the latest raw time of a video packet read from the file
-        self.raw_span = [math.inf, -math.inf]  # the earliest and latest raw time of any packet of our tracks
-        self.latest_raw: float | None = None  # the last packet's (a stamp further from it than the file is long
-        # is a wild one, a damaged header: it does not widen the span)
+        # a file's earliest and latest raw packet time (for _check_complete), and the last packet's: a stamp further
+        # from it than the file is long is a wild one (a damaged header) and does not widen the span
+        self.raw_first, self.raw_last, self.latest_raw = math.inf, -math.inf, math.nan
         self.audio_tick = float(self.audio.time_base) if self.audio is not None else 0.0
         self.ring = ctx.ring
         if self.ring is not None:
@@ -505,17 +505,17 @@ class _Decoder:
         if self.info.video is None and self.info.audio is None:
             self.announcer.announce()
         bad = 0
-        info_duration = self.info.duration or math.inf
+        span_limit = self.info.duration or math.inf
         streams = [s for s in (self.video, self.audio) if s is not None]
         for packet in _demuxed(self.container, streams):
             if ctx.quit.is_set():
                 return
             if packet.stream is not self.video and packet.stream is not self.audio:
                 continue  # a track we do not decode (FFmpeg may still hand over its packets)
-            if packet.pts is not None and packet.time_base is not None:
-                raw = float(packet.pts * packet.time_base)
-                if self.latest_raw is None or abs(raw - self.latest_raw) <= info_duration:  # not a wild stamp
-                    self.raw_span = [min(self.raw_span[0], raw), max(self.raw_span[1], raw)]
+            if not self.info.live and packet.pts is not None:
+                raw = packet.pts * (self.video_tick if packet.stream is self.video else self.audio_tick)
+                if not abs(raw - self.latest_raw) > span_limit:  # the first, or not a wild stamp
+                    self.raw_first, self.raw_last = min(self.raw_first, raw), max(self.raw_last, raw)
                 self.latest_raw = raw
             if packet.stream is self.video and self.gops is not None:
                 self.gops.add(packet)
@@ -548,7 +548,7 @@ class _Decoder:
         if self.held_audio is not None:
             self._release_audio(everything=True)
         self.announcer.announce()
-        _check_complete(ctx, self.announcer.info, self.raw_span[1] - self.raw_span[0])
+        _check_complete(ctx, self.announcer.info, self.raw_last - self.raw_first)
 
     def _video(self, frame: Any, now: float) -> None:
         ctx, options = self.ctx, self.ctx.options

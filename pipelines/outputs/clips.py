@@ -136,7 +136,8 @@ class ClipKeeper:
         if isinstance(result, str):
             self.failed(stream_id)
             # "clip PATH: why": one line per stream and cause, not per clip (the cause may name the path too)
-            cause = result.split(": ", 1)[-1].replace(result.split(": ", 1)[0].removeprefix("clip "), "PATH")
+            head, _, cause = result.partition(": ")
+            cause = cause.replace(head.removeprefix("clip "), "PATH")
             if (stream_id, cause) not in self._warned:
                 self._warned.add((stream_id, cause))
                 log.warning("stream '%s': no clip: %s (said once per stream and cause)", stream_id, result)
