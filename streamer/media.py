@@ -60,6 +60,7 @@ class VideoFrame:
     full: FullFrame | None = field(default=None, repr=False, compare=False)
     duration: float | None = None  # seconds until the next frame, when the source knows it
     wall_time: float = 0.0
+    onset: bool = False  # it changed the picture suddenly (streamer.onsets; live streams that decide early)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class AudioChunk:
     t: float  # time of samples[0]
     samples: Samples
     wall_time: float = 0.0
+    onset: bool = False  # suddenly louder than the stream's recent audio (streamer.onsets)
 
     def end(self, sample_rate: int) -> float:
         return self.t + len(self.samples) / sample_rate

@@ -1,5 +1,6 @@
-"""Which of a live stream's frames and audio chunks may show an onset: cheap tests in the capture's process that
-decide when the open timestep is worth scoring before it closes (:meth:`streamer.sync.TimestepAssembler.provisional`).
+"""Which of a live stream's frames and audio chunks may show an onset: cheap tests on the capture thread
+(:class:`Onsets`, which marks the item) that decide when the open timestep is worth scoring before it closes
+(:class:`OnsetGate`, on the consumer's side: :meth:`streamer.sync.TimestepAssembler.provisional`).
 
 The model decides whether an onset is an event; this only keeps the extra scoring rare on a scene that does not
 change suddenly. A frame *jumps* when the share of its pixels that changed by more than ``PIXEL_STEP`` grey
@@ -28,18 +29,21 @@ AUDIO_FLOOR_DB = -70.0  # dBFS: quieter chunks never jump
 MEMORY_S = 2.0  # seconds the usual levels remember (an exponential average)
 
 
-class OnsetGate:
-    """One live stream's gate. ``per_step``: looks at most per timestep."""
+class Onsets:
+    """The jump tests of one connection's items, run on its capture thread as each item is handed off
+    (:meth:`streamer.worker.WorkerContext.send`): an item that jumped is marked (``onset``), and the hand-off wakes
+    the stream's consumer for it at once instead of at the next timestep boundary
+    (:class:`streamer.handoff.MediaQueue`), so its provisional timestep is cut while the timestep is still open."""
 
-    def __init__(self, per_step: int = 3) -> None:
-        self.per_step = per_step
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
         self._prev: np.ndarray | None = None
         self._prev_t = 0.0
         self._video_usual: float | None = None
         self._audio_usual: float | None = None
-        self._armed_k: int | None = None
-        self._looks = 0
-        self._follow = False  # the item after a jump gets a look
+
+    def jumped(self, item: VideoFrame | AudioChunk) -> bool:
+        return self.video(item) if isinstance(item, VideoFrame) else self.audio(item)
 
     def video(self, frame: VideoFrame) -> bool:
         """Whether ``frame`` changed the picture suddenly (it becomes the previous frame either way)."""
@@ -54,15 +58,26 @@ class OnsetGate:
         self._video_usual = share if usual is None else _average(usual, share, dt)
         return usual is not None and max(VIDEO_MIN, VIDEO_RATIO * usual) <= share <= LIGHTING
 
-    def audio(self, chunk: AudioChunk, sample_rate: int) -> bool:
+    def audio(self, chunk: AudioChunk) -> bool:
         """Whether ``chunk`` is suddenly louder than the stream's recent chunks."""
         if not len(chunk.samples):
             return False
         x = chunk.samples.astype(np.float32, copy=False)
         db = 10.0 * math.log10(float(np.dot(x, x)) / len(x) + 1e-12)
         usual = self._audio_usual
-        self._audio_usual = db if usual is None else _average(usual, db, len(x) / sample_rate)
+        self._audio_usual = db if usual is None else _average(usual, db, len(x) / self.sample_rate)
         return usual is not None and db >= AUDIO_FLOOR_DB and db >= usual + AUDIO_DB
+
+
+class OnsetGate:
+    """One live stream's looks, on its consumer's side: which of its items (marked by :class:`Onsets`) get the open
+    timestep scored. ``per_step``: looks at most per timestep."""
+
+    def __init__(self, per_step: int = 3) -> None:
+        self.per_step = per_step
+        self._armed_k: int | None = None
+        self._looks = 0
+        self._follow = False  # the item after a jump gets a look
 
     def look(self, k: int, jumped: bool) -> bool:
         """Whether to score the open timestep ``k`` now: the item jumped, or it is the next after a jump of ``k``
@@ -76,8 +91,7 @@ class OnsetGate:
         return True
 
     def reset(self) -> None:
-        """A discontinuity: the next frame has no previous one, and nothing is armed."""
-        self._prev = None
+        """A discontinuity: nothing is armed."""
         self._armed_k = None
 
 

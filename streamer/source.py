@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from .errors import SourceCertificateError, SourceError, SourceSpecError, SourceUnsupportedError
 from .handoff import DropPolicy, MediaQueue
 from .media import AudioChunk, Discontinuity, SourceState, StateChange, StreamInfo, VideoFrame
+from .onsets import Onsets
 from .options import SourceOptions
 from .spec import SourceKind, SourceSpec
 from .timeline import Timeline
@@ -84,9 +85,11 @@ class Source:
         on_state: Callable[[StateChange], None] | None = None,
         worker: Worker | None = None,
         ring: PacketRing | None = None,
+        onsets: bool = False,
     ) -> None:
         self.spec = spec
         self.ring = ring  # event clips: the capture keeps the stream's recent packets here
+        self.onsets = onsets  # the capture marks items that change suddenly (streamer.onsets.Onsets)
         self.options = options or SourceOptions()
         self.timeline = Timeline()
         self.state: SourceState | None = None
@@ -136,7 +139,8 @@ class Source:
                 loop, options.queue_size, policy, wake_batch=wake_batch, boundaries=boundaries
             )
             self._queue = queue
-            ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event(), self.ring)
+            onsets = Onsets(options.sample_rate) if self.onsets else None  # a connection's items start afresh
+            ctx = WorkerContext(spec, options, self.timeline, anchor, queue, threading.Event(), self.ring, onsets)
             thread = threading.Thread(
                 target=run_worker, args=(self._worker, ctx), name=f"capture-{spec.stream_id}", daemon=True
             )

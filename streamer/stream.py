@@ -51,7 +51,7 @@ class Stream:
             )
         # event clips: the source's recent packets, ``clip_keep`` seconds of them (PyAV sources only)
         self.ring = PacketRing(spec.stream_id, clip_keep) if clip_keep is not None else None
-        self.source = Source(spec, options, on_state=on_state, ring=self.ring)
+        self.source = Source(spec, options, on_state=on_state, ring=self.ring, onsets=early)
         self.assembler: TimestepAssembler | None = None
         self._on_info = on_info
         self._on_gap = on_gap  # called once the timesteps before a discontinuity have been yielded
@@ -109,10 +109,10 @@ class Stream:
             jumped = False
             if isinstance(item, VideoFrame):
                 out = assembler.push_video(item) if assembler else []
-                jumped = gate is not None and gate.video(item)
+                jumped = item.onset
             elif isinstance(item, AudioChunk):
                 out = assembler.push_audio(item) if assembler else []
-                jumped = gate is not None and gate.audio(item, self.sync.sample_rate)
+                jumped = item.onset
             elif isinstance(item, Discontinuity):
                 out = assembler.discontinuity(item.t) if assembler else []
                 gap = item

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import SourceError
 from .handoff import DropPolicy, MediaQueue, QueueClosed
 from .media import AudioChunk, StreamInfo, VideoFrame
+from .onsets import Onsets
 from .options import SourceOptions
 from .spec import SourceSpec
 from .timeline import Timeline
@@ -56,8 +57,11 @@ class WorkerContext:
     queue: MediaQueue[WorkerItem]
     quit: threading.Event
     ring: PacketRing | None = None  # the stream's recent packets, for event clips (PyAV sources)
+    onsets: Onsets | None = None  # a live stream that decides early: its items' jump tests (streamer.onsets)
 
     def send(self, item: VideoFrame | AudioChunk) -> None:
+        if self.onsets is not None and self.onsets.jumped(item):
+            item = replace(item, onset=True)  # the hand-off wakes its consumer for it at once
         self.queue.put(item)
 
     def opened(self, info: StreamInfo) -> None:

@@ -17,7 +17,7 @@ from models import FusionModel
 from pipelines.config import EventOptions, StreamConfig
 from pipelines.stages.events import Ended, Event, EventDetector, Scores
 from streamer.media import AudioChunk, VideoFrame
-from streamer.onsets import OnsetGate
+from streamer.onsets import OnsetGate, Onsets
 from streamer.sync import SyncOptions, TimestepAssembler
 
 from .model_inputs import HOP, N_HOP, SR, TAU, WEIGHTS, noisy, pink_noise, scene, timestep, tone
@@ -75,24 +75,24 @@ def test_no_provisional_timestep_right_after_a_discontinuity() -> None:
 
 def test_the_gate_opens_on_a_sudden_change_and_not_on_a_busy_scene_or_steady_noise() -> None:
     rng = np.random.default_rng(1)
-    gate = OnsetGate()
+    onsets, gate = Onsets(SR), OnsetGate()
     base = scene(1)
     jumps = []
     for i in range(120):  # 4 s of a busy scene: noise, and a fortieth of the picture changing every frame
         luma = noisy(base, rng, sigma=3.0)
         luma[:, (i % 40) * 4 : (i % 40) * 4 + 4] = rng.integers(0, 255, (90, 4))
-        jumps.append(gate.video(_frame(i / 30, luma)))
+        jumps.append(onsets.video(_frame(i / 30, luma)))
     assert sum(jumps[30:]) == 0
     luma = noisy(base, rng, sigma=3.0)
     luma[25:65, 40:112] = 255  # a bright box over a fifth of the picture
-    assert gate.video(_frame(4.0, luma))
+    assert onsets.video(_frame(4.0, luma))
     loud = pink_noise(3.0, -40, seed=2)
-    heard = [gate.audio(AudioChunk(j * 0.02, loud[j * 320 : (j + 1) * 320]), SR) for j in range(150)]
+    heard = [onsets.audio(AudioChunk(j * 0.02, loud[j * 320 : (j + 1) * 320])) for j in range(150)]
     assert sum(heard) == 0
     beep = (loud[:320] + tone(0.02, -20)).astype(np.float32)
-    assert gate.audio(AudioChunk(3.0, beep), SR)
+    assert onsets.audio(AudioChunk(3.0, beep))
     # the whole picture at once is the light, not an onset (the video model does not count it either)
-    assert not gate.video(_frame(4.1, np.full((90, 160), 250, np.uint8)))
+    assert not onsets.video(_frame(4.1, np.full((90, 160), 250, np.uint8)))
     # a jump gets a look, and so does the item after it in the same timestep; at most per_step a timestep
     assert not gate.look(7, False)
     assert [gate.look(7, j) for j in (True, False, False)] == [True, True, False]
@@ -256,3 +256,32 @@ async def test_a_full_live_lane_counts_only_real_timesteps_as_dropped() -> None:
                  timestep(2, None, None)):  # fmt: skip
         await batcher.put(lane, item)
     assert lane.dropped == 1 and [ts.k for ts in lane.pending] == [1, 2]
+
+
+async def test_a_live_streams_onset_is_cut_as_a_provisional_timestep_while_its_timestep_is_still_open() -> None:
+    """A paced live source (the built-in synthetic one, a square appearing at 1.2 s) with 0.5 s timesteps: the
+    provisional timestep that the square's first frame asks for comes out before the capture has even made the
+    frame that closes the timestep (a wall-clock order, about 250 ms apart, not a duration). Before, the onset
+    waited in the hand-off for that frame, and the provisional timestep came out with the timestep's own."""
+    import time
+
+    from streamer.spec import parse_source
+    from streamer.stream import Stream
+
+    sync = SyncOptions(hop=0.5, context=0.1, max_wait=0.3, sample_rate=SR)
+    spec = parse_source("cam=synthetic:?events=v@1.2&length=1&duration=2&width=320&height=180")
+    stream = Stream(spec, sync=sync, early=True)
+    provisional: list[tuple[Any, float]] = []
+    finals = {}
+    async for ts in stream:
+        if ts.provisional:
+            provisional.append((ts, time.time()))
+        else:
+            finals[ts.k] = ts
+    onset = [(ts, at) for ts, at in provisional if ts.k == 2]
+    assert onset, "the square's onset was not looked at"
+    ts, cut_at = onset[0]
+    assert 1.2 - 1e-6 <= ts.frames[-1].t < 1.3  # cut at the square's first frame
+    closing = finals[2].frames[-1]  # the timestep's last frame: made about 250 ms after the onset
+    assert closing.t > 1.4
+    assert cut_at < closing.wall_time

@@ -103,3 +103,28 @@ async def test_a_live_consumer_is_woken_only_by_items_that_can_complete_a_timest
     await asyncio.sleep(0)
     q.put(AudioChunk(t=0.08, samples=np.zeros(320, np.float32)))  # ends at 100 ms: so may audio
     assert len(await asyncio.wait_for(waiting, 1)) == 1
+
+
+async def test_an_onset_wakes_a_live_consumer_at_once_and_so_does_the_item_after_it() -> None:
+    """Deciding on the frame (issue 30): a frame the capture marked as an onset is scored while its timestep is
+    open, so it must reach the consumer then. It waited for the next item that reached another timestep (up to a
+    hop later), and the provisional timestep it asks for was cut with the timestep's own."""
+    q: MediaQueue[object] = MediaQueue(asyncio.get_running_loop(), 64, DropPolicy.DROP_OLDEST_VIDEO,
+                                       boundaries=(0.1, 16000))  # fmt: skip
+    q.put(VideoFrame(t=0.0, luma=LUMA, duration=1 / 30))  # the first item wakes it
+    assert len(await asyncio.wait_for(q.get_batch(), 1)) == 1
+    waiting = asyncio.get_running_loop().create_task(q.get_batch())
+    await asyncio.sleep(0)
+    q.put(VideoFrame(t=1 / 30, luma=LUMA, duration=1 / 30, onset=True))  # ends at 67 ms: inside timestep 0
+    assert len(await asyncio.wait_for(waiting, 1)) == 1
+    waiting = asyncio.get_running_loop().create_task(q.get_batch())
+    await asyncio.sleep(0)
+    q.put(AudioChunk(t=0.0, samples=np.zeros(320, np.float32)))  # the item after it: the other sense may follow
+    assert len(await asyncio.wait_for(waiting, 1)) == 1
+    waiting = asyncio.get_running_loop().create_task(q.get_batch())
+    await asyncio.sleep(0)
+    q.put(AudioChunk(t=0.02, samples=np.zeros(320, np.float32)))  # an ordinary item inside the timestep again
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    q.put(VideoFrame(t=2 / 30, luma=LUMA, duration=1 / 30))  # reaches timestep 1
+    assert len(await asyncio.wait_for(waiting, 1)) == 2

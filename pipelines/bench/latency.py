@@ -370,10 +370,12 @@ def analyze(options: LatencyOptions, obs: Observations, start: float) -> dict[st
             "added_ms": added_ms,
             "video_ms": video_ms,
             "audio_ms": audio_ms,
-            # what was matched, for a look at a miss: each impulse's glass time, each event start's
-            # stream, receipt and media time
+            # what was matched, for a look at a miss: each impulse's glass time, each event start's stream,
+            # receipt, media time and wall time in the analyzer (which splits the delivery off the rest)
             "impulse_glass": [i.glass for i in impulses],
-            "event_starts": [(s, r, e.get("t")) for s, r, e in obs.events if e.get("type") == "start"],
+            "event_starts": [
+                (s, r, e.get("t"), e.get("wall_time")) for s, r, e in obs.events if e.get("type") == "start"
+            ],
         },
     }
 
