@@ -15,10 +15,11 @@ their predecessor (the previous frame of the timestep, or the last frame of the 
   against the previous timestep's);
 * each cell has its own *usual*: the ``quantile`` (0.9) of its activity over the last ``window`` seconds (20), the
   largest over its neighbours ``dilate`` cells around (2), read again every ``refresh`` seconds (0.5: a usual of
-  20 s moves slowly, and reading it is the model's largest cost) once the window is full (before, every timestep:
-  a young window moves fast); A road lane, a tree in the wind or a screen that is
-  busy more than a tenth of the time is its own usual and settles, cars drifting a lane over included, while a
-  person walking into a quiet part of the picture (a few seconds of the 20 in any cell) does not move it;
+  20 s moves slowly, and reading it is the model's largest cost) once the window is full (before, every timestep,
+  over the part of the window filled so far: a young window moves fast); A road lane, a tree in the wind or a
+  screen that is busy more than a tenth of the time is its own usual and settles, cars drifting a lane over
+  included, while a person walking into a quiet part of the picture (a few seconds of the 20 in any cell) does
+  not move it;
 * a cell's *unusual* change is ``relu(f - usual - cell_margin) / C`` (a share of the whole picture; the feature
   ``unusual (B, C)``, from which events get their box and zones their S_v: :func:`region_score`,
   :func:`box_of`), and
@@ -279,7 +280,7 @@ class VideoActivity(SlotStateMixin):
             # distinct slots (live): only the windows read now are gathered, as they stand before this timestep
             read = self._reads(self.count[rounds.slots])
             picked = read.nonzero().squeeze(1)
-            windows = self.recent[rounds.slots[picked]]  # (R, W, C)
+            windows = self.recent[rounds.slots[picked], : self._filled(rounds.slots[picked])]  # (R, W' <= W, C)
             count, _ = rounds.push(self.count, learn, (self.recent, cells), windows=False)
         else:
             count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
@@ -292,6 +293,16 @@ class VideoActivity(SlotStateMixin):
         unusual = torch.where((present & warm).unsqueeze(1), unusual, 0.0)
         score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)
         return score, {name: measured[name] for name in ("changed", "span", "energy")} | {"unusual": unusual}
+
+    def _filled(self, slots: Tensor) -> int:
+        """How far the windows of ``slots`` hold measurements: a young window (a stream's first 20 s, and after a
+        reconnect) is filled from the ring's start (written at ``count % W``), so its usual is read over that
+        prefix alone, the same value for about half the work on average; ``W`` where any is full, and on CUDA
+        (where finding out costs a sync)."""
+        width = self.recent.shape[1]
+        if self.count.device.type != "cpu" or not slots.numel():
+            return width
+        return max(1, min(width, int(self.count[slots].max())))
 
     def _reads(self, count: Tensor) -> Tensor:
         """Whether each row reads its cells' usual afresh, given its measurements so far ``(B,)``: every

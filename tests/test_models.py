@@ -441,3 +441,40 @@ def test_video_scores_the_same_from_uint8_luma_as_from_float(grid: tuple[int, in
             assert torch.equal(feats_b[name], feats_f[name]), (k, name)
     assert torch.equal(as_bytes.prev, as_float.prev) and torch.equal(as_bytes.usual, as_float.usual)
     assert highest > 0.5  # the moving box was seen
+
+
+def test_a_young_window_read_over_its_filled_part_gives_the_whole_windows_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A young window (a stream's first 20 s, and after a reconnect) is read every timestep, over the part of the
+    ring filled so far: the same scores bit for bit as over the whole window, streams of every age in one batch
+    (joined at different times, one reset midway)."""
+    from dataclasses import replace
+
+    from models.video import VideoActivity
+
+    def scores() -> np.ndarray:
+        model = FusionModel(tau=TAU)
+        slots = [model.add_stream(*WEIGHTS) for _ in range(4)]
+        rng = np.random.default_rng(0)
+        bases = [scene(i) for i in range(4)]
+        square = moving_square_frames(3 * 260, seed=1)
+        out = []
+        for k in range(260):  # past the 200 measurements of a full window
+            batch, chosen = [], []
+            for i in range(4):
+                if k < 30 * i:
+                    continue
+                frames = square[3 * k : 3 * k + 3] if (k + i) % 31 < 5 else [noisy(bases[i], rng) for _ in range(3)]
+                ts = timestep(k, frames, None, stream=f"s{i}")
+                batch.append(replace(ts, reset=True) if (i, k) == (1, 150) else ts)
+                chosen.append(slots[i])
+            result = model.score(batch, chosen)
+            out.append(np.concatenate([result["s_v"], result["video_unusual"].ravel()]))
+        return np.concatenate(out)
+
+    filled = scores()
+    monkeypatch.setattr(VideoActivity, "_filled", lambda self, slots: self.recent.shape[1])
+    whole = scores()
+    assert np.abs(filled).sum() > 1.0  # the square was seen
+    np.testing.assert_array_equal(filled, whole)
