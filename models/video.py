@@ -278,9 +278,10 @@ class VideoActivity(SlotStateMixin):
         learn = present & has_prev
         if rounds.n == 1:
             # distinct slots (live): only the windows read now are gathered, as they stand before this timestep
-            read = self._reads(self.count[rounds.slots])
+            before = self.count[rounds.slots]
+            read = self._reads(before)
             picked = read.nonzero().squeeze(1)
-            windows = self.recent[rounds.slots[picked], : self._filled(rounds.slots[picked])]  # (R, W' <= W, C)
+            windows = self.recent[rounds.slots[picked], : self._filled(before[picked])]  # (R, W' <= W, C)
             count, _ = rounds.push(self.count, learn, (self.recent, cells), windows=False)
         else:
             count, (window,) = rounds.push(self.count, learn, (self.recent, cells))
@@ -294,15 +295,15 @@ class VideoActivity(SlotStateMixin):
         score = 1.0 - torch.exp(-unusual.sum(dim=1) / self.scale)
         return score, {name: measured[name] for name in ("changed", "span", "energy")} | {"unusual": unusual}
 
-    def _filled(self, slots: Tensor) -> int:
-        """How far the windows of ``slots`` hold measurements: a young window (a stream's first 20 s, and after a
-        reconnect) is filled from the ring's start (written at ``count % W``), so its usual is read over that
-        prefix alone, the same value for about half the work on average; ``W`` where any is full, and on CUDA
+    def _filled(self, counts: Tensor) -> int:
+        """How far the windows with ``counts (R,)`` measurements hold them: a young window (a stream's first 20 s,
+        and after a reconnect) is filled from the ring's start (written at ``count % W``), so its usual is read over
+        that prefix alone, the same value for about half the work on average; ``W`` where any is full, and on CUDA
         (where finding out costs a sync)."""
         width = self.recent.shape[1]
-        if self.count.device.type != "cpu" or not slots.numel():
+        if counts.device.type != "cpu" or not counts.numel():
             return width
-        return max(1, min(width, int(self.count[slots].max())))
+        return max(1, min(width, int(counts.max())))
 
     def _reads(self, count: Tensor) -> Tensor:
         """Whether each row reads its cells' usual afresh, given its measurements so far ``(B,)``: every

@@ -106,13 +106,11 @@ class Stream:
         gate = OnsetGate() if self.early else None
         async for item in self.source:
             gap: Discontinuity | None = None
-            jumped = False
+            jumped = isinstance(item, (VideoFrame, AudioChunk)) and item.onset  # marked by the capture (Onsets)
             if isinstance(item, VideoFrame):
                 out = assembler.push_video(item) if assembler else []
-                jumped = item.onset
             elif isinstance(item, AudioChunk):
                 out = assembler.push_audio(item) if assembler else []
-                jumped = item.onset
             elif isinstance(item, Discontinuity):
                 out = assembler.discontinuity(item.t) if assembler else []
                 gap = item

@@ -474,7 +474,7 @@ def test_a_young_window_read_over_its_filled_part_gives_the_whole_windows_scores
         return np.concatenate(out)
 
     filled = scores()
-    monkeypatch.setattr(VideoActivity, "_filled", lambda self, slots: self.recent.shape[1])
+    monkeypatch.setattr(VideoActivity, "_filled", lambda self, counts: self.recent.shape[1])
     whole = scores()
     assert np.abs(filled).sum() > 1.0  # the square was seen
     np.testing.assert_array_equal(filled, whole)
