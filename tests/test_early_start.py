@@ -134,6 +134,65 @@ def test_a_provisional_score_teaches_the_model_nothing_and_sees_a_clear_onset() 
     assert np.allclose(a.score([following], [0])["s"], b.score([following], [0])["s"])
 
 
+def test_a_batch_with_provisional_timesteps_of_other_streams_is_one_call_with_the_same_scores() -> None:
+    """Provisional timesteps whose streams have nothing else in the batch are scored in the batch's own call (one
+    call, not two; their rows put back after it); one whose stream's timestep is in the batch too still follows
+    it, on the state it leaves. Scores and learned state as when each kind is scored in a call of its own."""
+    rng = np.random.default_rng(5)
+    bases = [scene(10 + i) for i in range(5)]
+    quiet = pink_noise(6.0, -50, seed=6)
+    n_streams = len(bases)
+
+    def model() -> FusionModel:
+        m = FusionModel(tau=TAU)
+        for _ in range(n_streams):
+            m.add_stream(*WEIGHTS)
+        return m
+
+    a, b = model(), model()
+    for k in range(45):
+        steps = [
+            timestep(k, [noisy(base, rng) for _ in range(3)], quiet, stream=f"s{i}") for i, base in enumerate(bases)
+        ]
+        a.score(steps, list(range(n_streams)))
+        b.score(steps, list(range(n_streams)))
+    boxed = noisy(bases[3], rng)
+    boxed[20:70, 40:120] = 255
+    regular = [timestep(45, [noisy(bases[i], rng) for _ in range(3)], quiet, stream=f"s{i}") for i in range(3)]
+    peeks = [
+        replace(timestep(45, [boxed], quiet, stream="s3"), provisional=True),
+        replace(timestep(45, [noisy(bases[4], rng)], quiet, stream="s4"), provisional=True),
+    ]
+    calls = 0
+    score_part = a._score_part
+
+    def counted(timesteps: Any, slots: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return score_part(timesteps, slots)
+
+    a._score_part = counted  # type: ignore[method-assign]
+    joint = a.score([regular[0], peeks[0], regular[1], regular[2], peeks[1]], [0, 3, 1, 2, 4])
+    assert calls == 1
+    apart, peeked = b.score(regular, [0, 1, 2]), b.score(peeks, [3, 4])
+    assert joint["s_v"][1] > 0.9  # the box is seen
+    # s0's provisional timestep after its own timestep in the batch: scored on the state that timestep leaves
+    follow = [timestep(46, [noisy(bases[0], rng) for _ in range(3)], quiet, stream="s0"),
+              replace(timestep(47, [boxed], quiet, stream="s0"), provisional=True)]  # fmt: skip
+    calls = 0
+    after = a.score([*follow, peeks[1]], [0, 0, 4])
+    assert calls == 2
+    follow_apart, follow_peeked = b.score(follow[:1], [0]), b.score([follow[1], peeks[1]], [0, 4])
+    for name, values in joint.items():
+        expected = [apart[name][0], peeked[name][0], apart[name][1], apart[name][2], peeked[name][1]]
+        np.testing.assert_allclose(values, np.stack(expected), rtol=1e-5, atol=1e-6, err_msg=name)
+        expected = [follow_apart[name][0], follow_peeked[name][0], follow_peeked[name][1]]
+        np.testing.assert_allclose(after[name], np.stack(expected), rtol=1e-5, atol=1e-6, err_msg=name)
+    for slot in range(n_streams):  # the same learned, and nothing from the provisional rows
+        for key, value in a.export_state(slot).items():
+            torch.testing.assert_close(value, b.export_state(slot)[key], rtol=1e-5, atol=1e-6, equal_nan=True, msg=key)
+
+
 def test_a_model_whose_state_cannot_be_put_back_scores_no_provisional_timestep() -> None:
     class Plain(torch.nn.Module):  # an encoder with no slot state: its provisional rows cannot be undone
         def forward(self, frames: torch.Tensor, valid: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
