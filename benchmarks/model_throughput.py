@@ -7,7 +7,8 @@ ingest layer makes them at 30 fps and hop 100 ms. A *call* is ``FusionModel.scor
 host-to-device copy, video and audio activity, fusion, one copy back. For batch B, B streams (slots) send one
 timestep each; "one at a time" scores the same B timesteps in B calls of one. Reported: the median over
 ``repeats`` of timesteps/s per batch size, the time per call, and the speedup of batch 64 over 64 single calls;
-then a file's batch: 16 consecutive timesteps of one stream in one call against 16 calls of one.
+then a file's batch: 16 consecutive timesteps of one stream in one call against 16 calls of one; then a live
+burst's batch (``--mixed``): 10 timesteps and 10 provisional ones of other streams against 20 timesteps.
 
 Mind that these figures include page faults the analyzer does not have: between calls glibc gives the freed
 buffers back to the kernel here (700 faults a call at a batch of 8, 1600 at 32), while the long-running
@@ -66,15 +67,18 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8,64,256")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--steady", default="16,48", help="batch sizes of the live steady state (windows full)")
+    parser.add_argument("--mixed", type=int, default=10,
+                        help="a burst's batch: this many timesteps and as many provisional ones (0: skip)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     sizes = [int(b) for b in args.batches.split(",")]
-    model = FusionModel(tau=TAU, capacity=max(sizes)).to(device)
-    slots = [model.add_stream(*WEIGHTS) for _ in range(max(sizes))]
-    steps = make_timesteps(max(sizes))
+    most = max(*sizes, 64)  # the batched-against-single comparison is at 64
+    model = FusionModel(tau=TAU, capacity=most).to(device)
+    slots = [model.add_stream(*WEIGHTS) for _ in range(most)]
+    steps = make_timesteps(most)
     results: dict[str, object] = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -116,6 +120,29 @@ def main() -> int:
         per_call = timed(lambda step=step, calls=calls: [step(next(calls)) for _ in range(50)], args.repeats) / 50
         steady: dict[str, float] = results.setdefault("steady_ms_per_call", {})  # type: ignore[assignment]
         steady[str(size)] = round(per_call * 1e3, 3)
+    # live, a burst: half the batch provisional (open timesteps of other streams, scored without learning)
+    if args.mixed:
+        size = 2 * args.mixed
+        live = FusionModel(tau=TAU, capacity=size).to(device)
+        live_slots = [live.add_stream(*WEIGHTS) for _ in range(size)]
+        base = make_timesteps(size, seed=3)
+        for k in range(260):
+            live.score([replace(ts, k=k, t=k / 10) for ts in base], live_slots)
+        ks = iter(range(260, 10**9))
+
+        def batch(provisional: bool) -> None:
+            k = next(ks)
+            steps = [
+                replace(ts, k=k, t=k / 10, provisional=provisional and i >= args.mixed) for i, ts in enumerate(base)
+            ]
+            live.score(steps, live_slots)
+
+        results["mixed_ms_per_call"] = {
+            f"{args.mixed}+{args.mixed} provisional": round(
+                timed(lambda: [batch(True) for _ in range(20)], args.repeats) / 20 * 1e3, 3
+            ),
+            f"{size} timesteps": round(timed(lambda: [batch(False) for _ in range(20)], args.repeats) / 20 * 1e3, 3),
+        }
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
