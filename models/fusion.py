@@ -328,7 +328,7 @@ class FusionModel(nn.Module):
         """The timesteps in order, then the provisional ones on the state that left, which is then put back.
 
         A provisional timestep whose stream has nothing else in the batch is scored in the same call as the
-        batch's timesteps (its rows put back after it): one call instead of two, about a third less time for a
+        batch's timesteps (its rows put back after it): one call instead of two, about a quarter less time for a
         batch that is half provisional (``benchmarks/README.md``, "where live capacity is bound"); the others, on
         the state their stream's timesteps in the batch leave, in a second call."""
         final = [i for i in range(len(timesteps)) if not timesteps[i].provisional]
