@@ -60,6 +60,25 @@ def timed(fn: object, repeats: int) -> float:
     return statistics.median(runs)
 
 
+class LiveStreams:
+    """``size`` live streams of one model whose windows are full (260 timesteps scored: past the 20 s window)."""
+
+    def __init__(self, size: int, device: torch.device, seed: int) -> None:
+        self.model = FusionModel(tau=TAU, capacity=size).to(device)
+        self.slots = [self.model.add_stream(*WEIGHTS) for _ in range(size)]
+        self.base = make_timesteps(size, seed=seed)
+        self.k = 0
+        for _ in range(260):
+            self.step()
+
+    def step(self, provisional_from: int | None = None) -> None:
+        """Score every stream's next timestep in one call; those from ``provisional_from`` on provisional."""
+        k, self.k = self.k, self.k + 1
+        cut = len(self.base) if provisional_from is None else provisional_from
+        steps = [replace(ts, k=k, t=k / 10, provisional=i >= cut) for i, ts in enumerate(self.base)]
+        self.model.score(steps, self.slots)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -106,42 +125,18 @@ def main() -> int:
     results["one_stream_16_single_calls_ms"] = round(one_by_one * 1e3, 2)
     # live, steady: B streams whose windows are full (a cell's usual read every 0.5 s, as after 20 s of a stream)
     for size in (int(b) for b in args.steady.split(",") if b):
-        live = FusionModel(tau=TAU, capacity=size).to(device)
-        live_slots = [live.add_stream(*WEIGHTS) for _ in range(size)]
-        base = make_timesteps(size, seed=2)
-
-        def step(k: int, live: FusionModel = live, live_slots: list[int] = live_slots,
-                 base: list[Timestep] = base) -> None:  # fmt: skip
-            live.score([replace(ts, k=k, t=k / 10) for ts in base], live_slots)
-
-        for k in range(260):
-            step(k)
-        calls = iter(range(260, 10**9))
-        per_call = timed(lambda step=step, calls=calls: [step(next(calls)) for _ in range(50)], args.repeats) / 50
+        streams = LiveStreams(size, device, seed=2)
+        per_call = timed(lambda streams=streams: [streams.step() for _ in range(50)], args.repeats) / 50
         steady: dict[str, float] = results.setdefault("steady_ms_per_call", {})  # type: ignore[assignment]
         steady[str(size)] = round(per_call * 1e3, 3)
     # live, a burst: half the batch provisional (open timesteps of other streams, scored without learning)
     if args.mixed:
-        size = 2 * args.mixed
-        live = FusionModel(tau=TAU, capacity=size).to(device)
-        live_slots = [live.add_stream(*WEIGHTS) for _ in range(size)]
-        base = make_timesteps(size, seed=3)
-        for k in range(260):
-            live.score([replace(ts, k=k, t=k / 10) for ts in base], live_slots)
-        ks = iter(range(260, 10**9))
-
-        def batch(provisional: bool) -> None:
-            k = next(ks)
-            steps = [
-                replace(ts, k=k, t=k / 10, provisional=provisional and i >= args.mixed) for i, ts in enumerate(base)
-            ]
-            live.score(steps, live_slots)
-
+        burst = LiveStreams(2 * args.mixed, device, seed=3)
+        mixed = timed(lambda: [burst.step(provisional_from=args.mixed) for _ in range(20)], args.repeats) / 20
+        whole = timed(lambda: [burst.step() for _ in range(20)], args.repeats) / 20
         results["mixed_ms_per_call"] = {
-            f"{args.mixed}+{args.mixed} provisional": round(
-                timed(lambda: [batch(True) for _ in range(20)], args.repeats) / 20 * 1e3, 3
-            ),
-            f"{size} timesteps": round(timed(lambda: [batch(False) for _ in range(20)], args.repeats) / 20 * 1e3, 3),
+            f"{args.mixed}+{args.mixed} provisional": round(mixed * 1e3, 3),
+            f"{2 * args.mixed} timesteps": round(whole * 1e3, 3),
         }
     print(json.dumps(results, indent=2))
     if args.json:
