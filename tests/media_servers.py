@@ -287,15 +287,21 @@ class MediaServer:
     def __init__(
         self, mode: str, clip: Path, port: int, log: Path, directory: Path | None = None, *, start: float = 0.0
     ) -> None:
-        self.mode, self.port, self.log, self.directory = mode, port, log, directory
-        scheme = {"hls": "http", "http-ts": "http", "mjpeg": "http", "rtmp": "rtmp", "udp": "udp"}[mode]
-        self.url = f"{scheme}://127.0.0.1:{port}{PATHS[mode]}"
-        self._args = [sys.executable, __file__, mode, "--clip", str(clip), "--port", str(port)]
-        if directory is not None:
-            self._args += ["--dir", str(directory)]
-        if start:
-            self._args += ["--start", str(start)]
+        self.mode, self.log, self.directory = mode, log, directory
+        self._clip, self._start = clip, start
         self._proc: subprocess.Popen[str] | None = None
+        self.move_to(port)
+
+    def move_to(self, port: int) -> None:
+        """Serve on ``port`` from the next start."""
+        self.port = port
+        scheme = {"hls": "http", "http-ts": "http", "mjpeg": "http", "rtmp": "rtmp", "udp": "udp"}[self.mode]
+        self.url = f"{scheme}://127.0.0.1:{port}{PATHS[self.mode]}"
+        self._args = [sys.executable, __file__, self.mode, "--clip", str(self._clip), "--port", str(port)]
+        if self.directory is not None:
+            self._args += ["--dir", str(self.directory)]
+        if self._start:
+            self._args += ["--start", str(self._start)]
 
     @property
     def running(self) -> bool:
