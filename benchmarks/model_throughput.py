@@ -8,7 +8,8 @@ host-to-device copy, video and audio activity, fusion, one copy back. For batch 
 timestep each; "one at a time" scores the same B timesteps in B calls of one. Reported: the median over
 ``repeats`` of timesteps/s per batch size, the time per call, and the speedup of batch 64 over 64 single calls;
 then a file's batch: 16 consecutive timesteps of one stream in one call against 16 calls of one; then a live
-burst's batch (``--mixed``): 10 timesteps and 10 provisional ones of other streams against 20 timesteps.
+burst's batch (``--mixed``): 10 timesteps and 10 provisional ones of other streams against 20 timesteps;
+with ``--parts 4,16,48``, where a live steady-state call of that many streams goes, stage by stage.
 
 Mind that these figures include page faults the analyzer does not have: between calls glibc gives the freed
 buffers back to the kernel here (700 faults a call at a batch of 8, 1600 at 32), while the long-running
@@ -79,6 +80,42 @@ class LiveStreams:
         self.model.score(steps, self.slots)
 
 
+PARTS = {"video": ("_prepare", "_previous", "_measure", "_decide"), "audio": ("_measure", "_decide"), "align": ()}
+
+
+def parts(size: int, device: torch.device, calls: int = 200) -> dict[str, float]:
+    """Where one live steady-state call of ``size`` streams goes (ms a call): each stage of the video and audio
+    activity, the alignment, and ``pack`` (the host buffer and its copy), timed by wrapping them; ``call`` is
+    the whole ``score``, the rest of which is the output's copy back and bookkeeping."""
+    streams = LiveStreams(size, device, seed=4)
+    spent: dict[str, float] = {}
+
+    def timing(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed_stage(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, timed_stage)
+
+    model = streams.model
+    timing(model, "pack", "pack")
+    for module, stages in PARTS.items():
+        timing(getattr(model, module), "forward_rounds", module)
+        for stage in stages:
+            timing(getattr(model, module), stage, f"{module}.{stage}")
+    spent.clear()
+    start = time.perf_counter()
+    for _ in range(calls):
+        streams.step()
+    spent["call"] = time.perf_counter() - start
+    return {label: round(seconds / calls * 1e3, 3) for label, seconds in spent.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -88,6 +125,8 @@ def main() -> int:
     parser.add_argument("--steady", default="16,48", help="batch sizes of the live steady state (windows full)")
     parser.add_argument("--mixed", type=int, default=10,
                         help="a burst's batch: this many timesteps and as many provisional ones (0: skip)")  # fmt: skip
+    parser.add_argument("--parts", type=lambda text: [int(b) for b in text.split(",") if b], default=[],
+                        help="batch sizes of the live steady state to split by model stage (e.g. 4,16,48)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.threads:
@@ -138,6 +177,8 @@ def main() -> int:
             f"{args.mixed}+{args.mixed} provisional": round(mixed * 1e3, 3),
             f"{2 * args.mixed} timesteps": round(whole * 1e3, 3),
         }
+    if args.parts:
+        results["steady_parts_ms_per_call"] = {str(size): parts(size, device) for size in args.parts}
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
