@@ -42,7 +42,9 @@ import pytest
 
 from models.video import LEARNING_S
 from pipelines.bench.mosquitto import MOSQUITTO, MqttBroker, free_port
+from streamer.settings import default_of
 from streamer.spec import redact
+from streamer.sync import SyncOptions
 
 from .analyzer_run import STREAMER, start_streamer
 from .burst_clip import make_burst_clip
@@ -205,6 +207,15 @@ class Record:
         """(arrival, media time) of each timestep's score."""
         topic = f"{self.prefix}/{stream}/scores"
         return [(w, float(json.loads(p)["t"])) for w, t, p in self.messages if t == topic]
+
+    def learned(self, stream: str, since: float = 0.0) -> float:
+        """When the stream's video can fire (media time), scores since ``since`` (wall): LEARNING_S after its first
+        timestep with a picture (its first timesteps may have sound only: HLS joins, a reconnect), plus two hops
+        (that timestep has no previous frame to measure against; margin for one without a new frame)."""
+        topic = f"{self.prefix}/{stream}/scores"
+        seen = (json.loads(p) for w, t, p in self.messages if t == topic and w >= since)
+        hop = default_of(SyncOptions, "hop")
+        return next(float(score["t"]) for score in seen if score["s_v"] is not None) + LEARNING_S + 2 * hop
 
     def dump(self, path: Path) -> None:
         """Write what was recorded, for a failure's post-mortem: one JSON line per message."""
@@ -450,7 +461,7 @@ def test_run_finds_the_bursts_on_the_right_clock(name: str, live_servers: dict[s
     assert len(ends) >= 2, f"{name}: {len(ends)} event(s) in {RUN_SECONDS} s: {ends}\n{duration_run.why()}"
     starts = [e["start_t"] for e in ends]
     _check_bursts(starts, name)
-    learned = record.scores(name)[0][1] + LEARNING_S  # before, the stream learns its scene: bursts are heard only
+    learned = record.learned(name)  # before, the stream learns its scene: bursts are heard only
     for end in ends:
         assert 0.05 <= end["duration"] <= 0.6, end  # a 0.15 s burst
         assert end["peak"]["s_v"] >= 0.5 or end["start_t"] < learned, end
@@ -502,7 +513,7 @@ def test_killed_server_reconnects_and_events_resume(name: str, live_servers: dic
     resumed = record.ends(name, since=run.restart_at)
     assert events_before and resumed, f"{name}: events before {events_before}, after the restart {resumed}"
     # the reconnected stream learns its scene afresh: its first seconds' bursts are heard only
-    learned = next(t for w, t in record.scores(name) if w >= run.restart_at) + LEARNING_S
+    learned = record.learned(name, since=run.restart_at)
     for event in resumed:  # every one a burst: seen and heard (an audio-only S of 1 sits at the threshold 0.5)
         if event["reason"] == "stream ended":
             continue  # cut short by the SIGTERM that ends the run: its timestep's audio may not have come yet
