@@ -69,6 +69,7 @@ HLS_START = 1.8
 # Streams whose first 0.5 s of measurements (their baselines' warm-up) hold a burst, by what a client gets from the
 # start: 1 s bursts from 0 s (it joins in one), or the 0.15 s bursts starting 0.8 s in, 0.3 s into the warm-up.
 WARMUP_CASES = {"joined_in_burst": ("av@0,av@5,av@10,av@15", {}), "burst_in_warmup": ("av@0.8,av@5.8,av@10.8", SHORT)}
+HOP = default_of(SyncOptions, "hop")  # the analyzer's timestep (s)
 RUN_SECONDS = 12.0  # --duration of the live run: at least two whole bursts wherever a stream was joined
 MJPEG_FPS = 10.0
 
@@ -203,19 +204,20 @@ class Record:
         started = {e["id"] for w, e in events if e["type"] == "start" and w >= since}
         return [e for _, e in events if e["type"] == "end" and e["id"] in started]
 
+    def _scores(self, stream: str, since: float = 0.0) -> Iterator[tuple[float, dict[str, Any]]]:
+        topic = f"{self.prefix}/{stream}/scores"
+        return ((w, json.loads(p)) for w, t, p in self.messages if t == topic and w >= since)
+
     def scores(self, stream: str) -> list[tuple[float, float]]:
         """(arrival, media time) of each timestep's score."""
-        topic = f"{self.prefix}/{stream}/scores"
-        return [(w, float(json.loads(p)["t"])) for w, t, p in self.messages if t == topic]
+        return [(w, float(score["t"])) for w, score in self._scores(stream)]
 
     def learned(self, stream: str, since: float = 0.0) -> float:
         """When the stream's video can fire (media time), scores since ``since`` (wall): LEARNING_S after its first
         timestep with a picture (its first timesteps may have sound only: HLS joins, a reconnect), plus two hops
         (that timestep has no previous frame to measure against; margin for one without a new frame)."""
-        topic = f"{self.prefix}/{stream}/scores"
-        seen = (json.loads(p) for w, t, p in self.messages if t == topic and w >= since)
-        hop = default_of(SyncOptions, "hop")
-        return next(float(score["t"]) for score in seen if score["s_v"] is not None) + LEARNING_S + 2 * hop
+        first = next(float(score["t"]) for _, score in self._scores(stream, since) if score["s_v"] is not None)
+        return first + LEARNING_S + 2 * HOP
 
     def dump(self, path: Path) -> None:
         """Write what was recorded, for a failure's post-mortem: one JSON line per message."""
